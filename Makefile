@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# TORCH is installed before ganvas so you can choose the build, e.g.
+#   make test TORCH="torch==2.13.0"
+#   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
+PYTHON ?= python3
+TORCH ?= torch
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_STEPS ?= 1500
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev,datasets]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/ganvas train --data digits --model dcgan --resolution 28 --steps $(DEMO_STEPS) \
+		--batch-size 64 --sample-every 250 --out runs/demo
+	@echo
+	@echo "Done. Samples: runs/demo/samples/final.png   curves: runs/demo/loss.png"
+	@echo "More pictures: $(BIN)/ganvas generate runs/demo --num 64 --grid"
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf runs/demo .pytest_cache

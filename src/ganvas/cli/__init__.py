@@ -1,0 +1,1 @@
+"""The ``ganvas`` command: a thin layer over the Python API."""

@@ -1,0 +1,72 @@
+"""Entry point of the ``ganvas`` command: dispatch, and turn errors into one clear line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ganvas import __version__
+from ganvas.cli import generate, models, train
+from ganvas.cli.parsing import HelpFormatter, Parser
+from ganvas.errors import GanvasError
+
+EXAMPLES = """\
+examples:
+  ganvas train --data digits --steps 2000          # train the offline demo
+  ganvas train --data ./my_photos --resolution 64  # train on your own pictures
+  ganvas train --resume runs/00000-digits-dcgan-28px --steps 4000
+  ganvas generate runs/00000-digits-dcgan-28px --num 64 --grid
+  ganvas models                                    # the architectures and their settings
+
+Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
+"""
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="ganvas", description="Train GANs on your own pictures and generate "
+                    "images.", epilog=EXAMPLES, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
+                                       parser_class=Parser, required=False)
+    for command in (train, generate, models):
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except GanvasError as exc:
+        print(f"ganvas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganvas: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("GANVAS_DEBUG"):
+            raise
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            print("ganvas: error: out of memory on the device; try a smaller --batch-size or "
+                  "--resolution", file=sys.stderr)
+            return 2
+        if isinstance(exc, MemoryError):
+            print("ganvas: error: out of memory; try a smaller --batch-size or --resolution",
+                  file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"ganvas: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"ganvas: internal error: {type(exc).__name__}: {str(exc)[:200]} "
+              "(set GANVAS_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

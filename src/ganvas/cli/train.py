@@ -1,0 +1,69 @@
+"""``ganvas train``: start a run from a folder or a built-in dataset, or resume one."""
+
+from __future__ import annotations
+
+import argparse
+
+from ganvas.cli.parsing import HelpFormatter, add_config_options, config_values, print_stdout
+from ganvas.config import TrainConfig, dump_yaml, load_yaml
+from ganvas.training import resume, train
+
+EXAMPLES = """\
+examples:
+  ganvas train --data digits --steps 2000                # offline demo, 28 px DCGAN
+  ganvas train --data ~/pictures/cats --resolution 64   # your own folder of images
+  ganvas train --data fashion-mnist --model dense --lr-d 1e-4
+  ganvas train --config cats.yaml --batch-size 32       # flags override the file
+  ganvas train --resume runs/00003-cats-dcgan-64px --steps 20000   # continue to 20000 steps
+"""
+
+OPTION_GROUPS = {
+    "data": ["data", "resolution", "channels", "mirror", "workers", "max_image_pixels"],
+    "model": ["model", "latent_dim", "model_options"],
+    "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
+                     "epochs", "seed", "device"],
+    "run folder and monitoring": ["out", "runs_dir", "log_every", "sample_every",
+                                  "checkpoint_every", "keep_checkpoints", "num_samples"],
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a GAN on a folder of images or a built-in dataset",
+        description="Train a GAN. Writes a run folder with config.yaml, metrics.jsonl, "
+                    "loss.png, samples/, checkpoints/ and generator/.",
+        epilog=EXAMPLES, formatter_class=HelpFormatter)
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="read options from a YAML file; flags given here override it")
+    parser.add_argument("--resume", metavar="RUN_DIR|CKPT",
+                        help="continue a run from its newest checkpoint (or this checkpoint); "
+                             "--steps then sets the new total")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved configuration and exit without training")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_config_options(parser, OPTION_GROUPS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    values = load_yaml(args.config) if args.config else {}
+    values = {**TrainConfig.from_dict(values, source=f"--config {args.config}").to_dict(),
+              **config_values(args)} if args.config else config_values(args)
+    if args.resume:
+        if args.dry_run:
+            print_stdout(f"would resume {args.resume} with: {config_values(args) or 'no changes'}")
+            return 0
+        result = resume(args.resume, progress=not args.no_progress, **config_values(args))
+    else:
+        config = TrainConfig.from_dict(values, source="options").validate()
+        if args.dry_run:
+            print_stdout(dump_yaml(config).rstrip())
+            return 0
+        result = train(config, progress=not args.no_progress)
+    print_stdout(f"samples:   {result.samples}")
+    print_stdout(f"curves:    {result.run_dir / 'loss.png'}")
+    print_stdout(f"generator: {result.generator_dir}")
+    if result.interrupted:
+        print_stdout(f"resume:    ganvas train --resume {result.run_dir}")
+        return 130
+    return 0

@@ -1,0 +1,224 @@
+"""The typed training configuration: one dataclass, saved inside every checkpoint.
+
+Every field is also a command-line option with the same name (``lr_d`` is ``--lr-d``) and a
+YAML key, so a config file, a flag and a checkpoint always say the same thing the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganvas.errors import GanvasError
+
+
+def _opt(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default),
+                     metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Field docs are the ``--help`` texts."""
+
+    # data
+    data: str | None = _opt(
+        None, "folder of images (searched recursively) or a built-in dataset: digits, mnist, "
+        "fashion-mnist (add :test for the test split)"
+    )
+    resolution: int | None = _opt(
+        None, "image size in pixels; default 28 for built-in datasets, 64 for folders"
+    )
+    channels: int | None = _opt(
+        None, "1 (grayscale) or 3 (RGB); default 1 for built-in datasets, 3 for folders"
+    )
+    mirror: bool = _opt(False, "randomly flip training images left-right")
+    workers: int | None = _opt(
+        None, "processes that decode a folder the first time (later runs read the cache); "
+        "default: one per CPU core, at most 8"
+    )
+    max_image_pixels: int = _opt(
+        128_000_000, "skip images with more pixels than this (guards against decompression bombs)"
+    )
+    # model
+    model: str = _opt("dcgan", "architecture; see `ganvas models`")
+    latent_dim: int = _opt(100, "size of the generator's input noise vector z")
+    model_options: dict = _opt(
+        {}, "architecture-specific settings as KEY=VALUE (repeatable); see `ganvas models`",
+        flag="--model-option", metavar="KEY=VALUE",
+    )
+    # optimisation
+    loss: str = _opt("bce", "adversarial loss: bce (the lesson's binary cross-entropy)")
+    lr_g: float = _opt(2e-4, "generator learning rate (Adam)")
+    lr_d: float = _opt(2e-4, "discriminator learning rate (Adam)")
+    beta1: float = _opt(0.5, "Adam beta1 for both networks")
+    beta2: float = _opt(0.999, "Adam beta2 for both networks")
+    batch_size: int = _opt(64, "images per training step")
+    steps: int | None = _opt(
+        None, "training steps (one discriminator and one generator update each); "
+        "default 10000 unless --epochs is given"
+    )
+    epochs: float | None = _opt(None, "train for this many passes over the data instead of --steps")
+    seed: int = _opt(0, "random seed; the same seed and config give the same weights on CPU")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    # run folder and housekeeping
+    out: str | None = _opt(
+        None, "run folder; default a new numbered folder under --runs-dir", flag="--out"
+    )
+    runs_dir: str = _opt("runs", "where new numbered run folders are created")
+    log_every: int = _opt(50, "steps between metrics.jsonl records and progress-bar updates")
+    sample_every: int = _opt(500, "steps between sample grids (and loss-curve updates)")
+    checkpoint_every: int = _opt(1000, "steps between checkpoints")
+    keep_checkpoints: int = _opt(3, "how many of the newest checkpoints to keep")
+    num_samples: int = _opt(64, "images in each sample grid")
+
+    # ---- derived views -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build a config from plain values, rejecting unknown keys and wrong types loudly."""
+        if not isinstance(values, dict):
+            raise GanvasError(f"{source}: expected a mapping of option names to values")
+        config = cls()
+        for key, value in values.items():
+            name = normalise_key(key, source)
+            setattr(config, name, coerce(cls, name, value, source))
+        return config
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> TrainConfig:
+        """Check ranges and combinations; raises GanvasError naming the option at fault."""
+        if not self.data:
+            raise GanvasError(
+                "--data is required: a folder of images or a built-in dataset "
+                "(digits, mnist, fashion-mnist)"
+            )
+        _positive(self.resolution, "--resolution", allow_none=True, minimum=4)
+        if self.resolution is not None and self.resolution > 4096:
+            raise GanvasError(f"--resolution {self.resolution} is too large (at most 4096)")
+        if self.channels not in (None, 1, 3):
+            raise GanvasError(f"--channels must be 1 or 3, got {self.channels}")
+        _positive(self.workers, "--workers", allow_none=True)
+        _positive(self.max_image_pixels, "--max-image-pixels")
+        _positive(self.latent_dim, "--latent-dim")
+        _positive(self.batch_size, "--batch-size")
+        _positive(self.steps, "--steps", allow_none=True)
+        if self.epochs is not None and not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise GanvasError(f"--epochs must be a positive number, got {self.epochs}")
+        if self.steps is not None and self.epochs is not None:
+            raise GanvasError("give --steps or --epochs, not both")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise GanvasError(f"--{name.replace('_', '-')} must be a positive number, "
+                                  f"got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise GanvasError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                     "num_samples"):
+            _positive(getattr(self, name), "--" + name.replace("_", "-"))
+        return self
+
+
+def normalise_key(key: Any, source: str) -> str:
+    names = TrainConfig.field_names()
+    name = str(key).strip().replace("-", "_").lstrip("_")
+    if name in names:
+        return name
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise GanvasError(f"{source}: unknown option '{key}'{hint}")
+
+
+def _type_of(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def coerce(cls: type, name: str, value: Any, source: str) -> Any:
+    """Check ``value`` against the field's annotation, converting only lossless cases."""
+    hint = _type_of(cls, name)
+    args = typing.get_args(hint)
+    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)
+                and type(None) in args)
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        if optional:
+            return None
+        raise GanvasError(f"{source}: {flag} cannot be empty")
+    ok = False
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif base is str:
+        ok = isinstance(value, str)
+        if isinstance(value, os.PathLike):
+            value, ok = os.fspath(value), True
+    elif base is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        if ok:
+            value = dict(value)
+    if not ok:
+        expected = {bool: "true or false", int: "a whole number", float: "a number",
+                    str: "text", dict: "a mapping"}.get(base, str(base))
+        raise GanvasError(f"{source}: {flag} must be {expected}, got {value!r}")
+    return value
+
+
+def _positive(value: Any, flag: str, *, allow_none: bool = False, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < minimum:
+        raise GanvasError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file into a dict of option values (not yet validated)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GanvasError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GanvasError(f"--config {path}: cannot read it ({exc})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise GanvasError(f"--config {path}: not valid YAML{line}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise GanvasError(f"--config {path}: expected option: value lines at the top level")
+    return values
+
+
+def dump_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,87 @@
+"""``load_images``: the single entry point that turns ``--data`` into an :class:`ImageSet`."""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ganvas.data.builtin import BUILTIN_DATASETS, load_digits, load_idx_dataset, parse_builtin
+from ganvas.data.cache import DatasetCache, resolve_cache_dir
+from ganvas.data.folder import default_workers, load_folder
+from ganvas.data.imageset import ImageSet
+from ganvas.errors import GanvasError
+
+
+def _as_int(value: object, option: str, requirement: str) -> int:
+    if isinstance(value, bool):
+        raise GanvasError(f"{option} must be {requirement}, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise GanvasError(f"{option} must be {requirement}, got {value!r}") from None
+
+
+def load_images(
+    spec: str,
+    *,
+    resolution: int,
+    channels: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    max_image_pixels: int = 128_000_000,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ImageSet:
+    """Load ``spec`` (a folder of images or a built-in dataset name) as ``uint8 [N,C,R,R]``.
+
+    Folder results and resized built-ins are cached under ``<cache_dir>/datasets/``;
+    ``cache_dir`` defaults to ``$GANVAS_CACHE`` or ``~/.cache/ganvas``.
+    """
+    resolution = _as_int(resolution, "--resolution", "an integer >= 4")
+    if resolution < 4:
+        raise GanvasError(f"--resolution must be at least 4, got {resolution}")
+    channels = _as_int(channels, "--channels", "1 (greyscale) or 3 (colour)")
+    if channels not in (1, 3):
+        raise GanvasError(f"--channels must be 1 (greyscale) or 3 (colour), got {channels}")
+    max_image_pixels = _as_int(max_image_pixels, "max_image_pixels", "a positive integer")
+    if max_image_pixels < 1:
+        raise GanvasError(f"max_image_pixels must be a positive integer, got {max_image_pixels}")
+    if workers is None:
+        workers = default_workers()
+    workers = _as_int(workers, "--workers", "a positive integer")
+    if workers < 1:
+        raise GanvasError(f"--workers must be at least 1, got {workers}")
+    if not isinstance(spec, (str, os.PathLike)):
+        raise GanvasError(f"--data must be a folder or a built-in dataset name, got {spec!r}")
+    spec = os.fspath(spec)
+
+    cache = DatasetCache(resolve_cache_dir(cache_dir), log)
+    label = repr(spec)
+    builtin = parse_builtin(spec)
+    if builtin is not None:
+        name, split = builtin
+        if os.path.isdir(spec):
+            log(f"note: {spec!r} is a built-in dataset name; to use the folder, "
+                f"write --data ./{spec}")
+        if name == "digits":
+            return load_digits(resolution=resolution, channels=channels, progress=progress,
+                               log=log)
+        return load_idx_dataset(name, split or "train", resolution=resolution,
+                                channels=channels, cache=cache, progress=progress, log=log)
+
+    folder = Path(os.path.expanduser(spec)) if spec else None
+    if folder is None or not folder.exists():
+        raise GanvasError(
+            f"--data {label}: no such folder, and not a built-in dataset "
+            f"({', '.join(BUILTIN_DATASETS)})"
+        )
+    if not folder.is_dir():
+        raise GanvasError(
+            f"--data {label} is a file; give a folder of images or a built-in name "
+            f"({', '.join(BUILTIN_DATASETS)})"
+        )
+    return load_folder(folder, resolution=resolution, channels=channels, cache=cache,
+                       workers=workers, max_image_pixels=max_image_pixels, progress=progress,
+                       log=log, label=label)

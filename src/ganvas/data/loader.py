@@ -1,0 +1,99 @@
+"""Deterministic, resumable batches drawn from an in-memory (or memory-mapped) image array.
+
+The order of images is a pure function of (seed, epoch), so the loader's whole state is
+one integer: how many samples it has handed out. Saving that integer in a checkpoint is
+enough to resume mid-epoch with exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class BatchStream:
+    """Endless stream of training batches.
+
+    Args:
+        images: uint8 array ``[N, C, H, W]`` (may be a read-only memmap).
+        batch_size: images per batch. May exceed ``N``: batches then span epochs.
+        seed: seeds the per-epoch shuffles and mirror flips.
+        mirror: flip half of the images horizontally (a fresh choice every epoch).
+        device: where the returned batches live.
+
+    The stream is the concatenation of one random permutation per epoch; batch ``k``
+    is samples ``k*B .. (k+1)*B`` of it, so no image is dropped or repeated within an epoch.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        batch_size: int,
+        *,
+        seed: int,
+        mirror: bool = False,
+        device: torch.device | str = "cpu",
+    ):
+        if len(images) == 0:
+            raise ValueError("BatchStream needs at least one image")
+        self.images = images
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.mirror = mirror
+        self.device = torch.device(device)
+        self.position = 0  # samples handed out so far
+        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def epoch(self) -> float:
+        """Fractional number of passes over the data so far."""
+        return self.position / len(self.images)
+
+    def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(self.images))
+            flips = rng.random(len(self.images)) < 0.5 if self.mirror else np.zeros(0, bool)
+            self._epoch_cache = (epoch, order, flips)
+        return self._epoch_cache[1], self._epoch_cache[2]
+
+    def next_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the next batch and, per image, whether to mirror it."""
+        n = len(self.images)
+        indices, flips = [], []
+        start, remaining = self.position, self.batch_size
+        while remaining:
+            epoch, offset = divmod(start, n)
+            order, epoch_flips = self._epoch_plan(epoch)
+            take = min(remaining, n - offset)
+            indices.append(order[offset : offset + take])
+            if self.mirror:
+                flips.append(epoch_flips[offset : offset + take])
+            start += take
+            remaining -= take
+        self.position = start
+        idx = np.concatenate(indices)
+        return idx, (np.concatenate(flips) if self.mirror else np.zeros(len(idx), bool))
+
+    def next(self) -> torch.Tensor:
+        """The next batch as float ``[B, C, H, W]`` in ``[-1, 1]`` on ``device``."""
+        idx, flips = self.next_indices()
+        # Sorted reads are kinder to a memory-mapped file; restore the order afterwards.
+        sort = np.argsort(idx, kind="stable")
+        batch = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
+        batch[sort] = self.images[idx[sort]]
+        if flips.any():
+            batch[flips] = batch[flips, :, :, ::-1]
+        tensor = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        return tensor.float().div_(127.5).sub_(1.0)
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+        self.seed = int(state["seed"])

@@ -1,0 +1,22 @@
+"""Generator/discriminator architectures, built by short name from the registry."""
+
+from ganvas.models import dcgan, dense  # noqa: F401  (importing registers the families)
+from ganvas.models.registry import (
+    ModelFamily,
+    ModelSpec,
+    available_models,
+    build_generator,
+    build_models,
+    get_model_family,
+    register_model,
+)
+
+__all__ = [
+    "ModelFamily",
+    "ModelSpec",
+    "available_models",
+    "build_generator",
+    "build_models",
+    "get_model_family",
+    "register_model",
+]

@@ -1,0 +1,127 @@
+"""DCGAN (Radford et al. 2015): transposed convolutions up, strided convolutions down.
+
+At 28 px this is exactly the lesson's network (G ConvTranspose k3 s2 256->128->64->C,
+D Conv k4 s2 64->128->256->1 with BatchNorm); at 16 px and above any power of two it is the
+standard DCGAN, starting from 4x4 and doubling, with channels halving as resolution doubles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganvas.models.init import dcgan_init
+from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+
+LESSON_RESOLUTION = 28
+
+
+def _channel_schedule(resolution: int, base: int, cap: int) -> dict[int, int]:
+    """Channels at each feature-map size 4, 8, ..., resolution/2: ``base`` at the largest."""
+    sizes = [4 * 2**i for i in range(int(math.log2(resolution // 4)))]
+    return {s: min(cap, base * resolution // (2 * s)) for s in sizes}
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, spec: ModelSpec, base: int, cap: int):
+        super().__init__()
+        self.latent_dim, self.channels, self.resolution = (
+            spec.latent_dim, spec.channels, spec.resolution)
+        if spec.resolution == LESSON_RESOLUTION:
+            # z(1x1) -> 3x3 -> 7x7 -> 14x14 -> 28x28
+            widths = [4 * base, 2 * base, base]
+            layers: list[nn.Module] = [
+                nn.ConvTranspose2d(spec.latent_dim, widths[0], 3, 2, 0, bias=False),
+                nn.BatchNorm2d(widths[0]), nn.ReLU(True),
+                nn.ConvTranspose2d(widths[0], widths[1], 3, 2, 0, bias=False),
+                nn.BatchNorm2d(widths[1]), nn.ReLU(True),
+                nn.ConvTranspose2d(widths[1], widths[2], 3, 2, 1, output_padding=1, bias=False),
+                nn.BatchNorm2d(widths[2]), nn.ReLU(True),
+                nn.ConvTranspose2d(widths[2], spec.channels, 3, 2, 1, output_padding=1),
+            ]
+        else:
+            schedule = _channel_schedule(spec.resolution, base, cap)
+            sizes = sorted(schedule)
+            layers = [nn.ConvTranspose2d(spec.latent_dim, schedule[4], 4, 1, 0, bias=False),
+                      nn.BatchNorm2d(schedule[4]), nn.ReLU(True)]
+            for small, big in zip(sizes, sizes[1:]):
+                layers += [nn.ConvTranspose2d(schedule[small], schedule[big], 4, 2, 1, bias=False),
+                           nn.BatchNorm2d(schedule[big]), nn.ReLU(True)]
+            layers.append(nn.ConvTranspose2d(schedule[sizes[-1]], spec.channels, 4, 2, 1))
+        layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, spec: ModelSpec, base: int, cap: int, slope: float):
+        super().__init__()
+        if spec.resolution == LESSON_RESOLUTION:
+            # 28 -> 14 -> 7 -> 3 -> 1
+            widths = [base, 2 * base, 4 * base]
+            layers: list[nn.Module] = [
+                nn.Conv2d(spec.channels, widths[0], 4, 2, 1), nn.LeakyReLU(slope, True),
+                nn.Conv2d(widths[0], widths[1], 4, 2, 1, bias=False),
+                nn.BatchNorm2d(widths[1]), nn.LeakyReLU(slope, True),
+                nn.Conv2d(widths[1], widths[2], 4, 2, 1, bias=False),
+                nn.BatchNorm2d(widths[2]), nn.LeakyReLU(slope, True),
+                nn.Conv2d(widths[2], 1, 3, 1, 0),
+            ]
+        else:
+            schedule = _channel_schedule(spec.resolution, base, cap)
+            sizes = sorted(schedule, reverse=True)
+            # No BatchNorm on the first layer, as in the paper: it sees raw pixels.
+            layers = [nn.Conv2d(spec.channels, schedule[sizes[0]], 4, 2, 1),
+                      nn.LeakyReLU(slope, True)]
+            for big, small in zip(sizes, sizes[1:]):
+                layers += [nn.Conv2d(schedule[big], schedule[small], 4, 2, 1, bias=False),
+                           nn.BatchNorm2d(schedule[small]), nn.LeakyReLU(slope, True)]
+            layers.append(nn.Conv2d(schedule[4], 1, 4, 1, 0))
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).flatten()
+
+
+@register_model("dcgan")
+class DCGAN(ModelFamily):
+    description = (
+        "deep convolutional GAN; at 28 px exactly the lesson's network, at 16/32/64/128/256 px "
+        "(any power of two from 16 to 1024) the standard DCGAN"
+    )
+
+    @dataclass(frozen=True)
+    class Options:
+        base_channels: int = 64  # channels at the largest feature map
+        max_channels: int = 512  # cap for the small feature maps of large resolutions
+        slope: float = 0.2  # LeakyReLU slope in the discriminator
+
+        def problem(self) -> str | None:
+            if self.base_channels < 1 or self.max_channels < 1:
+                return "base_channels and max_channels must be positive"
+            return None
+
+    @classmethod
+    def resolution_problem(cls, resolution: int) -> str | None:
+        power_of_two = resolution >= 16 and resolution & (resolution - 1) == 0
+        if resolution == LESSON_RESOLUTION or (power_of_two and resolution <= 1024):
+            return None
+        return ("model dcgan supports 28 px (the lesson's network) or a power of two "
+                "from 16 to 1024 px (16, 32, 64, 128, 256, ...)")
+
+    @classmethod
+    def build_generator(cls, spec: ModelSpec) -> nn.Module:
+        o = spec.options
+        return DCGANGenerator(spec, o.base_channels, o.max_channels)
+
+    @classmethod
+    def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
+        o = spec.options
+        return DCGANDiscriminator(spec, o.base_channels, o.max_channels, o.slope)

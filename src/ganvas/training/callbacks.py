@@ -1,0 +1,29 @@
+"""Hooks into the training loop, for monitoring without editing the loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ganvas.training.trainer import Trainer, TrainResult
+
+
+class Callback:
+    """Override any of these; each receives the live trainer.
+
+    ``on_tick`` gets the record that was just written to metrics.jsonl (a dict with
+    ``step``, ``Loss/D``, ``Loss/G``, ``D/real``, ``D/fake``, ...). A callback may call
+    ``trainer.request_stop(reason)`` to end training cleanly (a checkpoint is still written).
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        pass
+
+    def on_tick(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        pass
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        pass

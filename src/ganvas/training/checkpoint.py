@@ -1,0 +1,112 @@
+"""Trainer checkpoints: everything needed to resume a run exactly, in one file.
+
+A checkpoint is a ``torch.save`` of plain containers and tensors only, so it loads with
+``weights_only=True`` and never runs code. It is written to a temporary file, fsynced and
+renamed, so a crash or Ctrl-C mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganvas.errors import GanvasError
+from ganvas.utils.files import atomic_write
+
+FORMAT = "ganvas-checkpoint"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+REQUIRED_KEYS = ("config", "step", "generator", "discriminator", "opt_g", "opt_d", "data", "rng")
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:07d}.pt"
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Atomically write ``payload`` (plus the format header) to ``path``."""
+    with atomic_write(path) as handle:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+    return Path(path)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints, oldest first (by step number in the name)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    for old in list_checkpoints(run_dir)[:-keep]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and sanity-check a checkpoint; every failure is a one-line GanvasError."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanvasError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise GanvasError(
+            f"{path}: refusing to load: the file holds Python objects, not just tensors "
+            "(it was not written by ganvas, or has been tampered with)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            AttributeError, TypeError, IndexError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise GanvasError(f"{path}: not a readable checkpoint (corrupt or truncated? {reason})"
+                          ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise GanvasError(f"{path}: not a ganvas checkpoint (no '{FORMAT}' header); "
+                          "give a run folder or a .pt file written by `ganvas train`")
+    version = payload.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise GanvasError(f"{path}: checkpoint format version {version!r} is newer than this "
+                          f"ganvas understands ({VERSION}); upgrade ganvas")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise GanvasError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+    if not isinstance(payload["step"], int) or payload["step"] < 0:
+        raise GanvasError(f"{path}: checkpoint has an invalid step {payload['step']!r}")
+    for key in ("generator", "discriminator"):
+        state = payload[key]
+        if not isinstance(state, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise GanvasError(f"{path}: checkpoint entry '{key}' is not a set of weights")
+    return payload
+
+
+def latest_checkpoint(run_dir: Path, *, warn=print) -> tuple[Path, dict[str, Any]]:
+    """Newest loadable checkpoint of a run; damaged newer ones are reported and skipped."""
+    candidates = list_checkpoints(run_dir)
+    if not candidates:
+        raise GanvasError(f"{run_dir}: no checkpoints in {Path(run_dir) / CHECKPOINT_DIR}; "
+                          "is this a ganvas run folder?")
+    problems = []
+    for path in reversed(candidates):
+        try:
+            return path, load_checkpoint(path)
+        except GanvasError as exc:
+            problems.append(str(exc))
+            warn(f"warning: skipping {exc}")
+    raise GanvasError(f"{run_dir}: none of its {len(candidates)} checkpoints can be loaded "
+                      f"({problems[0]})")

@@ -1,0 +1,1 @@
+"""Framework helpers with no GAN logic: image conversion, atomic files, devices."""

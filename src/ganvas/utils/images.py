@@ -1,0 +1,59 @@
+"""Conversions between generator output tensors and pictures on disk."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganvas.utils.files import atomic_write
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``[N, C, H, W]`` floats in ``[-1, 1]`` -> uint8 ``[N, H, W, C]`` (C is 1 or 3)."""
+    images = images.detach().float().cpu().clamp(-1, 1)
+    array = ((images + 1) * 127.5).round().to(torch.uint8)
+    return array.permute(0, 2, 3, 1).numpy()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """``[N, C, H, W]`` floats in ``[-1, 1]`` -> PIL images (mode L or RGB)."""
+    return [_array_to_pil(a) for a in to_uint8(images)]
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(array[..., 0], "L") if array.shape[-1] == 1 else Image.fromarray(array)
+
+
+def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2) -> Image.Image:
+    """Tile ``[N, C, H, W]`` images in ``[-1, 1]`` into one picture, as square as possible.
+
+    Args:
+        images: the batch to tile.
+        columns: images per row; default ``ceil(sqrt(N))``.
+        padding: pixels of black between and around the tiles.
+    """
+    tiles = to_uint8(images)
+    n, h, w, c = tiles.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.zeros(
+        (rows * (h + padding) + padding, columns * (w + padding) + padding, c), dtype=np.uint8
+    )
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, columns)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        canvas[y : y + h, x : x + w] = tile
+    return _array_to_pil(canvas)
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PNG atomically, so a crash never leaves half a picture behind."""
+    path = Path(path)
+    with atomic_write(path) as handle:
+        image.save(handle, format="PNG")
+    return path
