@@ -78,22 +78,13 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Callback] = (),
                  progress: bool = True, log: Callable[[str], None] = log_line,
-                 state: dict[str, Any] | None = None):
+                 state: dict[str, Any] | None = None, state_source: str = "checkpoint"):
         self.config = config = resolve_auto_settings(config.validate())
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
         self.progress = progress
         self.log = log
         self.device = resolve_device(config.device)
-
-        self.data = load_images(config.data, resolution=config.resolution,
-                                channels=config.channels, workers=config.workers,
-                                max_image_pixels=config.max_image_pixels, progress=progress,
-                                log=log)
-        if config.steps is None:
-            per_epoch = len(self.data) / config.batch_size
-            steps = math.ceil(config.epochs * per_epoch) if config.epochs else DEFAULT_STEPS
-            self.config = config = config.replace(steps=max(1, steps), epochs=None)
 
         # Same seed -> same initial weights, whatever the device: build on CPU, then move.
         torch.manual_seed(config.seed)
@@ -107,6 +98,19 @@ class Trainer:
                                       betas=(config.beta1, config.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d,
                                       betas=(config.beta1, config.beta2))
+        self.step = 0
+        self.elapsed = 0.0  # training seconds over all sessions of this run
+        if state is not None:  # before the data, so a bad checkpoint fails fast
+            self._restore_networks(state, state_source)
+
+        self.data = load_images(config.data, resolution=config.resolution,
+                                channels=config.channels, workers=config.workers,
+                                max_image_pixels=config.max_image_pixels, progress=progress,
+                                log=log)
+        if config.steps is None:
+            per_epoch = len(self.data) / config.batch_size
+            steps = math.ceil(config.epochs * per_epoch) if config.epochs else DEFAULT_STEPS
+            self.config = config = config.replace(steps=max(1, steps), epochs=None)
         self.stream = BatchStream(self.data.images, config.batch_size, seed=config.seed,
                                   mirror=config.mirror, device=self.device)
         # Latents come from their own CPU generator so results do not depend on the device
@@ -114,13 +118,11 @@ class Trainer:
         self.latent_rng = torch.Generator().manual_seed(config.seed)
         self.fixed_latents = torch.randn(config.num_samples, config.latent_dim,
                                          generator=torch.Generator().manual_seed(config.seed + 1))
-        self.step = 0
-        self.elapsed = 0.0  # training seconds over all sessions of this run
         self.stats = StatsCollector()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_reason: str | None = None
         if state is not None:
-            self.load_state_dict(state)
+            self._restore_progress(state, state_source)
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -254,13 +256,20 @@ class Trainer:
             "ganvas_version": __version__,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        where = "checkpoint"
-        load_weights(self.generator, state["generator"], where + " generator")
-        load_weights(self.discriminator, state["discriminator"], where + " discriminator")
+    def _restore_networks(self, state: dict[str, Any], where: str) -> None:
+        load_weights(self.generator, state["generator"], f"{where} (generator)")
+        load_weights(self.discriminator, state["discriminator"], f"{where} (discriminator)")
         try:
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise GanvasError(f"{where}: optimiser state does not fit the networks "
+                              f"({type(exc).__name__}: {str(exc)[:100]})") from None
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+
+    def _restore_progress(self, state: dict[str, Any], where: str) -> None:
+        try:
             self.stream.load_state_dict(state["data"])
             rng = state["rng"]
             self.latent_rng.set_state(rng["latent"])
@@ -270,10 +279,8 @@ class Trainer:
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
-            raise GanvasError(f"{where}: optimiser, data or random state does not fit this "
-                              f"run ({type(exc).__name__}: {str(exc)[:100]})") from None
-        self.step = int(state["step"])
-        self.elapsed = float(state.get("elapsed", 0.0))
+            raise GanvasError(f"{where}: data position or random state is damaged "
+                              f"({type(exc).__name__}: {str(exc)[:100]})") from None
         dataset = state.get("dataset", {})
         if isinstance(dataset, dict) and dataset.get("num_images") not in (None, len(self.data)):
             self.log(f"warning: the data now holds {len(self.data)} images, the run started "
@@ -377,9 +384,9 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     """
     path = Path(run)
     if path.is_file():
-        state, run_dir = ckpt.load_checkpoint(path), path.parent.parent
+        state, run_dir, source = ckpt.load_checkpoint(path), path.parent.parent, path
     elif path.is_dir():
-        _, state = ckpt.latest_checkpoint(path, warn=log)
+        source, state = ckpt.latest_checkpoint(path, warn=log)
         run_dir = path
     else:
         raise GanvasError(f"--resume {path}: no such run folder or checkpoint file")
@@ -394,7 +401,7 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         overrides.setdefault("steps", None)
     config = TrainConfig.from_dict({**config.to_dict(), **overrides}, source="--resume")
     trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
-                      state=state)
+                      state=state, state_source=str(source))
     if trainer.step >= trainer.config.steps:
         raise GanvasError(f"{run_dir} has already trained {trainer.step} steps; give a larger "
                           f"--steps (a new total) to continue it")
