@@ -132,8 +132,10 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_train_start(self)
         tick_images, tick_start = 0, time.perf_counter()
+        # Redrawing often is fine on a terminal but floods a log file.
+        interval = 0.5 if sys.stderr.isatty() else 30.0
         bar = tqdm(total=c.steps, initial=self.step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True, file=sys.stderr, desc="training")
+                   dynamic_ncols=True, file=sys.stderr, desc="training", mininterval=interval)
         with GracefulStop(self.log) as signals, bar:
             while self.step < c.steps:
                 real = self.stream.next()
