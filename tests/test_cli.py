@@ -161,7 +161,8 @@ def test_hostile_checkpoints_are_refused(capsys, pictures, tmp_path, content):
         torch.save({"format": "ganvas-checkpoint", "evil": Payload()}, bad)
     else:
         state = torch.load(good, weights_only=True)
-        state["generator"] = {k: torch.zeros(1) for k in state["generator"]}
+        for key in ("generator", "generator_ema"):
+            state[key] = {k: torch.zeros(1) for k in state[key]}
         torch.save(state, bad)
     for argv in (["generate", bad, "--num", "1"], ["train", "--resume", bad, "--steps", "9"]):
         code, _, err = run_cli(capsys, *argv)
@@ -183,9 +184,9 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues(tmp_path, pictures):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "resume" in out
-    checkpoints = list((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
-    assert len(checkpoints) == 1
-    step = int(checkpoints[0].stem.split("-")[1])
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert checkpoints[0].name == "step-0000000.pt" and len(checkpoints) == 2
+    step = int(checkpoints[-1].stem.split("-")[1])
     assert 0 < step < 100000
     resumed = subprocess.run([sys.executable, "-m", "ganvas", "train", "--resume",
                               str(tmp_path / "run"), "--steps", str(step + 2), "--no-progress"],

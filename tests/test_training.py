@@ -57,8 +57,9 @@ def test_short_run_writes_everything(image_folder, tmp_path):
             assert np.isfinite(r[key]), key
         assert 0 <= r["D/real"] <= 1 and 0 <= r["D/fake"] <= 1
     assert records[0]["Loss/D"] != records[-1]["Loss/D"]  # training moves
-    # keep_checkpoints=3 of the steps 4 and 8 that were written
-    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-0000004.pt", "step-0000008.pt"]
+    # the starting point (kept for rollbacks), then every checkpoint_every steps
+    assert [p.name for p in ckpt.list_checkpoints(run)] == [
+        "step-0000000.pt", "step-0000004.pt", "step-0000008.pt"]
     grid = Image.open(run / "samples" / "final.png")
     assert grid.size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)  # 4 images, 2x2 with padding
 
@@ -98,8 +99,20 @@ def test_same_seed_same_weights(image_folder, tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(image_folder, tmp_path):
-    options = {**TINY, "mirror": True}
+STABILISERS = {
+    "plain": {},
+    "everything": dict(augment="ada", ada_kimg=0.05, r1_gamma=0.1, r1_every=3,
+                       instance_noise=0.1, n_critic=2, d_accuracy_band=(0.3, 0.9),
+                       label_smoothing=0.1, spectral_norm=True, auto_balance=True,
+                       health_warmup=0),
+    "wgan-gp": dict(loss="wgan-gp", augment="diffaugment", ema=False,
+                    model_options={"base_channels": 8, "discriminator_norm": "instance"}),
+}
+
+
+@pytest.mark.parametrize("stabilisers", sorted(STABILISERS))
+def test_interrupted_and_resumed_equals_uninterrupted(image_folder, tmp_path, stabilisers):
+    options = {**TINY, "mirror": True, **STABILISERS[stabilisers]}
     straight = ganvas.train(data=str(image_folder), steps=10, out=str(tmp_path / "straight"),
                             progress=False, log=lambda m: None, **options)
 
@@ -114,12 +127,14 @@ def test_interrupted_and_resumed_equals_uninterrupted(image_folder, tmp_path):
     resumed = ganvas.resume(part.run_dir, progress=False, log=lambda m: None)
     assert resumed.step == 10 and not resumed.interrupted
     a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
-    for net in ("generator", "discriminator"):
+    nets = ("generator", "discriminator") + (("generator_ema",) if "generator_ema" in a else ())
+    for net in nets:
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key)
     assert a["data"] == b["data"]
+    assert a["augment"].get("p") == b["augment"].get("p")
     lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
-    steps = [json.loads(x)["step"] for x in lines]
+    steps = [r["step"] for r in map(json.loads, lines) if "event" not in r]
     assert steps == sorted(set(steps)) and steps[-1] == 10
 
 

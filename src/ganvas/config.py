@@ -59,7 +59,10 @@ class TrainConfig:
         flag="--model-option", metavar="KEY=VALUE",
     )
     # optimisation
-    loss: str = _opt("bce", "adversarial loss: bce (the lesson's binary cross-entropy)")
+    loss: str = _opt(
+        "bce", "adversarial loss: bce (the lesson's), bce-saturating (its original minimax "
+        "form, for teaching), ns, hinge, wgan-gp or lsgan"
+    )
     lr_g: float = _opt(2e-4, "generator learning rate (Adam)")
     lr_d: float = _opt(2e-4, "discriminator learning rate (Adam)")
     beta1: float = _opt(0.5, "Adam beta1 for both networks")
@@ -72,6 +75,42 @@ class TrainConfig:
     epochs: float | None = _opt(None, "train for this many passes over the data instead of --steps")
     seed: int = _opt(0, "random seed; the same seed and config give the same weights on CPU")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    # stabilisation: regularisers and the balance between the two networks
+    label_smoothing: float = _opt(
+        0.0, "one-sided label smoothing: train D towards 1 - X on real images (try 0.1)")
+    gp_weight: float | None = _opt(
+        None, "weight of the WGAN gradient penalty; default 10 with --loss wgan-gp, else off")
+    r1_gamma: float = _opt(
+        0.0, "R1 penalty on D's gradients at real images (try 0.1 at 28-64 px, 10 at 256 px)")
+    r1_every: int = _opt(16, "apply R1 every N steps, scaled by N (lazy regularisation)")
+    spectral_norm: bool = _opt(False, "spectral normalisation on every discriminator layer")
+    instance_noise: float = _opt(
+        0.0, "std of Gaussian noise added to every image D sees, decaying linearly to 0")
+    instance_noise_steps: int | None = _opt(
+        None, "steps over which --instance-noise decays to 0; default the whole run")
+    n_critic: int = _opt(1, "discriminator updates per generator update (5 is usual for wgan-gp)")
+    d_skip_below: float | None = _opt(
+        None, "skip the discriminator's update while its loss is below X (the lesson's remedy)")
+    d_accuracy_band: tuple[float, float] | None = _opt(
+        None, "adaptive balance: keep D's accuracy between LOW and HIGH (e.g. 0.6 0.85) by "
+        "pausing D above the band and G below it", metavar=("LOW", "HIGH"))
+    # small data
+    augment: str = _opt(
+        "none", "augment every image D sees: none, diffaugment (fixed policy) or ada "
+        "(strength adapts to D's overfitting); use for a few thousand images or fewer")
+    diffaugment_policy: str = _opt("color,translation,cutout", "what --augment diffaugment does")
+    ada_target: float = _opt(0.6, "ADA's target for r_t = E[sign(D(real))]")
+    ada_kimg: float = _opt(100.0, "ADA's speed: thousands of images for p to go from 0 to 1")
+    ema: bool = _opt(True, "sample from an exponential moving average of the generator")
+    ema_kimg: float = _opt(10.0, "EMA half-life in thousands of images")
+    # health
+    health: bool = _opt(True, "watch for mode collapse, a dominating network, oscillation "
+                        "and divergence, and say what to do")
+    auto_balance: bool = _opt(False, "let the health monitor apply its remedies itself")
+    health_warmup: int = _opt(200, "steps before the health monitor starts judging")
+    max_rollbacks: int = _opt(
+        3, "on NaN/inf or exploding losses, roll back to the last good checkpoint with halved "
+        "learning rates at most N times")
     # run folder and housekeeping
     out: str | None = _opt(
         None, "run folder; default a new numbered folder under --runs-dir", flag="--out"
@@ -86,7 +125,9 @@ class TrainConfig:
     # ---- derived views -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values only (tuples become lists), safe for YAML, JSON and checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -135,8 +176,30 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise GanvasError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        _fraction(self.label_smoothing, "--label-smoothing", upper=0.5)
+        for name in ("gp_weight", "r1_gamma", "instance_noise"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise GanvasError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
+        _positive(self.instance_noise_steps, "--instance-noise-steps", allow_none=True)
+        if self.d_skip_below is not None and not self.d_skip_below > 0:
+            raise GanvasError(f"--d-skip-below must be a positive loss value, "
+                              f"got {self.d_skip_below}")
+        if self.d_accuracy_band is not None:
+            low, high = self.d_accuracy_band
+            if not 0 <= low < high <= 1:
+                raise GanvasError(f"--d-accuracy-band needs 0 <= LOW < HIGH <= 1, "
+                                  f"got {low} {high}")
+        _fraction(self.ada_target, "--ada-target", upper=1.0)
+        for name in ("ada_kimg", "ema_kimg"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise GanvasError(f"--{name.replace('_', '-')} must be a positive number, "
+                                  f"got {value}")
+        _positive(self.health_warmup, "--health-warmup", minimum=0)
+        _positive(self.max_rollbacks, "--max-rollbacks", minimum=0)
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
-                     "num_samples"):
+                     "num_samples", "r1_every", "n_critic"):
             _positive(getattr(self, name), "--" + name.replace("_", "-"))
         return self
 
@@ -180,6 +243,14 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
         ok = isinstance(value, str)
         if isinstance(value, os.PathLike):
             value, ok = os.fspath(value), True
+    elif typing.get_origin(base) is tuple:
+        size = len(typing.get_args(base))
+        ok = (isinstance(value, (list, tuple)) and len(value) == size
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+        if ok:
+            value = tuple(float(v) for v in value)
+        else:
+            raise GanvasError(f"{source}: {flag} must be {size} numbers, got {value!r}")
     elif base is dict:
         ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
         if ok:
@@ -196,6 +267,11 @@ def _positive(value: Any, flag: str, *, allow_none: bool = False, minimum: int =
         return
     if value is None or value < minimum:
         raise GanvasError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def _fraction(value: float, flag: str, *, upper: float) -> None:
+    if not 0 <= value < upper:
+        raise GanvasError(f"{flag} must be at least 0 and below {upper}, got {value}")
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -81,7 +81,11 @@ def load(path: str | os.PathLike, device: str = "auto") -> ImageGenerator:
     if not isinstance(config, dict):
         raise GanvasError(f"{where}: the checkpoint's config is not readable")
     generator = build_from_config(config, where)
-    load_weights(generator, state["generator"], where)
+    # Samples come from the moving average of the generator when the run kept one.
+    weights = state.get("generator_ema", state["generator"])
+    if not isinstance(weights, dict):
+        raise GanvasError(f"{where}: the checkpoint's generator weights are not readable")
+    load_weights(generator, weights, where)
     return ImageGenerator(generator, config, state["step"], target)
 
 

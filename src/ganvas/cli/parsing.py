@@ -65,6 +65,9 @@ def add_config_options(parser: argparse.ArgumentParser, groups: dict[str, list[s
                                       "help": help_text}
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
+            elif typing.get_origin(kind) is tuple:
+                kwargs.update(nargs=len(typing.get_args(kind)), type=float,
+                              metavar=f.metadata.get("metavar"))
             elif kind is dict:
                 kwargs.update(action="append", type=parse_key_value,
                               metavar=f.metadata.get("metavar", "KEY=VALUE"))
@@ -80,6 +83,9 @@ def config_values(args: argparse.Namespace) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
     if "model_options" in values:
         values["model_options"] = dict(values["model_options"])
+    for name, value in values.items():
+        if isinstance(value, list) and name != "model_options":
+            values[name] = tuple(value)
     return values
 
 

@@ -22,6 +22,13 @@ OPTION_GROUPS = {
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
                      "epochs", "seed", "device"],
+    "stabilisation (see README: Training health)": [
+        "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "spectral_norm",
+        "instance_noise", "instance_noise_steps", "n_critic", "d_skip_below",
+        "d_accuracy_band"],
+    "small data and sampling": ["augment", "diffaugment_policy", "ada_target", "ada_kimg",
+                                "ema", "ema_kimg"],
+    "health monitor": ["health", "auto_balance", "health_warmup", "max_rollbacks"],
     "run folder and monitoring": ["out", "runs_dir", "log_every", "sample_every",
                                   "checkpoint_every", "keep_checkpoints", "num_samples"],
 }

@@ -59,8 +59,19 @@ class DCGANGenerator(nn.Module):
         return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
 
 
+NORMS = ("batch", "instance", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":  # per-image, so gradient penalties stay per-sample
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, spec: ModelSpec, base: int, cap: int, slope: float):
+    def __init__(self, spec: ModelSpec, base: int, cap: int, slope: float, norm: str = "batch"):
         super().__init__()
         if spec.resolution == LESSON_RESOLUTION:
             # 28 -> 14 -> 7 -> 3 -> 1
@@ -68,9 +79,9 @@ class DCGANDiscriminator(nn.Module):
             layers: list[nn.Module] = [
                 nn.Conv2d(spec.channels, widths[0], 4, 2, 1), nn.LeakyReLU(slope, True),
                 nn.Conv2d(widths[0], widths[1], 4, 2, 1, bias=False),
-                nn.BatchNorm2d(widths[1]), nn.LeakyReLU(slope, True),
+                _norm(norm, widths[1]), nn.LeakyReLU(slope, True),
                 nn.Conv2d(widths[1], widths[2], 4, 2, 1, bias=False),
-                nn.BatchNorm2d(widths[2]), nn.LeakyReLU(slope, True),
+                _norm(norm, widths[2]), nn.LeakyReLU(slope, True),
                 nn.Conv2d(widths[2], 1, 3, 1, 0),
             ]
         else:
@@ -81,7 +92,7 @@ class DCGANDiscriminator(nn.Module):
                       nn.LeakyReLU(slope, True)]
             for big, small in zip(sizes, sizes[1:]):
                 layers += [nn.Conv2d(schedule[big], schedule[small], 4, 2, 1, bias=False),
-                           nn.BatchNorm2d(schedule[small]), nn.LeakyReLU(slope, True)]
+                           _norm(norm, schedule[small]), nn.LeakyReLU(slope, True)]
             layers.append(nn.Conv2d(schedule[4], 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
@@ -102,10 +113,15 @@ class DCGAN(ModelFamily):
         base_channels: int = 64  # channels at the largest feature map
         max_channels: int = 512  # cap for the small feature maps of large resolutions
         slope: float = 0.2  # LeakyReLU slope in the discriminator
+        # BatchNorm mixes the images of a batch, which gradient penalties (wgan-gp) assume
+        # it does not: use instance or none with them.
+        discriminator_norm: str = "batch"
 
         def problem(self) -> str | None:
             if self.base_channels < 1 or self.max_channels < 1:
                 return "base_channels and max_channels must be positive"
+            if self.discriminator_norm not in NORMS:
+                return f"discriminator_norm must be one of {', '.join(NORMS)}"
             return None
 
     @classmethod
@@ -124,4 +140,5 @@ class DCGAN(ModelFamily):
     @classmethod
     def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
         o = spec.options
-        return DCGANDiscriminator(spec, o.base_channels, o.max_channels, o.slope)
+        return DCGANDiscriminator(spec, o.base_channels, o.max_channels, o.slope,
+                                  o.discriminator_norm)

@@ -11,8 +11,9 @@ if TYPE_CHECKING:
 class Callback:
     """Override any of these; each receives the live trainer.
 
-    ``on_tick`` gets the record that was just written to metrics.jsonl (a dict with
-    ``step``, ``Loss/D``, ``Loss/G``, ``D/real``, ``D/fake``, ...). A callback may call
+    ``on_tick`` gets the record about to be written to metrics.jsonl (a dict with
+    ``step``, ``Loss/D``, ``Loss/G``, ``D/real``, ``D/fake``, ...) and may add fields to it.
+    A callback may call
     ``trainer.request_stop(reason)`` to end training cleanly (a checkpoint is still written).
     """
 
@@ -26,4 +27,11 @@ class Callback:
         pass
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """State to keep in checkpoints (plain values and tensors), or None for none."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass

@@ -1,8 +1,8 @@
-"""Adversarial losses, selectable by name. All take raw discriminator logits.
+"""Adversarial losses, selectable by name. All take raw discriminator logits (scores).
 
 The discriminator returns logits rather than probabilities so the sigmoid can be fused into
-the loss (``binary_cross_entropy_with_logits``), which stays finite where ``log(sigmoid)``
-underflows.
+the loss (``softplus``/``binary_cross_entropy_with_logits``), which stays finite where
+``log(sigmoid)`` underflows.
 """
 
 from __future__ import annotations
@@ -16,10 +16,27 @@ from ganvas.errors import GanvasError
 
 
 class AdversarialLoss:
-    """One loss: how D scores reals vs fakes, and what G optimises."""
+    """One loss: how D scores reals vs fakes, and what G optimises.
+
+    Args:
+        real_label: the target for real images in label-based losses; below 1 it is
+            one-sided label smoothing (fakes keep target 0).
+    """
 
     name: str = ""
     description: str = ""
+    uses_labels = False  # whether label smoothing means anything for this loss
+    needs_gradient_penalty = False
+    # Logits are log-odds (so sigmoid(logit) is D's probability that an image is real).
+    probabilistic = False
+    # The score above which D calls an image real (for D's accuracy).
+    decision_threshold = 0.0
+
+    def __init__(self, real_label: float = 1.0):
+        if real_label != 1.0 and not self.uses_labels:
+            raise GanvasError(f"--label-smoothing does not apply to --loss {self.name} "
+                              "(it has no labels); use it with bce, bce-saturating, ns or lsgan")
+        self.real_label = real_label
 
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor
                            ) -> torch.Tensor:
@@ -33,10 +50,13 @@ class BCELoss(AdversarialLoss):
     """The lesson's loss: D labels reals 1 and fakes 0; G wants its fakes labelled 1."""
 
     name = "bce"
-    description = "binary cross-entropy, as in the lesson (G maximises log D(G(z)))"
+    description = "binary cross-entropy, as in the lesson; G maximises log D(G(z))"
+    uses_labels = True
+    probabilistic = True
 
     def discriminator_loss(self, real_logits, fake_logits):
-        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        real = F.binary_cross_entropy_with_logits(
+            real_logits, torch.full_like(real_logits, self.real_label))
         fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         return real + fake
 
@@ -44,15 +64,99 @@ class BCELoss(AdversarialLoss):
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-LOSSES: dict[str, type[AdversarialLoss]] = {cls.name: cls for cls in (BCELoss,)}
+class SaturatingBCELoss(BCELoss):
+    """The original minimax form: G minimises log(1 - D(G(z))).
+
+    Kept for teaching: when D confidently rejects fakes, this loss is flat and G barely
+    learns, which is why everyone uses the non-saturating form.
+    """
+
+    name = "bce-saturating"
+    description = ("the original minimax form (G minimises log(1 - D(G(z)))); saturates, "
+                   "for teaching")
+
+    def generator_loss(self, fake_logits):
+        # log(1 - sigmoid(x)) = -softplus(x)
+        return -F.softplus(fake_logits).mean()
 
 
-def get_loss(name: str) -> AdversarialLoss:
+class NonSaturatingLoss(AdversarialLoss):
+    """The StyleGAN papers' spelling of the lesson's loss: softplus of the logits."""
+
+    name = "ns"
+    description = "non-saturating logistic loss (softplus form of bce, as in StyleGAN2)"
+    uses_labels = True
+    probabilistic = True
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        if self.real_label == 1.0:
+            real = F.softplus(-real_logits).mean()
+        else:
+            real = F.binary_cross_entropy_with_logits(
+                real_logits, torch.full_like(real_logits, self.real_label))
+        return real + F.softplus(fake_logits).mean()
+
+    def generator_loss(self, fake_logits):
+        return F.softplus(-fake_logits).mean()
+
+
+class HingeLoss(AdversarialLoss):
+    """D pushes real scores above +1 and fake scores below -1; G raises fake scores."""
+
+    name = "hinge"
+    description = "hinge loss (SAGAN, BigGAN); pairs well with --spectral-norm"
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+    def generator_loss(self, fake_logits):
+        return -fake_logits.mean()
+
+
+class WassersteinLoss(AdversarialLoss):
+    """The critic estimates the Wasserstein distance; the gradient penalty keeps it 1-Lipschitz."""
+
+    name = "wgan-gp"
+    description = ("Wasserstein loss with gradient penalty (--gp-weight, default 10); "
+                   "try --n-critic 5 --beta1 0 --beta2 0.9")
+    needs_gradient_penalty = True
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return fake_logits.mean() - real_logits.mean()
+
+    def generator_loss(self, fake_logits):
+        return -fake_logits.mean()
+
+
+class LeastSquaresLoss(AdversarialLoss):
+    """LSGAN: squared distance of the scores to the targets 1 (real) and 0 (fake)."""
+
+    name = "lsgan"
+    description = "least-squares GAN (targets 1 for real, 0 for fake)"
+    uses_labels = True
+    decision_threshold = 0.5
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return 0.5 * ((real_logits - self.real_label).pow(2).mean() + fake_logits.pow(2).mean())
+
+    def generator_loss(self, fake_logits):
+        return 0.5 * (fake_logits - 1).pow(2).mean()
+
+
+LOSSES: dict[str, type[AdversarialLoss]] = {
+    cls.name: cls for cls in (BCELoss, SaturatingBCELoss, NonSaturatingLoss, HingeLoss,
+                              WassersteinLoss, LeastSquaresLoss)
+}
+
+
+def get_loss(name: str, label_smoothing: float = 0.0) -> AdversarialLoss:
+    """The loss called ``name``; ``label_smoothing`` s trains D towards 1 - s on reals."""
     try:
-        return LOSSES[name]()
+        cls = LOSSES[name]
     except KeyError:
         close = difflib.get_close_matches(str(name), LOSSES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise GanvasError(
             f"--loss {name!r} is not a known loss{hint}; choose one of: {', '.join(LOSSES)}"
         ) from None
+    return cls(real_label=1.0 - label_smoothing)

@@ -16,6 +16,7 @@ from ganvas.utils.files import atomic_write  # noqa: E402
 
 def plot_training_curves(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
     """Two panels: D and G losses, and the discriminator's mean outputs D(x), D(G(z))."""
+    records = [r for r in records if "event" not in r]
     steps = [r["step"] for r in records]
     fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     for key, label in (("Loss/D", "discriminator"), ("Loss/G", "generator")):

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ganvas import __version__
+from ganvas.augment import build_augment
 from ganvas.config import TrainConfig, dump_yaml
 from ganvas.data import load_images
 from ganvas.data.builtin import parse_builtin
@@ -29,10 +30,14 @@ from ganvas.data.loader import BatchStream
 from ganvas.errors import GanvasError
 from ganvas.models import build_models
 from ganvas.models.export import load_weights, save_generator
+from ganvas.models.spectral import apply_spectral_norm
 from ganvas.training import checkpoint as ckpt
+from ganvas.training.balance import BalanceGate
 from ganvas.training.callbacks import Callback
+from ganvas.training.ema import GeneratorEMA
 from ganvas.training.losses import get_loss
 from ganvas.training.plots import plot_training_curves
+from ganvas.training.regularizers import gradient_penalty, r1_penalty
 from ganvas.training.run_dir import describe, new_run_dir, prepare_out_dir
 from ganvas.training.signals import GracefulStop
 from ganvas.training.stats import MetricsLog, StatsCollector
@@ -41,6 +46,7 @@ from ganvas.utils.files import atomic_write_text
 from ganvas.utils.images import make_grid, save_image
 
 DEFAULT_STEPS = 10_000
+EXPLODING_LOSS = 1e6  # a loss beyond this is treated like NaN: the run has diverged
 # Settings that define the data or the networks; changing them on resume would not continue
 # the same run, so --resume refuses them.
 FIXED_ON_RESUME = ("data", "resolution", "channels", "mirror", "model", "latent_dim",
@@ -82,6 +88,10 @@ class Trainer:
         self.config = config = resolve_auto_settings(config.validate())
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
+        if config.health:
+            from ganvas.training.health import HealthMonitor
+
+            self.callbacks.append(HealthMonitor())
         self.progress = progress
         self.log = log
         self.device = resolve_device(config.device)
@@ -91,15 +101,26 @@ class Trainer:
         generator, discriminator = build_models(
             config.model, resolution=config.resolution, channels=config.channels,
             latent_dim=config.latent_dim, options=config.model_options)
+        if config.spectral_norm:
+            apply_spectral_norm(discriminator)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)
-        self.loss = get_loss(config.loss)
+        self.ema = (GeneratorEMA(self.generator, config.ema_kimg) if config.ema else None)
+        self.loss = get_loss(config.loss, config.label_smoothing)
+        self.gp_weight = (config.gp_weight if config.gp_weight is not None
+                          else 10.0 if self.loss.needs_gradient_penalty else 0.0)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g,
                                       betas=(config.beta1, config.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d,
                                       betas=(config.beta1, config.beta2))
+        self.gate = BalanceGate(config.d_skip_below, config.d_accuracy_band)
+        self.augment = build_augment(config.augment, seed=config.seed,
+                                     batch_size=config.batch_size,
+                                     diffaugment_policy=config.diffaugment_policy,
+                                     ada_target=config.ada_target, ada_kimg=config.ada_kimg)
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
+        self.rollbacks = 0
         if state is not None:  # before the data, so a bad checkpoint fails fast
             self._restore_networks(state, state_source)
 
@@ -113,22 +134,27 @@ class Trainer:
             self.config = config = config.replace(steps=max(1, steps), epochs=None)
         self.stream = BatchStream(self.data.images, config.batch_size, seed=config.seed,
                                   mirror=config.mirror, device=self.device)
-        # Latents come from their own CPU generator so results do not depend on the device
-        # and nothing else (sampling, logging) can shift the training randomness.
+        # Every random stream of the loop is its own CPU generator: results do not depend on
+        # the device, and nothing else (sampling, logging, monitoring) can shift them.
         self.latent_rng = torch.Generator().manual_seed(config.seed)
+        self.noise_rng = torch.Generator().manual_seed(config.seed + 2)
         self.fixed_latents = torch.randn(config.num_samples, config.latent_dim,
                                          generator=torch.Generator().manual_seed(config.seed + 1))
         self.stats = StatsCollector()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_reason: str | None = None
+        self._good_checkpoint: Path | None = None
         if state is not None:
             self._restore_progress(state, state_source)
+            self._good_checkpoint = Path(state_source) if Path(state_source).is_file() else None
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         c = self.config
         self._announce()
+        if self._good_checkpoint is None:  # something to roll back to if training diverges
+            self.save_checkpoint()
         for callback in self.callbacks:
             callback.on_train_start(self)
         tick_images, tick_start = 0, time.perf_counter()
@@ -138,10 +164,9 @@ class Trainer:
                    dynamic_ncols=True, file=sys.stderr, desc="training", mininterval=interval)
         with GracefulStop(self.log) as signals, bar:
             while self.step < c.steps:
-                real = self.stream.next()
-                self.train_step(real)
+                self.train_step()
                 self.step += 1
-                tick_images += len(real)
+                tick_images += c.batch_size * c.n_critic
                 bar.update(1)
                 for callback in self.callbacks:
                     callback.on_step_end(self)
@@ -152,6 +177,8 @@ class Trainer:
                     self.elapsed += seconds
                     self._tick(bar, tick_images / max(seconds, 1e-9))
                     tick_images, tick_start = 0, time.perf_counter()
+                    bar.n = self.step  # a rollback moves the step back
+                    stopping = stopping or self._stop_reason is not None
                 if self.step % c.sample_every == 0:
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 and self.step < c.steps:
@@ -164,103 +191,252 @@ class Trainer:
             callback.on_train_end(self, result)
         return result
 
-    def train_step(self, real: torch.Tensor) -> None:
-        """One round of the lesson's two-phase game on one batch of real images."""
-        G, D = self.generator, self.discriminator
-        z = torch.randn(len(real), self.config.latent_dim, generator=self.latent_rng)
-        fake = G(z.to(self.device, non_blocking=True))
+    def train_step(self) -> None:
+        """One round of the two-player game: D updates (n_critic times), then G once."""
+        c, G, D = self.config, self.generator, self.discriminator
 
-        # 1. Discriminator: real images should score "real" (1), generated ones "fake" (0).
-        real_logits = D(real)
-        fake_logits = D(fake.detach())
+        # 1. Discriminator: real images should score "real", generated ones "fake".
+        for i in range(c.n_critic):
+            real = self.stream.next()
+            z = torch.randn(len(real), c.latent_dim, generator=self.latent_rng)
+            # Only the last batch of fakes is reused by the generator step and needs a graph.
+            with torch.set_grad_enabled(i == c.n_critic - 1):
+                fake = G(z.to(self.device, non_blocking=True))
+            self.discriminator_step(real, fake.detach())
+
+        # 2. Generator: with D frozen, make D call the same fakes "real".
+        if self.gate.update_generator():
+            D.requires_grad_(False)
+            loss_g = self.loss.generator_loss(D(self.discriminator_view(fake)))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.stats.report("Grad/G", _grad_norm(G))
+            self.opt_g.step()
+            D.requires_grad_(True)
+            self.stats.report("Loss/G", loss_g)
+        self.stats.report("G/skipped", 0.0 if self.gate.update_generator() else 1.0)
+
+        # 3. The moving average of G that samples and exports use.
+        if self.ema is not None:
+            self.ema.update(G, len(fake), (self.step + 1) * c.batch_size)
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        c, D = self.config, self.discriminator
+        lazy_r1 = c.r1_gamma > 0 and self.step % c.r1_every == 0
+        if lazy_r1:  # R1 differentiates D with respect to the (un-augmented) real images
+            real = real.detach().requires_grad_(True)
+        real_seen, fake_seen = self.discriminator_view(real), self.discriminator_view(fake)
+        real_logits, fake_logits = D(real_seen), D(fake_seen)
         loss_d = self.loss.discriminator_loss(real_logits, fake_logits)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        total = loss_d
+        if self.gp_weight:
+            penalty = gradient_penalty(D, real_seen, fake_seen, generator=self.noise_rng)
+            total = total + self.gp_weight * penalty
+            self.stats.report("Loss/GP", penalty)
+        if lazy_r1:
+            penalty = r1_penalty(real_logits, real)
+            total = total + (c.r1_gamma / 2) * c.r1_every * penalty
+            self.stats.report("Loss/R1", penalty)
+        self.augment.observe(real_logits)
 
-        # 2. Generator: with D frozen, make D call the same fakes "real". Reusing `fake`
-        #    saves a second generator forward pass.
-        D.requires_grad_(False)
-        loss_g = self.loss.generator_loss(D(fake))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        D.requires_grad_(True)
-
+        threshold = self.loss.decision_threshold
+        accuracy = ((real_logits.detach() > threshold).float().mean()
+                    + (fake_logits.detach() <= threshold).float().mean()) / 2
+        update = self.gate.update_discriminator(loss_d.detach(), accuracy)
+        if update:
+            self.opt_d.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt_d.step()
         self.stats.report("Loss/D", loss_d)
-        self.stats.report("Loss/G", loss_g)
-        self.stats.report("D/real", torch.sigmoid(real_logits.detach()))
-        self.stats.report("D/fake", torch.sigmoid(fake_logits.detach()))
+        self.stats.report("D/accuracy", accuracy)
+        self.stats.report("D/skipped", 0.0 if update else 1.0)
+        to_score = torch.sigmoid if self.loss.probabilistic else (lambda t: t)
+        self.stats.report("D/real", to_score(real_logits.detach()))
+        self.stats.report("D/fake", to_score(fake_logits.detach()))
+
+    def discriminator_view(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees of an image batch: augmented, plus decaying instance noise."""
+        images = self.augment(images)
+        sigma = self.instance_noise_sigma()
+        if sigma > 0:
+            noise = torch.randn(images.shape, generator=self.noise_rng)
+            images = images + sigma * noise.to(images.device, images.dtype)
+        return images
+
+    def instance_noise_sigma(self) -> float:
+        c = self.config
+        if not c.instance_noise:
+            return 0.0
+        horizon = c.instance_noise_steps or c.steps
+        return c.instance_noise * max(0.0, 1.0 - self.step / horizon)
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (used by callbacks)."""
         self._stop_reason = reason
         self.log(f"stopping: {reason}")
 
+    def set_learning_rates(self, *, g: float | None = None, d: float | None = None) -> None:
+        for optimizer, lr in ((self.opt_g, g), (self.opt_d, d)):
+            if lr is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+
+    @property
+    def learning_rates(self) -> tuple[float, float]:
+        return self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
+
+    def log_event(self, kind: str, message: str, **data: Any) -> None:
+        """A plain-language event: printed, and recorded in metrics.jsonl."""
+        self.metrics.append({"step": self.step, "event": kind, "message": message, **data})
+        self.log(message)
+
+    # ---- divergence -------------------------------------------------------------------------
+
+    def _divergence(self, record: dict[str, Any]) -> str | None:
+        for key in ("Loss/D", "Loss/G"):
+            value = record.get(key)
+            if value is not None and not math.isfinite(value):
+                return f"{key} is {value}"
+            if value is not None and abs(value) > EXPLODING_LOSS:
+                return f"{key} exploded to {value:.3g}"
+        if not self._weights_finite():
+            return "the weights contain NaN or infinity"
+        return None
+
+    def _weights_finite(self) -> bool:
+        params = [*self.generator.parameters(), *self.discriminator.parameters()]
+        return bool(torch.isfinite(torch.stack([p.detach().sum() for p in params])).all())
+
+    def rollback(self, reason: str) -> bool:
+        """Return to the last good checkpoint with halved learning rates; False once the
+        allowance (--max-rollbacks) is used up, after which training stops."""
+        c = self.config
+        failed_step = self.step
+        if self._good_checkpoint is None or not self._good_checkpoint.is_file():
+            candidates = ckpt.list_checkpoints(self.run_dir)
+            self._good_checkpoint = candidates[-1] if candidates else None
+        if self._good_checkpoint is None:
+            self.request_stop(f"training diverged at step {failed_step} ({reason}) and there "
+                              "is no checkpoint to roll back to")
+            return False
+        state = ckpt.load_checkpoint(self._good_checkpoint)
+        self._restore_networks(state, str(self._good_checkpoint))
+        self._restore_progress(state, str(self._good_checkpoint))
+        if self.rollbacks >= c.max_rollbacks:
+            self.log_event(
+                "divergence", f"Training diverged at step {failed_step} ({reason}) after "
+                f"{self.rollbacks} rollback(s); stopped at the last good state (step "
+                f"{self.step}). Try lower learning rates (--lr-g, --lr-d), --spectral-norm or "
+                "--r1-gamma.", reason=reason, rollbacks=self.rollbacks)
+            self._stop_reason = "training diverged"
+            return False
+        self.rollbacks += 1
+        # Halve relative to the checkpoint's rates once per rollback since it was written.
+        factor = 0.5 ** (self.rollbacks - int(state.get("rollbacks", 0)))
+        lr_g, lr_d = self.learning_rates
+        self.set_learning_rates(g=lr_g * factor, d=lr_d * factor)
+        self.metrics.truncate_after(self.step)
+        self.log_event(
+            "rollback", f"Training diverged at step {failed_step} ({reason}): rolled back to "
+            f"step {self.step} and lowered the learning rates to lr-g {lr_g * factor:.3g}, "
+            f"lr-d {lr_d * factor:.3g} (rollback {self.rollbacks} of {c.max_rollbacks}).",
+            reason=reason, rollbacks=self.rollbacks, failed_step=failed_step)
+        return True
+
     # ---- housekeeping -----------------------------------------------------------------------
 
     def _tick(self, bar: tqdm, images_per_second: float) -> None:
+        lr_g, lr_d = self.learning_rates
         record: dict[str, Any] = {
             "step": self.step,
             "epoch": round(self.stream.epoch, 4),
             "kimg": round(self.step * self.config.batch_size / 1000, 3),
             "time": round(self.elapsed, 2),
             **{k: round(v, 6) for k, v in self.stats.collect().items()},
-            "LR/G": self.opt_g.param_groups[0]["lr"],
-            "LR/D": self.opt_d.param_groups[0]["lr"],
+            "LR/G": lr_g,
+            "LR/D": lr_d,
             "Speed/img_per_s": round(images_per_second, 1),
         }
+        if self.config.augment != "none":
+            record["Augment/p"] = round(self.augment.p, 5)
+        if self.config.instance_noise:
+            record["Noise/sigma"] = round(self.instance_noise_sigma(), 5)
+        problem = self._divergence(record)
+        if problem:
+            self.metrics.append(record)
+            self.rollback(problem)
+            return
+        for callback in self.callbacks:  # may add fields (the health monitor's diversity)
+            callback.on_tick(self, record)
         self.metrics.append(record)
         bar.set_postfix_str(
             f"D {record.get('Loss/D', float('nan')):.3f} G {record.get('Loss/G', float('nan')):.3f}"
             f" D(x) {record.get('D/real', float('nan')):.2f}"
             f" D(G(z)) {record.get('D/fake', float('nan')):.2f}"
             f" {images_per_second:.0f} img/s ep {self.stream.epoch:.1f}", refresh=False)
-        for callback in self.callbacks:
-            callback.on_tick(self, record)
+
+    @property
+    def sampling_generator(self) -> torch.nn.Module:
+        """The network samples come from: the moving average when --ema is on."""
+        return self.ema.average if self.ema is not None else self.generator
 
     @torch.inference_mode()
-    def render_samples(self) -> torch.Tensor:
-        """The fixed latent batch through G in eval mode (no BatchNorm statistics change)."""
-        was_training = self.generator.training
-        self.generator.eval()
+    def render(self, latents: torch.Tensor, network: torch.nn.Module | None = None
+               ) -> torch.Tensor:
+        """Latents through a generator in eval mode (no BatchNorm statistics change)."""
+        network = network or self.sampling_generator
+        was_training = network.training
+        network.eval()
         try:
-            return self.generator(self.fixed_latents.to(self.device)).float().cpu()
+            return network(latents.to(self.device)).float().cpu()
         finally:
-            self.generator.train(was_training)
+            network.train(was_training)
 
     def save_samples(self, name: str | None = None) -> Path:
         path = self.run_dir / "samples" / (name or f"step-{self.step:07d}.png")
-        save_image(make_grid(self.render_samples()), path)
+        save_image(make_grid(self.render(self.fixed_latents)), path)
         plot_training_curves(self.metrics.read(), self.run_dir / "loss.png")
         return path
 
     def state_dict(self) -> dict[str, Any]:
         rng = {
             "latent": self.latent_rng.get_state(),
+            "noise": self.noise_rng.get_state(),
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
             "numpy": _numpy_state(),
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        state = {
             "config": self.config.to_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "rollbacks": self.rollbacks,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "augment": self.augment.state_dict(),
+            "balance": self.gate.state_dict(),
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
+                          if cb.state_dict() is not None},
             "data": self.stream.state_dict(),
             "dataset": {"source": self.data.source, "num_images": len(self.data)},
             "rng": rng,
             "ganvas_version": __version__,
         }
+        if self.ema is not None:
+            state["generator_ema"] = self.ema.average.state_dict()
+        return state
 
     def _restore_networks(self, state: dict[str, Any], where: str) -> None:
         load_weights(self.generator, state["generator"], f"{where} (generator)")
         load_weights(self.discriminator, state["discriminator"], f"{where} (discriminator)")
+        if self.ema is not None:
+            # A run that had EMA off starts its average from the current weights.
+            average = state.get("generator_ema", state["generator"])
+            load_weights(self.ema.average, average, f"{where} (generator_ema)")
         try:
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
@@ -269,18 +445,30 @@ class Trainer:
                               f"({type(exc).__name__}: {str(exc)[:100]})") from None
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.rollbacks = max(self.rollbacks, int(state.get("rollbacks", 0)))
 
     def _restore_progress(self, state: dict[str, Any], where: str) -> None:
         try:
             self.stream.load_state_dict(state["data"])
+            if state.get("augment"):
+                self.augment.load_state_dict(state["augment"])
+            if state.get("balance"):
+                self.gate.load_state_dict(state["balance"])
+            for callback in self.callbacks:
+                saved = state.get("callbacks", {}).get(type(callback).__name__)
+                if saved is not None:
+                    callback.load_state_dict(saved)
             rng = state["rng"]
             self.latent_rng.set_state(rng["latent"])
+            if "noise" in rng:
+                self.noise_rng.set_state(rng["noise"])
             torch.set_rng_state(rng["torch"])
             random.setstate(_as_tuple(rng["python"]))
             _set_numpy_state(rng["numpy"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError,
+                AttributeError) as exc:
             raise GanvasError(f"{where}: data position or random state is damaged "
                               f"({type(exc).__name__}: {str(exc)[:100]})") from None
         dataset = state.get("dataset", {})
@@ -288,9 +476,14 @@ class Trainer:
             self.log(f"warning: the data now holds {len(self.data)} images, the run started "
                      f"with {dataset['num_images']}; batches will differ from the original run")
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint unless the weights are broken (then roll back instead)."""
+        if not self._weights_finite():
+            self.rollback("the weights contain NaN or infinity")
+            return None
         path = ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir, self.step),
                                     self.state_dict())
+        self._good_checkpoint = path
         ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         return path
 
@@ -306,16 +499,21 @@ class Trainer:
             self.log(f"resuming at step {self.step} of {c.steps}")
 
     def _finish(self, interrupted: bool) -> TrainResult:
-        checkpoint = self.save_checkpoint()
+        checkpoint = self.save_checkpoint() or self._good_checkpoint
         samples = self.save_samples("final.png")
-        generator_dir = save_generator(self.run_dir / "generator", self.generator,
+        generator_dir = save_generator(self.run_dir / "generator", self.sampling_generator,
                                        self.config.to_dict(), step=self.step,
-                                       ganvas_version=__version__)
+                                       ema=self.ema is not None, ganvas_version=__version__)
         if interrupted:
             self.log(f"stopped at step {self.step} of {self.config.steps}; checkpoint saved. "
                      f"Continue with: ganvas train --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
                            interrupted)
+
+
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -364,7 +562,7 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
     # Reject a bad model/resolution/option before any decoding or folder creation.
     make_spec(config.model, resolution=config.resolution, channels=config.channels,
               latent_dim=config.latent_dim, options=config.model_options)
-    get_loss(config.loss)
+    get_loss(config.loss, config.label_smoothing)
     resolve_device(config.device)
     if config.out:
         run_dir = prepare_out_dir(config.out)
@@ -404,6 +602,14 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     config = TrainConfig.from_dict({**config.to_dict(), **overrides}, source="--resume")
     trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
                       state=state, state_source=str(source))
+    # Settings given now win over those the checkpoint restored (auto-balance may have
+    # changed them during the run).
+    if "lr_g" in overrides or "lr_d" in overrides:
+        trainer.set_learning_rates(g=overrides.get("lr_g"), d=overrides.get("lr_d"))
+    if "d_skip_below" in overrides:
+        trainer.gate.skip_below = trainer.config.d_skip_below
+    if "d_accuracy_band" in overrides:
+        trainer.gate.accuracy_band = trainer.config.d_accuracy_band
     if trainer.step >= trainer.config.steps:
         raise GanvasError(f"{run_dir} has already trained {trainer.step} steps; give a larger "
                           f"--steps (a new total) to continue it")

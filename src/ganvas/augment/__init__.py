@@ -1,0 +1,51 @@
+"""Differentiable augmentations applied to every image the discriminator sees.
+
+Augmenting reals *and* fakes (and the fakes in the generator's step) keeps the generator
+from learning the augmentations, while the discriminator sees more variety: the cure for
+a discriminator that memorises a small dataset. All randomness comes from a CPU
+``torch.Generator`` owned by the augmenter, so runs are reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ganvas.augment.ada import AdaptiveAugment
+from ganvas.augment.diffaugment import DiffAugment
+from ganvas.errors import GanvasError
+
+AUGMENTS = ("none", "diffaugment", "ada")
+
+
+class NoAugment:
+    """Identity; keeps the trainer free of ``if augment`` branches."""
+
+    p = 0.0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def build_augment(name: str, *, seed: int, batch_size: int, diffaugment_policy: str = "",
+                  ada_target: float = 0.6, ada_kimg: float = 100.0, ada_interval: int = 4):
+    """The augmenter for ``--augment NAME``."""
+    if name == "none":
+        return NoAugment()
+    if name == "diffaugment":
+        return DiffAugment(diffaugment_policy, seed=seed)
+    if name == "ada":
+        return AdaptiveAugment(seed=seed, target=ada_target, speed_kimg=ada_kimg,
+                               batch_size=batch_size, interval=ada_interval)
+    raise GanvasError(f"--augment {name!r} is not known; choose one of: {', '.join(AUGMENTS)}")
+
+
+__all__ = ["AUGMENTS", "AdaptiveAugment", "DiffAugment", "NoAugment", "build_augment"]

@@ -1,0 +1,149 @@
+"""Adaptive discriminator augmentation (Karras et al. 2020), written for ganvas.
+
+Each image is transformed with probability ``p`` by each of a chain of geometric and colour
+transforms. ``p`` follows the overfitting signal ``r_t = E[sign(D(real))]``: when D is too sure
+of the reals (r_t above the target, 0.6 by default) p rises, otherwise it falls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class AdaptiveAugment:
+    """Augmenter whose strength ``p`` adapts to the discriminator's overfitting.
+
+    Args:
+        seed: seeds the augmenter's own random generator.
+        target: the r_t value to hold (0.6 in the paper).
+        speed_kimg: thousands of images over which p may move from 0 to 1.
+        batch_size: images per step (sets the step of each p adjustment).
+        interval: steps between adjustments of p.
+    """
+
+    def __init__(self, *, seed: int = 0, target: float = 0.6, speed_kimg: float = 100.0,
+                 batch_size: int = 64, interval: int = 4, p: float = 0.0):
+        self.p = p
+        self.target = target
+        self.speed_kimg = speed_kimg
+        self.batch_size = batch_size
+        self.interval = interval
+        self.generator = torch.Generator().manual_seed(seed + 104729)
+        self._signs = 0.0
+        self._count = 0
+        self._calls = 0
+        self.rt = float("nan")
+
+    # ---- adapting p ---------------------------------------------------------------------------
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """Feed the discriminator's logits on (augmented) reals; adjusts p every interval."""
+        self._signs += float(torch.sign(real_logits.detach()).sum())
+        self._count += real_logits.numel()
+        self._calls += 1
+        if self._calls % self.interval == 0 and self._count:
+            self.rt = self._signs / self._count
+            step = self.batch_size * self.interval / (self.speed_kimg * 1000)
+            self.p = float(min(1.0, max(0.0, self.p + math.copysign(step, self.rt - self.target))))
+            self._signs, self._count = 0.0, 0
+
+    # ---- applying the augmentations ---------------------------------------------------------
+
+    def _chance(self, n: int, p: float | None = None) -> torch.Tensor:
+        return torch.rand(n, generator=self.generator) < (self.p if p is None else p)
+
+    def _normal(self, n: int) -> torch.Tensor:
+        return torch.randn(n, generator=self.generator)
+
+    def _geometry(self, n: int, h: int, w: int) -> torch.Tensor:
+        """Per-image 2x3 affine matrices (in grid coordinates) for the geometric chain."""
+        eye = torch.eye(3).repeat(n, 1, 1)
+
+        def compose(mask: torch.Tensor, m: torch.Tensor) -> None:
+            eye[mask] = eye[mask] @ m[mask]
+
+        # x-flip
+        flip = torch.eye(3).repeat(n, 1, 1)
+        flip[:, 0, 0] = -1
+        compose(self._chance(n), flip)
+        # rotation by a multiple of 90 degrees
+        k = torch.randint(0, 4, (n,), generator=self.generator).float() * (math.pi / 2)
+        compose(self._chance(n), _rotation(k))
+        # integer translation, up to 1/8 of the size
+        t = (torch.rand(n, 2, generator=self.generator) * 2 - 1) * 0.125
+        t[:, 0] = torch.round(t[:, 0] * w) / w
+        t[:, 1] = torch.round(t[:, 1] * h) / h
+        compose(self._chance(n), _translation(t * 2))
+        # isotropic scaling, lognormal
+        s = torch.exp2(self._normal(n) * 0.2)
+        compose(self._chance(n), _scale(s, s))
+        # arbitrary rotation; the probability is split so two chances give about p
+        p_rot = 1 - math.sqrt(max(0.0, 1 - self.p))
+        compose(self._chance(n, p_rot), _rotation((torch.rand(n, generator=self.generator) * 2
+                                                   - 1) * math.pi))
+        # anisotropic scaling
+        s = torch.exp2(self._normal(n) * 0.2)
+        compose(self._chance(n), _scale(s, 1 / s))
+        compose(self._chance(n, p_rot), _rotation((torch.rand(n, generator=self.generator) * 2
+                                                   - 1) * math.pi))
+        # fractional translation
+        compose(self._chance(n), _translation(torch.randn(n, 2, generator=self.generator)
+                                              * 0.125 * 2))
+        return eye[:, :2, :]
+
+    def _color(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+
+        def per_image(values: torch.Tensor, mask: torch.Tensor, neutral: float) -> torch.Tensor:
+            values = torch.where(mask, values, torch.full_like(values, neutral))
+            return values.view(n, 1, 1, 1).to(x.device, x.dtype)
+
+        x = x + per_image(self._normal(n) * 0.2, self._chance(n), 0.0)  # brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * per_image(torch.exp2(self._normal(n) * 0.5), self._chance(n), 1.0) + mean
+        if x.shape[1] == 3:  # saturation
+            grey = x.mean(dim=1, keepdim=True)
+            x = (x - grey) * per_image(torch.exp2(self._normal(n)), self._chance(n), 1.0) + grey
+        return x
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.p <= 0:
+            return images
+        n, _, h, w = images.shape
+        theta = self._geometry(n, h, w).to(images.device, images.dtype)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+                               align_corners=False)
+        return self._color(images)
+
+    def state_dict(self) -> dict:
+        return {"p": self.p, "rng": self.generator.get_state(), "signs": self._signs,
+                "count": self._count, "calls": self._calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p = float(state["p"])
+        self.generator.set_state(state["rng"])
+        self._signs, self._count = float(state["signs"]), int(state["count"])
+        self._calls = int(state["calls"])
+
+
+def _rotation(angle: torch.Tensor) -> torch.Tensor:
+    m = torch.eye(3).repeat(len(angle), 1, 1)
+    c, s = torch.cos(angle), torch.sin(angle)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+    return m
+
+
+def _translation(t: torch.Tensor) -> torch.Tensor:
+    m = torch.eye(3).repeat(len(t), 1, 1)
+    m[:, 0, 2], m[:, 1, 2] = t[:, 0], t[:, 1]
+    return m
+
+
+def _scale(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    m = torch.eye(3).repeat(len(sx), 1, 1)
+    m[:, 0, 0], m[:, 1, 1] = sx, sy
+    return m

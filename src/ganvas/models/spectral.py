@@ -1,0 +1,14 @@
+"""Spectral normalisation (Miyato et al. 2018) for every weight layer of a network."""
+
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+_WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Constrain each conv/linear layer's largest singular value to 1, in place."""
+    for layer in list(module.modules()):
+        if isinstance(layer, _WEIGHT_LAYERS):
+            spectral_norm(layer)
+    return module

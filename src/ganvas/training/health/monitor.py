@@ -1,0 +1,98 @@
+"""The live health monitor: measures diversity each tick, diagnoses, advises, and with
+--auto-balance applies its own advice."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ganvas.training.callbacks import Callback
+from ganvas.training.health import diversity
+from ganvas.training.health.rules import diagnose
+
+if TYPE_CHECKING:
+    from ganvas.training.trainer import Trainer
+
+REFERENCE_IMAGES = 256
+PROBE_SAMPLES = 128
+HISTORY = 32  # ticks kept for the rules
+COOLDOWN = 10  # ticks before the same finding is reported (or acted on) again
+LR_FLOOR = 1e-6
+
+
+class HealthMonitor(Callback):
+    """Watches every tick for mode collapse, a dominating network and oscillation.
+
+    Each finding is printed as one sentence with a remedy and recorded in metrics.jsonl as an
+    event. Divergence (NaN/inf) is handled by the trainer's rollback, which the monitor's
+    events sit beside.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.last_reported: dict[str, int] = {}  # finding kind -> tick index
+        self.ticks = 0
+        self.real_mean = self.real_nearest = float("nan")
+        self.probe: torch.Tensor | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        c = trainer.config
+        images = trainer.data.images
+        pick = np.random.default_rng(c.seed + 3).choice(
+            len(images), size=min(REFERENCE_IMAGES, len(images)), replace=False)
+        real = torch.from_numpy(np.asarray(images[np.sort(pick)], dtype=np.float32))
+        self.real_mean, self.real_nearest = diversity.spread(
+            diversity.features(real / 127.5 - 1))
+        self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
+                                 generator=torch.Generator().manual_seed(c.seed + 4))
+
+    def on_tick(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        # The raw generator, not the average: collapse shows there first.
+        generated = trainer.render(self.probe, network=trainer.generator)
+        if torch.isfinite(generated).all() and len(self.probe) > 1:
+            ratio, duplicates = diversity.compare(generated, self.real_mean, self.real_nearest)
+            record["Health/diversity"] = round(ratio, 4)
+            record["Health/duplicates"] = round(duplicates, 4)
+        self.ticks += 1
+        self.history = (self.history + [dict(record)])[-HISTORY:]
+        findings = diagnose(self.history, probabilistic=trainer.loss.probabilistic,
+                            warmup=trainer.config.health_warmup)
+        for finding in findings:
+            last = self.last_reported.get(finding.kind)
+            if last is not None and self.ticks - last < COOLDOWN:
+                continue
+            self.last_reported[finding.kind] = self.ticks
+            trainer.log_event(finding.kind, finding.message)
+            if trainer.config.auto_balance:
+                self._apply(trainer, finding.kind, finding.changes)
+
+    def _apply(self, trainer: Trainer, kind: str, changes: dict[str, Any]) -> None:
+        lr_g, lr_d = trainer.learning_rates
+        done = []
+        if "lr_g" in changes:
+            new = max(changes["lr_g"], LR_FLOOR)
+            trainer.set_learning_rates(g=new)
+            done.append(f"--lr-g {lr_g:.2g} -> {new:.2g}")
+        if "lr_d" in changes:
+            new = max(changes["lr_d"], LR_FLOOR)
+            trainer.set_learning_rates(d=new)
+            done.append(f"--lr-d {lr_d:.2g} -> {new:.2g}")
+        if "d_skip_below" in changes and trainer.gate.skip_below is None:
+            trainer.gate.skip_below = changes["d_skip_below"]
+            done.append(f"--d-skip-below {changes['d_skip_below']}")
+        if done:
+            # The new settings need time to act: judge afresh after they have had it.
+            self.history.clear()
+            trainer.log_event("auto_balance", f"auto-balance ({kind}): {', '.join(done)}.",
+                              cause=kind, changes=changes)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "last_reported": self.last_reported,
+                "ticks": self.ticks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+        self.last_reported = dict(state.get("last_reported", {}))
+        self.ticks = int(state.get("ticks", 0))

@@ -1,0 +1,83 @@
+"""Augmentations with fixed random parameters: shapes, gradients, determinism, ADA's p."""
+
+import pytest
+import torch
+
+from ganvas.augment import AdaptiveAugment, DiffAugment, build_augment
+from ganvas.augment.diffaugment import cutout, translate
+from ganvas.errors import GanvasError
+
+
+def _images(channels=3, n=6, size=16):
+    return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+def test_diffaugment_keeps_shape_and_is_differentiable(channels, policy):
+    x = _images(channels).requires_grad_(True)
+    y = DiffAugment(policy, seed=1)(x)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_diffaugment_is_reproducible_and_changes_images():
+    x = _images()
+    a, b = DiffAugment(seed=3)(x), DiffAugment(seed=3)(x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, x)
+    assert not torch.equal(a, DiffAugment(seed=4)(x))
+
+
+def test_translation_moves_content_by_whole_pixels():
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 4, 4] = 1
+    y = translate(x, torch.Generator().manual_seed(0))
+    # every image still holds its single bright pixel, or lost it over the edge; never blurred
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    assert (y.flatten(1).sum(1) <= 1).all()
+    assert (y[:, :, 4, 4] == 0).any()  # some moved
+
+
+def test_cutout_zeroes_a_square_of_half_the_size():
+    y = cutout(torch.ones(32, 1, 16, 16), torch.Generator().manual_seed(0))
+    zeros = (y == 0).flatten(1).sum(1)
+    assert (zeros > 0).all() and (zeros <= 9 * 9).all()
+
+
+def test_unknown_policy_is_a_clear_error():
+    with pytest.raises(GanvasError, match="diffaugment-policy"):
+        DiffAugment("color,blur")
+    with pytest.raises(GanvasError, match="--augment"):
+        build_augment("mixup", seed=0, batch_size=4)
+
+
+def test_ada_identity_at_p0_and_differentiable_when_on():
+    ada = AdaptiveAugment(seed=0)
+    x = _images().requires_grad_(True)
+    assert ada(x) is x
+    ada.p = 0.8
+    y = ada(x)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sign, direction", [(1.0, 1), (-1.0, -1)])
+def test_ada_p_follows_overfitting_signal(sign, direction):
+    ada = AdaptiveAugment(seed=0, target=0.6, speed_kimg=0.1, batch_size=10, interval=2, p=0.5)
+    for _ in range(10):
+        ada.observe(torch.full((10,), sign))
+    assert (ada.p - 0.5) * direction > 0.2
+    assert 0 <= ada.p <= 1
+
+
+def test_ada_state_round_trip_reproduces_the_next_augmentation():
+    ada = AdaptiveAugment(seed=5, p=0.6)
+    ada(_images())
+    state = ada.state_dict()
+    expected = ada(_images())
+    other = AdaptiveAugment(seed=99)
+    other.load_state_dict(state)
+    assert torch.equal(other(_images()), expected)
