@@ -1,5 +1,6 @@
 """The command line: help, a real train/generate/resume cycle, and one-line errors."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import ganvas
 from ganvas.cli.main import main
 
 TINY = ["--model-option", "base_channels=8", "--resolution", "16", "--batch-size", "8",
@@ -193,3 +195,128 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues(tmp_path, pictures):
                              env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "run" / "checkpoints" / f"step-{step + 2:07d}.pt").is_file()
+
+
+# ---- regressions from the hostile-input audit ------------------------------------------------
+
+@pytest.mark.parametrize("argv, needles", [
+    (["train", "--data", "digits", "--batch-size", "99999999999"], ["--batch-size", "too large"]),
+    (["train", "--data", "digits", "--seed", "-1"], ["--seed"]),
+    (["train", "--data", "digits", "--latent-dim", "100000000"], ["--latent-dim"]),
+    (["train", "--data", "digits", "--num-samples", "100000000"], ["--num-samples"]),
+    (["train", "--data", "digits", "--workers", "100000"], ["--workers"]),
+])
+def test_absurd_sizes_are_refused_before_any_work(capsys, tmp_path, argv, needles):
+    code, _, err = run_cli(capsys, *argv, "--no-progress")
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_failed_run_leaves_no_empty_folder(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "train", "--data", "empty", "--no-progress")
+    assert code == 2
+    assert not any((tmp_path / "runs").iterdir())
+
+
+def test_config_file_guards(capsys, tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(capsys, "train", "--config", fifo)
+    assert_one_line_error(code, err, "not a regular file")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("data: digits\nsteps: 3\nsteps: 5\n")
+    code, _, err = run_cli(capsys, "train", "--config", twice)
+    assert_one_line_error(code, err, "'steps' is given twice")
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(levels).replace("a8: &a8", "steps: &a8") + "\n")
+    code, _, err = run_cli(capsys, "train", "--config", bomb)
+    assert code == 2 and len(err) < 400
+    numbers = tmp_path / "numbers.yaml"
+    numbers.write_text("data: digits\nlr_d: 1e-4\n")
+    code, out, err = run_cli(capsys, "train", "--config", numbers, "--dry-run")
+    assert code == 0 and "lr_d: 0.0001" in out
+
+
+def test_resuming_a_loose_checkpoint_needs_a_new_folder(capsys, pictures, tmp_path):
+    run_cli(capsys, "train", "--data", pictures, "--steps", "2", "--out", tmp_path / "run", *TINY)
+    loose = tmp_path / "elsewhere" / "my.pt"
+    loose.parent.mkdir()
+    loose.write_bytes((tmp_path / "run" / "checkpoints" / "step-0000002.pt").read_bytes())
+    (tmp_path / "config.yaml").write_text("precious")
+    code, _, err = run_cli(capsys, "train", "--resume", loose, "--steps", "3")
+    assert_one_line_error(code, err, "--out")
+    assert (tmp_path / "config.yaml").read_text() == "precious"
+    code, _, err = run_cli(capsys, "train", "--resume", loose, "--steps", "3", "--out",
+                           tmp_path / "continued", "--no-progress")
+    assert code == 0, err
+    assert (tmp_path / "continued" / "checkpoints" / "step-0000003.pt").is_file()
+
+
+def test_outputs_follow_the_umask_so_they_can_be_shared(capsys, pictures, tmp_path):
+    old = os.umask(0o022)
+    try:
+        run_cli(capsys, "train", "--data", pictures, "--steps", "2", "--out", tmp_path / "run",
+                *TINY)
+    finally:
+        os.umask(old)
+    for name in ("config.yaml", "checkpoints/step-0000002.pt", "generator",
+                 "generator/model.safetensors", "generator/config.json", "samples/final.png"):
+        mode = (tmp_path / "run" / name).stat().st_mode & 0o777
+        assert mode in (0o644, 0o755), (name, oct(mode))
+
+
+def test_generate_guards(capsys, pictures, tmp_path):
+    run_cli(capsys, "train", "--data", pictures, "--steps", "2", "--out", tmp_path / "run", *TINY)
+    for argv, needle in ((["--num", "100000000"], "--num"), (["--seed", "-1"], "--seed"),
+                         (["--num", "5000", "--grid"], "--grid")):
+        code, _, err = run_cli(capsys, "generate", tmp_path / "run", *argv)
+        assert_one_line_error(code, err, needle)
+    gen = tmp_path / "run" / "generator"
+    meta = json.loads((gen / "config.json").read_text())
+    (gen / "config.json").write_text(json.dumps({**meta, "step": "abc", "train_config": "x"}))
+    code, out, err = run_cli(capsys, "generate", gen, "--num", "2", "--out", tmp_path / "g")
+    assert code == 0, err
+    (gen / "model.safetensors").unlink()
+    os.mkfifo(gen / "model.safetensors")
+    code, _, err = run_cli(capsys, "generate", gen, "--num", "2")
+    assert_one_line_error(code, err, "not a regular file")
+
+
+def test_python_api_type_errors_are_ganvas_errors(pictures, tmp_path):
+    import ganvas
+
+    for bad in (None, 5, b"x"):
+        with pytest.raises(ganvas.GanvasError):
+            ganvas.load(bad)
+    with pytest.raises(ganvas.GanvasError):
+        ganvas.train([1, 2])
+    with pytest.raises(ganvas.GanvasError):
+        ganvas.train(data="digits", callbacks=[5])
+    run = ganvas.train(data=str(pictures), steps=2, out=str(tmp_path / "run"), progress=False,
+                       log=lambda m: None, model_options={"base_channels": 8}, resolution=16,
+                       batch_size=4, latent_dim=8)
+    model = ganvas.load(run.run_dir)
+    for kwargs in ({"n": "3"}, {"n": 2.5}, {"n": 2, "seed": "x"}, {"n": 2, "seed": None}):
+        with pytest.raises(ganvas.GanvasError):
+            model.sample(**kwargs)
+
+
+class Explode(ganvas.Callback):
+    def on_step_end(self, trainer):
+        if trainer.step == 3:
+            raise RuntimeError("a bug in a callback")
+
+
+def test_a_crash_mid_training_still_leaves_a_checkpoint(pictures, tmp_path):
+    import ganvas
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        ganvas.train(data=str(pictures), steps=50, out=str(tmp_path / "run"), progress=False,
+                     log=lambda m: None, callbacks=[Explode()], resolution=16, batch_size=4,
+                     latent_dim=8, model_options={"base_channels": 8})
+    assert (tmp_path / "run" / "checkpoints" / "step-0000003.pt").is_file()
+    resumed = ganvas.resume(tmp_path / "run", steps=5, progress=False, log=lambda m: None)
+    assert resumed.step == 5

@@ -10,6 +10,8 @@ import dataclasses
 import difflib
 import math
 import os
+import reprlib
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +21,19 @@ from typing import Any
 import yaml
 
 from ganvas.errors import GanvasError
+
+MAX_CONFIG_BYTES = 1_000_000
+# Upper bounds that no real run needs; beyond them a typo would exhaust memory.
+LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "workers": 64,
+          "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
+          "keep_checkpoints": 10_000, "health_warmup": 10**9, "max_rollbacks": 1_000}
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist = 60, 60, 2, 4
+
+
+def short_repr(value: Any) -> str:
+    """repr() cut to a readable length: hostile values must not flood an error line."""
+    return _short.repr(value)
 
 
 def _opt(default: Any, help: str, **kwargs: Any) -> Any:
@@ -198,6 +213,12 @@ class TrainConfig:
                                   f"got {value}")
         _positive(self.health_warmup, "--health-warmup", minimum=0)
         _positive(self.max_rollbacks, "--max-rollbacks", minimum=0)
+        _positive(self.seed, "--seed", minimum=0)
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise GanvasError(f"--{name.replace('_', '-')} {value} is too large "
+                                  f"(at most {limit:,})")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
                      "num_samples", "r1_every", "n_critic"):
             _positive(getattr(self, name), "--" + name.replace("_", "-"))
@@ -211,7 +232,7 @@ def normalise_key(key: Any, source: str) -> str:
         return name
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise GanvasError(f"{source}: unknown option '{key}'{hint}")
+    raise GanvasError(f"{source}: unknown option {short_repr(str(key))}{hint}")
 
 
 def _type_of(cls: type, name: str) -> Any:
@@ -234,11 +255,21 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
     if base is bool:
         ok = isinstance(value, bool)
     elif base is int:
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value)
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif base is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                ok = False
     elif base is str:
         ok = isinstance(value, str)
         if isinstance(value, os.PathLike):
@@ -250,7 +281,8 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
         if ok:
             value = tuple(float(v) for v in value)
         else:
-            raise GanvasError(f"{source}: {flag} must be {size} numbers, got {value!r}")
+            raise GanvasError(f"{source}: {flag} must be {size} numbers, "
+                              f"got {short_repr(value)}")
     elif base is dict:
         ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
         if ok:
@@ -258,7 +290,7 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
     if not ok:
         expected = {bool: "true or false", int: "a whole number", float: "a number",
                     str: "text", dict: "a mapping"}.get(base, str(base))
-        raise GanvasError(f"{source}: {flag} must be {expected}, got {value!r}")
+        raise GanvasError(f"{source}: {flag} must be {expected}, got {short_repr(value)}")
     return value
 
 
@@ -274,17 +306,46 @@ def _fraction(value: float, flag: str, *, upper: float) -> None:
         raise GanvasError(f"{flag} must be at least 0 and below {upper}, got {value}")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice (the last one would silently win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise _DuplicateKey(f"'{key}' is given twice (line {key_node.start_mark.line + 1})")
+            if isinstance(key, str):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file into a dict of option values (not yet validated)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise GanvasError(f"--config {path}: no such file") from None
+    except OSError as exc:
+        raise GanvasError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise GanvasError(f"--config {path}: not a regular file; give a .yaml file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise GanvasError(f"--config {path}: {info.st_size:,} bytes is too large for a config "
+                          "file (at most 1 MB)")
+    try:
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GanvasError(f"--config {path}: cannot read it ({exc})") from None
     try:
-        values = yaml.safe_load(text)
+        values = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as exc:
+        raise GanvasError(f"--config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""

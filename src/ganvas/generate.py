@@ -33,21 +33,23 @@ class ImageGenerator:
         self.config = config
         self.step = step
         self.device = device
-        self.latent_dim = int(config["latent_dim"])
+        self.latent_dim = int(generator.latent_dim)
 
     def latents(self, n: int, seed: int) -> torch.Tensor:
         """The ``n`` latent vectors for ``seed``: the same on every device and batch size."""
+        n, seed = _count(n, "--num", MAX_IMAGES), _count(seed, "--seed", MAX_SEED, minimum=0)
         return torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
 
-    @torch.inference_mode()
+    def batches(self, n: int, seed: int = 0, batch_size: int = 256):
+        """Yield the ``n`` images of ``seed`` as float ``[b, C, H, W]`` chunks, in order."""
+        batch_size = _count(batch_size, "batch_size", 65_536)
+        with torch.inference_mode():
+            for part in self.latents(n, seed).split(batch_size):
+                yield self.generator(part.to(self.device)).float().cpu()
+
     def sample_tensor(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
         """``n`` images as a float tensor ``[n, C, H, W]`` in ``[-1, 1]`` on the CPU."""
-        if n < 1:
-            raise GanvasError(f"--num must be at least 1, got {n}")
-        z = self.latents(n, seed)
-        chunks = [self.generator(part.to(self.device)).float().cpu()
-                  for part in z.split(batch_size)]
-        return torch.cat(chunks)
+        return torch.cat(list(self.batches(n, seed, batch_size)))
 
     def sample(self, n: int, seed: int = 0) -> list[Image.Image]:
         """``n`` PIL images (mode L or RGB). The same seed always gives the same images."""
@@ -64,12 +66,16 @@ def load(path: str | os.PathLike, device: str = "auto") -> ImageGenerator:
     A run folder uses its newest loadable checkpoint. Everything needed to rebuild the network
     is read from the file itself; nothing is executed (``weights_only=True``/safetensors).
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise GanvasError(f"load() needs a path to a run, checkpoint or generator folder, "
+                          f"got {type(path).__name__}")
     path = Path(path)
     target = resolve_device(device)
-    if path.is_dir() and (path / CONFIG_NAME).is_file():
+    if path.is_dir() and (path / CONFIG_NAME).exists():
         generator, meta = load_generator(path)
-        return ImageGenerator(generator, meta.get("train_config", meta),
-                              int(meta.get("step", 0) or 0), target)
+        config = meta.get("train_config")
+        return ImageGenerator(generator, config if isinstance(config, dict) else meta,
+                              _step(meta.get("step")), target)
     if path.is_dir():
         _, state = ckpt.latest_checkpoint(path)
         where = str(path)
@@ -89,20 +95,46 @@ def load(path: str | os.PathLike, device: str = "auto") -> ImageGenerator:
     return ImageGenerator(generator, config, state["step"], target)
 
 
+MAX_IMAGES = 1_000_000
+MAX_GRID = 4_096
+MAX_SEED = 2**63 - 1
+
+
+def _count(value: Any, name: str, limit: int, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise GanvasError(f"{name} must be a whole number, got {str(value)[:40]!r}")
+    if not minimum <= value <= limit:
+        raise GanvasError(f"{name} must be between {minimum} and {limit:,}, got {value}")
+    return value
+
+
+def _step(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num: int = 64,
                        seed: int = 0, grid: bool = False, singles: bool = True,
                        device: str = "auto") -> list[Path]:
     """Write ``num`` samples as ``NNNNN.png`` files and/or one ``grid.png``; returns the paths."""
     from ganvas.training.run_dir import ensure_writable_dir
 
+    _count(num, "--num", MAX_IMAGES)
+    _count(seed, "--seed", MAX_SEED, minimum=0)
+    if grid and num > MAX_GRID:
+        raise GanvasError(f"--grid tiles at most {MAX_GRID:,} images; use a smaller --num "
+                          "or leave out --grid")
     model = load(source, device=device)
     out = Path(out)
     ensure_writable_dir(out, "--out")
-    images = model.sample_tensor(num, seed)
-    written = []
-    if singles:
-        for i, image in enumerate(to_pil(images)):
-            written.append(save_image(image, out / f"seed{seed}-{i:05d}.png"))
+    written, kept = [], []
+    index = 0
+    for chunk in model.batches(num, seed):  # streamed: a large --num never sits in memory
+        if grid:
+            kept.append(chunk)
+        if singles:
+            for image in to_pil(chunk):
+                written.append(save_image(image, out / f"seed{seed}-{index:05d}.png"))
+                index += 1
     if grid:
-        written.append(save_image(make_grid(images), out / f"grid-seed{seed}.png"))
+        written.append(save_image(make_grid(torch.cat(kept)), out / f"grid-seed{seed}.png"))
     return written

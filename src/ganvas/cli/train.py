@@ -53,14 +53,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    values = load_yaml(args.config) if args.config else {}
-    values = {**TrainConfig.from_dict(values, source=f"--config {args.config}").to_dict(),
-              **config_values(args)} if args.config else config_values(args)
+    from_file: dict = {}
+    if args.config:
+        from_file = load_yaml(args.config)
+        TrainConfig.from_dict(from_file, source=f"--config {args.config}")  # fail early
+        from_file = {k.replace("-", "_"): v for k, v in from_file.items()}
+    values = {**from_file, **config_values(args)}
     if args.resume:
         if args.dry_run:
-            print_stdout(f"would resume {args.resume} with: {config_values(args) or 'no changes'}")
+            print_stdout(f"would resume {args.resume} with: {values or 'no changes'}")
             return 0
-        result = resume(args.resume, progress=not args.no_progress, **config_values(args))
+        result = resume(args.resume, progress=not args.no_progress, **values)
     else:
         config = TrainConfig.from_dict(values, source="options").validate()
         if args.dry_run:

@@ -118,8 +118,8 @@ class DCGAN(ModelFamily):
         discriminator_norm: str = "batch"
 
         def problem(self) -> str | None:
-            if self.base_channels < 1 or self.max_channels < 1:
-                return "base_channels and max_channels must be positive"
+            if not (1 <= self.base_channels <= 1024 and 1 <= self.max_channels <= 4096):
+                return "base_channels must be 1..1024 and max_channels 1..4096"
             if self.discriminator_norm not in NORMS:
                 return f"discriminator_norm must be one of {', '.join(NORMS)}"
             return None

@@ -62,8 +62,9 @@ class Dense(ModelFamily):
         def problem(self) -> str | None:
             if not self.generator_widths or not self.discriminator_widths:
                 return "generator_widths and discriminator_widths need at least one layer"
-            if min(self.generator_widths + self.discriminator_widths) < 1:
-                return "layer widths must be positive"
+            widths = self.generator_widths + self.discriminator_widths
+            if min(widths) < 1 or max(widths) > 16_384 or len(widths) > 32:
+                return "layer widths must be 1..16384, at most 16 layers per network"
             return None
 
     @classmethod

@@ -20,8 +20,9 @@ from torch import nn
 
 from ganvas.errors import GanvasError
 from ganvas.models.registry import build_generator
-from ganvas.utils.files import atomic_write_text
+from ganvas.utils.files import atomic_write_text, default_mode
 
+MAX_CONFIG_BYTES = 10_000_000
 FORMAT = "ganvas-generator"
 VERSION = 1
 CONFIG_NAME = "config.json"
@@ -38,11 +39,15 @@ def save_generator(folder: str | os.PathLike, generator: nn.Module,
                    config: dict[str, Any], **extra: Any) -> Path:
     """Write the generator folder; an existing one is replaced only once the new one is whole."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise GanvasError(f"{folder}: a file is in the way of the generator folder; move it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(staging, default_mode(directory=True))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_NAME))
+        os.chmod(staging / WEIGHTS_NAME, default_mode())
         meta = {"format": FORMAT, "version": VERSION, **architecture(config), **extra,
                 "train_config": config}
         atomic_write_text(staging / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
@@ -63,22 +68,23 @@ def load_generator(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
     """Rebuild a generator from its folder; returns ``(generator, config)``."""
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.exists():
+            raise GanvasError(f"{folder}: no {path.name}; not a ganvas generator folder")
+        if not path.is_file():  # a FIFO or device would block or never end
+            raise GanvasError(f"{path}: not a regular file")
+    if config_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise GanvasError(f"{config_path}: too large for a generator config")
     try:
         meta = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GanvasError(f"{folder}: no {CONFIG_NAME}; not a ganvas generator folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise GanvasError(f"{config_path}: unreadable ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise GanvasError(f"{config_path}: not a ganvas generator config")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise GanvasError(f"{config_path}: format version {meta.get('version')!r} is newer "
-                          "than this ganvas understands; upgrade ganvas")
+    check_version(meta.get("version"), VERSION, str(config_path))
     generator = build_from_config(meta, str(config_path))
     try:
         state = load_file(str(weights_path))
-    except FileNotFoundError:
-        raise GanvasError(f"{folder}: no {WEIGHTS_NAME} beside {CONFIG_NAME}") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise GanvasError(f"{weights_path}: not readable safetensors weights "
                           f"({str(exc)[:100]})") from None
@@ -86,14 +92,28 @@ def load_generator(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]
     return generator, meta
 
 
+def check_version(version: Any, supported: int, where: str) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise GanvasError(f"{where}: not a valid ganvas file (missing or invalid format "
+                          "version)")
+    if version > supported:
+        raise GanvasError(f"{where}: format version {version} is newer than this ganvas "
+                          f"understands ({supported}); upgrade ganvas")
+
+
 def build_from_config(config: dict[str, Any], where: str) -> nn.Module:
+    """Rebuild a generator from saved settings, checking them as strictly as CLI options."""
+    from ganvas.config import LIMITS
+
     try:
         arch = architecture(config)
-    except KeyError as exc:
+    except (KeyError, TypeError) as exc:
         raise GanvasError(f"{where}: missing the setting {exc}") from None
-    for key in ("resolution", "channels", "latent_dim"):
-        if not isinstance(arch[key], int) or isinstance(arch[key], bool) or arch[key] < 1:
-            raise GanvasError(f"{where}: invalid {key} {arch[key]!r}")
+    limits = {"resolution": 4096, "channels": 3, "latent_dim": LIMITS["latent_dim"]}
+    for key, limit in limits.items():
+        value = arch[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise GanvasError(f"{where}: invalid {key} {str(value)[:40]!r}")
     if not isinstance(arch["model_options"], dict) or not isinstance(arch["model"], str):
         raise GanvasError(f"{where}: invalid model settings")
     try:

@@ -95,8 +95,8 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
         if name not in fields:
             valid = ", ".join(fields) or "none"
             raise GanvasError(
-                f"--model-option {key}: not a setting of model {family.name} (it has: {valid})"
-            )
+                f"--model-option {str(key)[:40]}: not a setting of model {family.name} "
+                f"(it has: {valid})")
         expected = hints[name]
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -104,8 +104,10 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
         if origin is tuple and isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, origin) or (origin is int and isinstance(value, bool)):
+            from ganvas.config import short_repr
+
             raise GanvasError(
-                f"--model-option {key}={value!r}: model {family.name} expects "
+                f"--model-option {key}={short_repr(value)}: model {family.name} expects "
                 f"{getattr(expected, '__name__', expected)}"
             )
         if origin is tuple:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ganvas.errors import GanvasError
+from ganvas.models.export import check_version
 from ganvas.utils.files import atomic_write
 
 FORMAT = "ganvas-checkpoint"
@@ -62,7 +63,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and sanity-check a checkpoint; every failure is a one-line GanvasError."""
     path = Path(path)
     if not path.is_file():
-        raise GanvasError(f"{path}: no such checkpoint file")
+        raise GanvasError(f"{path}: no such checkpoint file" if not path.exists()
+                          else f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            is_archive = zipfile.is_zipfile(handle)
+    except PermissionError:
+        raise GanvasError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise GanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not is_archive:  # every torch.save since PyTorch 1.6 is a zip archive
+        raise GanvasError(f"{path}: not a checkpoint (not a PyTorch file, or truncated)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -78,20 +89,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise GanvasError(f"{path}: not a ganvas checkpoint (no '{FORMAT}' header); "
                           "give a run folder or a .pt file written by `ganvas train`")
-    version = payload.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise GanvasError(f"{path}: checkpoint format version {version!r} is newer than this "
-                          f"ganvas understands ({VERSION}); upgrade ganvas")
+    check_version(payload.get("version"), VERSION, str(path))
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise GanvasError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
-    if not isinstance(payload["step"], int) or payload["step"] < 0:
+    if (not isinstance(payload["step"], int) or isinstance(payload["step"], bool)
+            or payload["step"] < 0):
         raise GanvasError(f"{path}: checkpoint has an invalid step {payload['step']!r}")
     for key in ("generator", "discriminator"):
         state = payload[key]
         if not isinstance(state, dict) or not all(
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
             raise GanvasError(f"{path}: checkpoint entry '{key}' is not a set of weights")
+    if not isinstance(payload["config"], dict):
+        raise GanvasError(f"{path}: the checkpoint's config is not readable")
     return payload
 
 

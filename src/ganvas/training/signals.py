@@ -22,7 +22,7 @@ class GracefulStop:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.received is not None and signum == signal.SIGINT:
+        if self.received is not None:  # asked twice: stop now (a checkpoint is still written)
             raise KeyboardInterrupt
         self.received = signum
         self.log(f"received {signal.Signals(signum).name}: finishing this step and writing a "

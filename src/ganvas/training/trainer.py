@@ -7,6 +7,7 @@ one place. ``Trainer.fit`` reads top to bottom; monitoring plugs in through call
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -49,8 +50,8 @@ DEFAULT_STEPS = 10_000
 EXPLODING_LOSS = 1e6  # a loss beyond this is treated like NaN: the run has diverged
 # Settings that define the data or the networks; changing them on resume would not continue
 # the same run, so --resume refuses them.
-FIXED_ON_RESUME = ("data", "resolution", "channels", "mirror", "model", "latent_dim",
-                   "model_options", "seed", "out", "runs_dir", "max_image_pixels")
+FIXED_ON_RESUME = ("resolution", "channels", "mirror", "model", "latent_dim",
+                   "model_options", "seed", "runs_dir", "spectral_norm", "ema")
 
 
 def log_line(message: str) -> None:
@@ -162,7 +163,7 @@ class Trainer:
         interval = 0.5 if sys.stderr.isatty() else 30.0
         bar = tqdm(total=c.steps, initial=self.step, disable=not self.progress, unit="step",
                    dynamic_ncols=True, file=sys.stderr, desc="training", mininterval=interval)
-        with GracefulStop(self.log) as signals, bar:
+        with GracefulStop(self.log) as signals, bar, self._checkpoint_on_crash():
             while self.step < c.steps:
                 self.train_step()
                 self.step += 1
@@ -190,6 +191,21 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_train_end(self, result)
         return result
+
+    @contextlib.contextmanager
+    def _checkpoint_on_crash(self):
+        """No work is lost: an unexpected error (or a second Ctrl-C) still leaves a checkpoint
+        of the last completed step, then the error goes on to the caller."""
+        try:
+            yield
+        except BaseException:
+            if self.step and self._weights_finite():
+                with contextlib.suppress(Exception):
+                    path = ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir, self.step),
+                                                self.state_dict())
+                    self.log(f"saved {path} before stopping; continue with: "
+                             f"ganvas train --resume {self.run_dir}")
+            raise
 
     def train_step(self) -> None:
         """One round of the two-player game: D updates (n_critic times), then G once."""
@@ -393,9 +409,13 @@ class Trainer:
             network.train(was_training)
 
     def save_samples(self, name: str | None = None) -> Path:
+        """Sample grid and loss curves; a failure to write them is a warning, not a crash."""
         path = self.run_dir / "samples" / (name or f"step-{self.step:07d}.png")
-        save_image(make_grid(self.render(self.fixed_latents)), path)
-        plot_training_curves(self.metrics.read(), self.run_dir / "loss.png")
+        try:
+            save_image(make_grid(self.render(self.fixed_latents)), path)
+            plot_training_curves(self.metrics.read(), self.run_dir / "loss.png")
+        except (GanvasError, OSError) as exc:
+            self.log(f"warning: could not write the sample grid or loss curves: {exc}")
         return path
 
     def state_dict(self) -> dict[str, Any]:
@@ -443,12 +463,20 @@ class Trainer:
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise GanvasError(f"{where}: optimiser state does not fit the networks "
                               f"({type(exc).__name__}: {str(exc)[:100]})") from None
-        self.step = int(state["step"])
-        self.elapsed = float(state.get("elapsed", 0.0))
-        self.rollbacks = max(self.rollbacks, int(state.get("rollbacks", 0)))
+        _check_optimizer_shapes(self.opt_g, where)
+        _check_optimizer_shapes(self.opt_d, where)
+        try:
+            self.step = int(state["step"])
+            self.elapsed = float(state.get("elapsed", 0.0))
+            self.rollbacks = max(self.rollbacks, int(state.get("rollbacks", 0)))
+        except (TypeError, ValueError, OverflowError):
+            raise GanvasError(f"{where}: step, time or rollback count is damaged") from None
 
     def _restore_progress(self, state: dict[str, Any], where: str) -> None:
         try:
+            position = state["data"]["position"]
+            if not isinstance(position, int) or position < 0:
+                raise ValueError(f"data position {position!r:.40}")
             self.stream.load_state_dict(state["data"])
             if state.get("augment"):
                 self.augment.load_state_dict(state["augment"])
@@ -511,6 +539,20 @@ class Trainer:
                            interrupted)
 
 
+def _check_optimizer_shapes(optimizer: torch.optim.Optimizer, where: str) -> None:
+    """Adam's moments must match their parameters, or the first step fails obscurely."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if (isinstance(value, torch.Tensor) and value.dim() > 0
+                        and value.shape != param.shape):
+                    raise GanvasError(f"{where}: optimiser state '{name}' does not fit the "
+                                      "network (damaged checkpoint)")
+                if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
+                    raise GanvasError(f"{where}: optimiser state '{name}' holds NaN or "
+                                      "infinity (damaged checkpoint)")
+
+
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return torch.stack(norms).norm() if norms else torch.zeros(())
@@ -554,6 +596,10 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
         >>> result = ganvas.train(data="digits", steps=2000)  # doctest: +SKIP
         >>> ganvas.load(result.run_dir).sample(8, seed=0)      # doctest: +SKIP
     """
+    if config is not None and not isinstance(config, (TrainConfig, dict)):
+        raise GanvasError(f"train() takes a TrainConfig or a dict of options, got "
+                          f"{type(config).__name__}; for a dataset write train(data=...)")
+    _check_callbacks(callbacks)
     values = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
     config = TrainConfig.from_dict({**values, **options}, source="train()").validate()
     config = resolve_auto_settings(config)
@@ -569,7 +615,15 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
     else:
         run_dir = new_run_dir(config.runs_dir, describe(config.data, config.model,
                                                         config.resolution))
-    trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log)
+    try:
+        trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log)
+    except BaseException:
+        # Nothing was trained: do not leave an empty numbered folder behind.
+        for leftover in (run_dir / "metrics.jsonl",):
+            leftover.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        raise
     atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
     return trainer.fit()
 
@@ -578,28 +632,47 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
            log: Callable[[str], None] = log_line, **overrides: Any) -> TrainResult:
     """Continue a run from its newest checkpoint (or from a given checkpoint file).
 
-    ``overrides`` may extend the run (``steps=`` a new total, or ``epochs=``) or change
-    housekeeping and optimiser settings; settings that define the data or the networks
-    are fixed for the life of a run.
+    ``overrides`` may extend the run (``steps=`` a new total, or ``epochs=``), point to the
+    data's new location (``data=``), or change housekeeping and optimiser settings; settings
+    that define the networks are fixed for the life of a run. A checkpoint file outside a
+    run's ``checkpoints/`` folder continues in a new run folder given by ``out=``.
     """
+    _check_callbacks(callbacks)
+    if not isinstance(run, (str, os.PathLike)) or not str(run):
+        raise GanvasError(f"--resume needs a run folder or checkpoint file, got {run!r:.40}")
     path = Path(run)
+    out = overrides.pop("out", None)
     if path.is_file():
-        state, run_dir, source = ckpt.load_checkpoint(path), path.parent.parent, path
+        state, source = ckpt.load_checkpoint(path), path
+        if path.parent.name == ckpt.CHECKPOINT_DIR and out is None:
+            run_dir = path.parent.parent
+        elif out is not None:
+            run_dir = prepare_out_dir(out)
+        else:
+            raise GanvasError(f"--resume {path}: this checkpoint is not inside a run folder's "
+                              "checkpoints/; add --out DIR to continue it in a new run folder")
     elif path.is_dir():
         source, state = ckpt.latest_checkpoint(path, warn=log)
         run_dir = path
+        if out is not None and Path(out).resolve() != path.resolve():
+            raise GanvasError("--out cannot change when resuming a run folder")
     else:
         raise GanvasError(f"--resume {path}: no such run folder or checkpoint file")
-    config = TrainConfig.from_dict(state["config"], source=f"{path} (saved config)")
-    fixed = [k for k in overrides if k in FIXED_ON_RESUME]
-    if fixed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-        raise GanvasError(f"{flags} cannot change when resuming (they define the run's data "
-                          "and networks); start a new run instead")
+    try:
+        saved = TrainConfig.from_dict(state["config"], source="saved config").validate()
+    except GanvasError as exc:
+        raise GanvasError(f"{source}: {exc}") from None
+    changed = [k for k, v in overrides.items()
+               if k in FIXED_ON_RESUME and v is not None and _plain(v) != _plain(getattr(saved, k))]
+    if changed:
+        flags = ", ".join("--model-option" if k == "model_options" else
+                          "--" + k.replace("_", "-") for k in changed)
+        raise GanvasError(f"{flags} cannot change when resuming (they define the run's "
+                          "networks); start a new run instead")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in overrides:
         overrides.setdefault("steps", None)
-    config = TrainConfig.from_dict({**config.to_dict(), **overrides}, source="--resume")
+    config = TrainConfig.from_dict({**saved.to_dict(), **overrides}, source="--resume")
     trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
                       state=state, state_source=str(source))
     # Settings given now win over those the checkpoint restored (auto-balance may have
@@ -616,3 +689,15 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     trainer.metrics.truncate_after(trainer.step)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
     return trainer.fit()
+
+
+def _plain(value: Any) -> Any:
+    """Compare config values the way they are saved (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _check_callbacks(callbacks: Sequence[Callback]) -> None:
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise GanvasError(f"callbacks must be ganvas.Callback instances, got "
+                              f"{type(callback).__name__}")
