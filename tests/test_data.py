@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import gzip
 import hashlib
 import io
 import os
+import shutil
 import struct
+import sys
 import threading
+import tracemalloc
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +23,7 @@ from PIL import Image
 
 import ganvas.data.builtin as builtin_mod
 import ganvas.data.folder as folder_mod
+import ganvas.data.preprocess as pre
 from ganvas.data import BUILTIN_DATASETS, ImageSet, load_images
 from ganvas.data.idx import read_idx
 from ganvas.errors import GanvasError
@@ -415,7 +420,8 @@ def test_unwritable_cache_dir(tmp_path, logs):
     blocker.write_text("x")
     s = load(d, logs, cache_dir=blocker / "cache")
     assert len(s) == 4 and not isinstance(s.images, np.memmap)
-    assert any("without caching" in m for m in logs)
+    msg = next(m for m in logs if "without caching" in m)
+    assert "GANVAS_CACHE" in msg and "--cache-dir" not in msg  # there is no such option
 
 
 def test_cache_dir_env_default(tmp_path):
@@ -600,3 +606,223 @@ def test_mnist_from_ganvas_data_resized_and_cached(tmp_path, monkeypatch, logs):
     assert isinstance(again.images, np.memmap)
     np.testing.assert_array_equal(resized.images, again.images)
     assert any(m.startswith("using cached dataset") for m in logs)
+
+
+# ------------------------------------------------------------- big pictures: shrink first
+
+
+def _turn(img: Image.Image, orientation: int) -> Image.Image:
+    method = pre._TRANSPOSE.get(orientation)
+    return img if method is None else img.transpose(method)
+
+
+def _sample_image(mode: str, w: int, h: int) -> Image.Image:
+    rng = np.random.default_rng(w * 1000 + h)
+    a = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    rgb = Image.fromarray(np.ascontiguousarray(a[..., :3]))
+    grey = Image.fromarray(np.ascontiguousarray(a[..., 0]))
+    if mode == "RGBA":
+        return Image.fromarray(a, "RGBA")
+    if mode == "LA":
+        return Image.merge("LA", (grey, Image.fromarray(np.ascontiguousarray(a[..., 3]))))
+    if mode == "P":
+        img = rgb.quantize(32)
+        img.info["transparency"] = 3
+        return img
+    if mode == "I;16":
+        return Image.fromarray(a[..., 0].astype(np.uint16) * 257 + a[..., 1] // 2)
+    if mode == "I":
+        return Image.fromarray(a[..., 0].astype(np.int32) * 1000 - 70_000)
+    if mode == "F":
+        return Image.fromarray(a[..., 0].astype(np.float32) / 255)
+    if mode == "CMYK":
+        return Image.fromarray(a, "CMYK")
+    return rgb.convert(mode)  # RGB, L, 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "L", "1", "CMYK", "I;16", "I", "F"])
+def test_shrinking_in_strips_matches_full_size_conversion(monkeypatch, mode):
+    """Strip-wise shrinking gives exactly what converting the whole picture used to."""
+    monkeypatch.setattr(pre, "STRIP_PIXELS", 500)  # many strips, ragged last one
+    sizes = [(150, 97, 8), (97, 150, 5), (100, 100, 8), (40, 23, 8), (5, 9, 8), (8, 8, 8)]
+    for w, h, res in sizes:
+        img = _sample_image(mode, w, h)
+        for orientation in ((1, 3, 6) if mode != "RGB" else range(1, 9)):
+            for channels in (1, 3):
+                ref = pre.to_mode(_turn(img, orientation), channels, pre.wide_scale(img)
+                                  if mode in ("I;16", "I", "F") else None)
+                want = pre.to_array(pre.fit_square(ref, res))
+                got = pre.process_image(img, res, channels, orientation)
+                np.testing.assert_array_equal(got, want, err_msg=f"{mode} {w}x{h} {orientation}")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16", "P"])
+def test_big_picture_never_converted_at_full_size(tmp_path, monkeypatch, mode):
+    monkeypatch.setattr(pre, "STRIP_PIXELS", 4096)
+    img = _sample_image(mode, 1200, 900)
+    img.save(tmp_path / "big.png")
+    seen: list[int] = []
+    real_to_mode = pre.to_mode
+
+    def spy(im, *a, **k):
+        seen.append(im.size[0] * im.size[1])
+        return real_to_mode(im, *a, **k)
+
+    monkeypatch.setattr(pre, "to_mode", spy)
+    small, box = pre.shrink(img, 16, 3)
+    assert max(small.size) <= 3 * 16 * 2 and box[2] - box[0] >= 3 * 16  # reduced 2x..
+    assert seen and max(seen) <= 1200 * 900 // 20  # ...in strips, converted before resizing
+    arr = pre.decode_file(str(tmp_path / "big.png"), 16, 3, 10**8)
+    assert arr.shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_wide_modes_use_no_full_size_numpy_copies(tmp_path, monkeypatch, mode):
+    """16/32-bit and float pictures used to be copied as int64/float64 (24+ bytes a pixel)."""
+    monkeypatch.setattr(pre, "STRIP_PIXELS", 4096)
+    monkeypatch.setattr(pre, "RANGE_SAMPLE", 4096)
+    w = h = 1024
+    path = tmp_path / ("big.png" if mode == "I;16" else "big.tif")
+    _sample_image(mode, w, h).save(path)
+    tracemalloc.start()
+    try:
+        arr = pre.decode_file(str(path), 16, 1, 10**8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert arr.shape == (1, 16, 16) and 60 < arr.mean() < 200
+    assert peak < w * h // 2, f"{peak:,} bytes of temporary arrays"  # < 0.5 byte a pixel
+
+
+def test_exif_rotation_of_a_shrunk_picture(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    img = Image.new("RGB", (400, 200), BLUE)
+    img.paste(Image.new("RGB", (200, 200), RED), (0, 0))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 8  # displayed rotated 90 degrees counter-clockwise: left half at the bottom
+    img.save(d / "rot.png", exif=exif)
+    s = load(d, resolution=8)
+    assert px(s, 0, 0, 4) == BLUE and px(s, 0, 7, 4) == RED
+
+
+# ------------------------------------------------------------------- wide sample ranges
+
+
+def test_float_tiff_with_infinity_keeps_its_range(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    a = np.full((8, 8), 0.5, dtype=np.float32)
+    a[0, 0], a[0, 1], a[0, 2] = np.inf, np.nan, -np.inf
+    a[7, 7] = 1.0
+    Image.fromarray(a).save(d / "f.tif")
+    s = load(d, channels=1)
+    assert px(s, 0, 4, 4) in {(127,), (128,)}  # was 0: inf made the range 0..255
+    assert px(s, 0, 0, 0) == (255,) and px(s, 0, 0, 1) == (0,) and px(s, 0, 0, 2) == (0,)
+    assert px(s, 0, 7, 7) == (255,)
+
+
+def test_int32_range_ignores_outliers(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    ramp = (np.arange(32 * 32, dtype=np.int32).reshape(32, 32) % 200) + 20  # 20..219
+    byte = ramp.copy()
+    byte[3, 3] = 10**7  # one hot pixel used to turn the whole picture black
+    Image.fromarray(byte).save(d / "a_byte.tif")
+    deep = ramp * 257
+    deep[5, 5] = -(10**6)
+    Image.fromarray(deep).save(d / "b_deep.tif")
+    Image.fromarray(ramp).save(d / "c_plain.tif")
+    Image.fromarray(ramp * 257).save(d / "d_plain16.tif")
+    signed = ramp * 100 - 10_000  # -8000..11900: stretched to 0..255
+    Image.fromarray(signed).save(d / "e_signed.tif")
+    s = load(d, resolution=32, channels=1)
+    got = s.images[:, 0].astype(int)
+    expect = ramp.copy()
+    expect[3, 3] = 255
+    np.testing.assert_array_equal(got[0], expect)  # 0..255 data unchanged
+    expect = ramp.copy()
+    expect[5, 5] = 0
+    np.testing.assert_array_equal(got[1], expect)  # 0..65535 data divided by 257
+    np.testing.assert_array_equal(got[2], ramp)
+    np.testing.assert_array_equal(got[3], ramp)
+    assert got[4].min() == 0 and got[4].max() == 255
+    assert np.all(np.diff(got[4][0, :20]) >= 0)
+
+
+# ---------------------------------------------------------------------- workers, warnings
+
+
+def test_workers_are_capped(tmp_path, monkeypatch, logs):
+    d = tmp_path / "d"
+    for i in range(40):
+        solid(d / f"{i:02}.png", (i, 0, 0))
+    pools = []
+
+    class InProcessPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context=None):
+            pools.append(max_workers)
+            super().__init__(max_workers=1)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InProcessPool)
+    monkeypatch.setattr(folder_mod, "POOL_MIN_FILES", 2)
+    s = load(d, logs, workers=100_000)
+    assert pools == [folder_mod.MAX_WORKERS] == [32] and len(s) == 40
+    assert px(s, 39) == (39, 0, 0)
+    assert any("note: using 32 decoding processes" in m for m in logs)
+    load(d, workers=3, cache_dir=tmp_path / "c2")
+    assert pools[-1] == 3
+
+
+def test_truncated_webp_reason(tmp_path, logs):
+    d = tmp_path / "d"
+    noise_jpeg(d.mkdir() or d / "src.jpg")
+    data = io.BytesIO()
+    Image.open(d / "src.jpg").save(data, format="WEBP", quality=80)
+    (d / "src.jpg").unlink()
+    (d / "trunc.webp").write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+    solid(d / "ok.png", RED)
+    s = load(d, logs)
+    assert s.skipped == 1
+    msg = next(m for m in logs if "skipped" in m)
+    assert "trunc.webp: corrupt or truncated" in msg and "decoder object" not in msg
+
+
+def test_skip_reasons_are_short_and_human():
+    assert pre.skip_reason(OSError("could not create decoder object")) == "corrupt or truncated"
+    assert pre.skip_reason(OSError("unrecognized data stream contents when reading image "
+                                   "file")) == "corrupt or truncated"
+    assert pre.skip_reason(SyntaxError("broken PNG file")) == "corrupt or truncated"
+    assert pre.skip_reason(EOFError()) == "corrupt or truncated"
+    assert pre.skip_reason(OSError(errno.EIO, "Input/output error")) == "Input/output error"
+    assert pre.skip_reason(OSError("image file is truncated")) == "truncated"
+    assert pre.skip_reason(RuntimeError("x" * 200)).endswith("...")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux PATH_MAX of 4096")
+def test_paths_longer_than_path_max_are_reported(tmp_path, logs):
+    d = tmp_path / "d"
+    solid(d / "a.png", RED)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), BLUE).save(png, format="PNG")
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    depth = len(str(d))
+    try:
+        while depth <= 4200:  # build it with *at() calls: the full path is too long to use
+            os.mkdir("x" * 200, dir_fd=fd)
+            nxt = os.open("x" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd, depth = nxt, depth + 201
+        out = os.open("deep.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, png.getvalue())
+        os.close(out)
+    finally:
+        os.close(fd)
+    try:
+        s = load(d, logs)
+        assert len(s) == 1 and px(s, 0) == RED
+        msg = next(m for m in logs if "could not read" in m)
+        assert "could not read 1 file(s) or folder(s)" in msg and "path too long" in msg
+        assert len(msg) < 400 and "\n" not in msg
+    finally:
+        shutil.rmtree(d / ("x" * 200))

@@ -42,6 +42,8 @@ def test_output_shapes_and_range(family, channels):
     logits = D(images)
     assert logits.shape == (5,)
     assert torch.isfinite(logits).all()
+    # sampling and export read these from the network itself
+    assert (G.latent_dim, G.channels, G.resolution) == (12, channels, res)
 
 
 def test_gradients_reach_every_parameter(family):

@@ -163,8 +163,8 @@ class ArrayWriter:
                 self._discard_tmp()
                 log(
                     f"warning: cannot write the dataset cache in {cache.dir} ({_short(exc)}); "
-                    "continuing without caching (set --cache-dir or $GANVAS_CACHE to a "
-                    "writable folder to avoid decoding again next time)"
+                    "continuing without caching (set the environment variable GANVAS_CACHE "
+                    "to a writable folder to avoid decoding again next time)"
                 )
                 self.cache = None
         self.array = np.empty(shape, dtype=np.uint8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import multiprocessing
 import os
 import stat
@@ -23,6 +24,10 @@ from ganvas.errors import GanvasError
 
 #: Below this many files, decoding happens in-process (starting workers costs more).
 POOL_MIN_FILES = 64
+#: Never start more decoding processes than this, whatever --workers says.
+MAX_WORKERS = 32
+# stat() errors that just mean "nothing there" (broken or looping link, vanished entry).
+_GONE_ERRNOS = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR})
 
 Log = Callable[[str], None]
 
@@ -41,6 +46,16 @@ class ScanResult:
     files: list[FileEntry] = field(default_factory=list)
     ignored: int = 0  # files without an image extension
     unreadable_dirs: list[str] = field(default_factory=list)
+    # entries that exist but could not be looked at: (relative path, reason)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _stat_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "path too long"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or type(exc).__name__
 
 
 def scan_folder(root: str | os.PathLike[str]) -> ScanResult:
@@ -69,8 +84,12 @@ def scan_folder(root: str | os.PathLike[str]) -> ScanResult:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             try:
                 est = os.stat(entry.path)  # follows symlinks
-            except (OSError, ValueError):  # broken link, vanished, bad name
+            except ValueError:  # bad name
                 continue
+            except OSError as exc:
+                if exc.errno not in _GONE_ERRNOS:  # e.g. deeper than PATH_MAX
+                    result.unreadable.append((rel, _stat_reason(exc)))
+                continue  # broken link or vanished: nothing to report
             if stat.S_ISDIR(est.st_mode):
                 ident = (est.st_dev, est.st_ino)
                 if ident not in visited:
@@ -138,7 +157,10 @@ def decode_files(
 
     try:
         if workers > 1 and len(files) >= POOL_MIN_FILES:
-            n_workers = min(workers, len(files))
+            if workers > MAX_WORKERS:
+                log(f"note: using {MAX_WORKERS} decoding processes (--workers {workers} is "
+                    f"more than the {MAX_WORKERS} allowed)")
+            n_workers = min(workers, MAX_WORKERS, len(files))
             chunk = max(1, min(32, len(files) // (n_workers * 8)))
             pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=n_workers, mp_context=_mp_context()
@@ -169,8 +191,16 @@ def _images(count: int) -> str:
     return f"{count:,} image" + ("" if count == 1 else "s")
 
 
+def _short_path(rel: str, limit: int = 100) -> str:
+    """``rel`` shortened in the middle to at most ``limit`` characters."""
+    if len(rel) <= limit:
+        return rel
+    keep = limit - 3
+    return rel[: keep // 2] + "..." + rel[len(rel) - (keep - keep // 2):]
+
+
 def _describe_failures(failures: list[tuple[str, str]], limit: int = 3) -> str:
-    shown = "; ".join(f"{rel}: {reason}" for rel, reason in failures[:limit])
+    shown = "; ".join(f"{_short_path(rel)}: {reason}" for rel, reason in failures[:limit])
     return shown + ("; ..." if len(failures) > limit else "")
 
 
@@ -195,17 +225,22 @@ def load_folder(
             f"--data {label}: cannot read this folder ({exc.strerror or exc})"
         ) from None
     if scan.unreadable_dirs:
-        names = ", ".join(scan.unreadable_dirs[:3]) + (", ..." if len(scan.unreadable_dirs) > 3
-                                                     else "")
+        names = ", ".join(_short_path(d) for d in scan.unreadable_dirs[:3]) + (
+            ", ..." if len(scan.unreadable_dirs) > 3 else "")
         log(f"warning: could not read {len(scan.unreadable_dirs):,} folder(s) in {root}: {names}")
+    if scan.unreadable:
+        log(f"warning: could not read {len(scan.unreadable):,} file(s) or folder(s) in {root} "
+            f"(first: {_describe_failures(scan.unreadable)})")
     if scan.ignored:
         log(f"ignored {scan.ignored:,} file(s) in {root} that are not images "
             f"(by extension: {', '.join(IMAGE_EXTENSIONS)})")
     files = scan.files
     if not files:
+        unread = len(scan.unreadable) + len(scan.unreadable_dirs)
+        note = f"; {unread:,} entries could not be read, see above" if unread else ""
         raise GanvasError(
             f"--data {label}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} "
-            "recursively); point it at a folder that contains pictures"
+            f"recursively{note}); point it at a folder that contains pictures"
         )
 
     family = ["folder", root, resolution, channels, max_image_pixels]
