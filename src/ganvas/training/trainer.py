@@ -221,7 +221,8 @@ class Trainer:
             self.discriminator_step(real, fake.detach())
 
         # 2. Generator: with D frozen, make D call the same fakes "real".
-        if self.gate.update_generator():
+        update_g = self.gate.update_generator()
+        if update_g:
             D.requires_grad_(False)
             loss_g = self.loss.generator_loss(D(self.discriminator_view(fake)))
             self.opt_g.zero_grad(set_to_none=True)
@@ -230,7 +231,7 @@ class Trainer:
             self.opt_g.step()
             D.requires_grad_(True)
             self.stats.report("Loss/G", loss_g)
-        self.stats.report("G/skipped", 0.0 if self.gate.update_generator() else 1.0)
+        self.stats.report("G/skipped", 0.0 if update_g else 1.0)
 
         # 3. The moving average of G that samples and exports use.
         if self.ema is not None:

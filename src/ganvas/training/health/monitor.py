@@ -58,7 +58,7 @@ class HealthMonitor(Callback):
         self.ticks += 1
         self.history = (self.history + [dict(record)])[-HISTORY:]
         findings = diagnose(self.history, probabilistic=trainer.loss.probabilistic,
-                            warmup=trainer.config.health_warmup)
+                            warmup=trainer.config.health_warmup, loss_name=trainer.loss.name)
         for finding in findings:
             last = self.last_reported.get(finding.kind)
             if last is not None and self.ticks - last < COOLDOWN:

@@ -95,7 +95,7 @@ def build_report(run_dir: str | os.PathLike) -> HealthReport:
     loss = LOSSES.get(str(config.get("loss", "bce")), LOSSES["bce"])
     warmup = config.get("health_warmup", 0)
     current = diagnose(ticks, probabilistic=loss.probabilistic,
-                       warmup=warmup if isinstance(warmup, int) else 0)
+                       warmup=warmup if isinstance(warmup, int) else 0, loss_name=loss.name)
     events = [r for r in records if "event" in r]
     return HealthReport(run_dir, config, ticks, events, current)
 

@@ -41,16 +41,34 @@ def _lr(records: list[dict[str, Any]], key: str) -> float:
     return float(records[-1].get(key) or 2e-4)
 
 
-def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool) -> Finding | None:
-    if len(recent) < WINDOW:
+def _d_dominates(record: dict[str, Any], probabilistic: bool) -> bool:
+    accuracy = record.get("D/accuracy")
+    if not isinstance(accuracy, (int, float)) or not accuracy >= 0.95:
+        return False
+    real, fake = record.get("D/real"), record.get("D/fake")
+    if probabilistic and isinstance(real, (int, float)) and isinstance(fake, (int, float)):
+        return real - fake >= 0.8
+    return True
+
+
+def _streak(recent: list[dict[str, Any]], holds) -> list[dict[str, Any]]:
+    """The records at the end of ``recent`` for which ``holds`` is true, oldest first."""
+    count = 0
+    for record in reversed(recent):
+        if not holds(record):
+            break
+        count += 1
+    return recent[len(recent) - count:]
+
+
+def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
+                       loss_name: str = "") -> Finding | None:
+    streak = _streak(recent, lambda r: _d_dominates(r, probabilistic))
+    if len(streak) < WINDOW:
         return None
     window = recent[-WINDOW:]
     accuracy = _values(window, "D/accuracy")
-    if len(accuracy) < WINDOW or min(accuracy) < 0.95:
-        return None
     real, fake = _values(window, "D/real"), _values(window, "D/fake")
-    if probabilistic and real and fake and statistics.mean(real) - statistics.mean(fake) < 0.8:
-        return None
     lr_d = _lr(window, "LR/D")
     loss = statistics.mean(_values(window, "Loss/D") or [float("nan")])
     detail = f"D loss {loss:.2g}, accuracy {statistics.mean(accuracy):.0%}"
@@ -59,10 +77,12 @@ def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool) -> Fin
     grads = _values(recent, "Grad/G")
     if len(grads) > WINDOW and grads[-1] < 0.1 * max(grads[:-WINDOW] or grads):
         detail += ", generator gradients vanishing"
+    advice = (" The saturating loss gives the generator almost no gradient here: use --loss bce."
+              if loss_name == "bce-saturating" else "")
     return Finding(
         "discriminator_wins",
-        f"The discriminator is winning ({detail} for {_span(window)} steps): try --lr-d "
-        f"{lr_d / 2:.1e}, --d-skip-below 0.3 or --augment ada.",
+        f"The discriminator is winning ({detail} for {_span(streak)} steps): try --lr-d "
+        f"{lr_d / 2:.1e}, --d-skip-below 0.3 or --augment ada.{advice}",
         {"lr_d": lr_d / 2, "d_skip_below": 0.3} if probabilistic else {"lr_d": lr_d / 2})
 
 
@@ -82,11 +102,13 @@ def generator_wins(recent: list[dict[str, Any]], probabilistic: bool) -> Finding
     detail = f"D accuracy {statistics.mean(accuracy):.0%}"
     if probabilistic and real and fake:
         detail += f", D(x) {statistics.mean(real):.2f} vs D(G(z)) {statistics.mean(fake):.2f}"
+    # A discriminator far slower than the generator is brought level; else it speeds up.
+    new_lr_d = lr_g if lr_d < lr_g / 4 else lr_d * 2
     return Finding(
         "generator_wins",
         f"The generator is fooling a weak discriminator ({detail} for {_span(window)} steps): "
-        f"try --lr-d {lr_d * 2:.1e}, --n-critic 2 or --lr-g {lr_g / 2:.1e}.",
-        {"lr_g": lr_g / 2})
+        f"try --lr-d {new_lr_d:.1e} or --n-critic 2.",
+        {"lr_d": new_lr_d})
 
 
 def oscillation(recent: list[dict[str, Any]]) -> Finding | None:
@@ -138,11 +160,11 @@ def mode_collapse(recent: list[dict[str, Any]]) -> Finding | None:
 
 
 def diagnose(records: list[dict[str, Any]], *, probabilistic: bool = True,
-             warmup: int = 0) -> list[Finding]:
+             warmup: int = 0, loss_name: str = "") -> list[Finding]:
     """Every problem visible at the end of ``records`` (tick records, oldest first)."""
     ticks = [r for r in records if "event" not in r and r.get("step", 0) > warmup]
     findings = [
-        discriminator_wins(ticks, probabilistic),
+        discriminator_wins(ticks, probabilistic, loss_name),
         generator_wins(ticks, probabilistic),
         oscillation(ticks),
         mode_collapse(ticks),
