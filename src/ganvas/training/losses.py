@@ -80,21 +80,16 @@ class SaturatingBCELoss(BCELoss):
         return -F.softplus(fake_logits).mean()
 
 
-class NonSaturatingLoss(AdversarialLoss):
+class NonSaturatingLoss(BCELoss):
     """The StyleGAN papers' spelling of the lesson's loss: softplus of the logits."""
 
     name = "ns"
     description = "non-saturating logistic loss (softplus form of bce, as in StyleGAN2)"
-    uses_labels = True
-    probabilistic = True
 
     def discriminator_loss(self, real_logits, fake_logits):
-        if self.real_label == 1.0:
-            real = F.softplus(-real_logits).mean()
-        else:
-            real = F.binary_cross_entropy_with_logits(
-                real_logits, torch.full_like(real_logits, self.real_label))
-        return real + F.softplus(fake_logits).mean()
+        if self.real_label != 1.0:  # smoothed labels need the cross-entropy form
+            return super().discriminator_loss(real_logits, fake_logits)
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
     def generator_loss(self, fake_logits):
         return F.softplus(-fake_logits).mean()
