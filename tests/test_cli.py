@@ -234,6 +234,13 @@ def test_config_file_guards(capsys, tmp_path):
     bomb.write_text("\n".join(levels).replace("a8: &a8", "steps: &a8") + "\n")
     code, _, err = run_cli(capsys, "train", "--config", bomb)
     assert code == 2 and len(err) < 400
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("data: digits\nepochs: 1\nmodel_options: {base_channels: 8, slope: 0.1}\n")
+    code, out, err = run_cli(capsys, "train", "--config", merged, "--steps", "20",
+                             "--model-option", "max_channels=64", "--dry-run")
+    assert code == 0, err
+    assert "steps: 20" in out and "epochs: null" in out
+    assert "base_channels: 8" in out and "max_channels: 64" in out and "slope: 0.1" in out
     numbers = tmp_path / "numbers.yaml"
     numbers.write_text("data: digits\nlr_d: 1e-4\n")
     code, out, err = run_cli(capsys, "train", "--config", numbers, "--dry-run")

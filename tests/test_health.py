@@ -148,3 +148,59 @@ def test_rules_on_a_synthetic_healthy_history():
     assert [f.kind for f in diagnose(oscillating)] == ["oscillation"]
     weak_d = [dict(r, **{"D/accuracy": 0.2, "D/real": 0.3, "D/fake": 0.7}) for r in healthy]
     assert [f.kind for f in diagnose(weak_d)] == ["generator_wins"]
+
+
+# ---- regressions from the code review ----------------------------------------------------
+
+def test_resume_with_new_rates_then_rollback_halves_the_new_rates(tmp_path):
+    class PoisonAt(PoisonOnce):
+        def on_step_end(self, trainer):
+            if trainer.step == 11 and not self.done:
+                self.done = True
+                with torch.no_grad():
+                    next(trainer.generator.parameters()).view(-1)[0] = float("nan")
+
+    run = ganvas.train(steps=8, log_every=2, checkpoint_every=4, out=str(tmp_path / "run"),
+                       **DIGITS).run_dir
+    ganvas.resume(run, steps=16, lr_g=1e-5, lr_d=1e-5, callbacks=[PoisonAt()], **QUIET)
+    rollback = events(run, "rollback")
+    assert len(rollback) == 1 and "lr-g 5e-06, lr-d 5e-06" in rollback[0]["message"]
+
+
+class PoisonAlways(ganvas.Callback):
+    def on_step_end(self, trainer):
+        if trainer.step >= 5:
+            with torch.no_grad():
+                next(trainer.generator.parameters()).view(-1)[0] = float("nan")
+
+
+def test_after_the_last_rollback_training_stops_at_the_last_good_state(tmp_path):
+    result = ganvas.train(steps=30, log_every=2, checkpoint_every=4, max_rollbacks=1,
+                          out=str(tmp_path / "run"), callbacks=[PoisonAlways()], **DIGITS)
+    assert result.diverged and result.step == 4
+    kinds = [e["event"] for e in events(result.run_dir)]
+    assert kinds == ["rollback", "divergence"]
+    ticks = [r for r in records(result.run_dir) if "event" not in r]
+    assert ticks[-1]["step"] <= 4 and all(np.isfinite(r["Loss/G"]) for r in ticks)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(t).all() for t in state["generator"].values())
+
+
+def test_instance_noise_schedule_is_fixed_when_a_run_is_extended(tmp_path):
+    run = ganvas.train(steps=4, log_every=2, instance_noise=0.1, out=str(tmp_path / "run"),
+                       **DIGITS).run_dir
+    assert "instance_noise_steps: 4" in (run / "config.yaml").read_text()
+    ganvas.resume(run, steps=8, **QUIET)
+    sigmas = [r["Noise/sigma"] for r in records(run) if "Noise/sigma" in r]
+    assert sigmas[-1] == 0.0 and sigmas == sorted(sigmas, reverse=True)
+
+
+def test_resuming_an_older_checkpoint_sets_newer_ones_aside(tmp_path):
+    run = ganvas.train(steps=8, log_every=2, checkpoint_every=4, out=str(tmp_path / "run"),
+                       **DIGITS).run_dir
+    older = run / "checkpoints" / "step-0000004.pt"
+    ganvas.resume(older, steps=6, **QUIET)
+    names = sorted(p.name for p in (run / "checkpoints").glob("step-*.pt"))
+    assert names == ["step-0000000.pt", "step-0000004.pt", "step-0000006.pt"]
+    assert (run / "checkpoints" / "abandoned" / "step-0000008.pt").is_file()

@@ -182,3 +182,48 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(image_folder, tm
     path, state = ckpt.latest_checkpoint(run, warn=warnings.append)
     assert path.name == "step-0000004.pt" and state["step"] == 4
     assert warnings and "step-0000008.pt" in warnings[0]
+
+
+class BreakInStep(ganvas.Callback):
+    """Step 11 fails half-way, after the discriminator's update."""
+
+    def on_step_end(self, trainer):
+        if trainer.step == 10:
+            update_discriminator = trainer.discriminator_step
+
+            def update_then_fail(real, fake):
+                update_discriminator(real, fake)
+                raise RuntimeError("failure inside a step")
+
+            trainer.discriminator_step = update_then_fail
+
+
+def test_a_crash_inside_a_step_never_overwrites_a_good_checkpoint(image_folder, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="inside a step"):
+        ganvas.train(data=str(image_folder), steps=30, out=str(run), progress=False,
+                     log=lambda m: None, callbacks=[BreakInStep()],
+                     **{**TINY, "checkpoint_every": 10, "log_every": 5})
+    state = torch.load(run / "checkpoints" / "step-0000010.pt", weights_only=True)
+    assert state["step"] == 10 and state["data"]["position"] == 10 * 8
+    assert not (run / "checkpoints" / "step-0000011.pt").exists()
+
+
+def test_auto_balance_runs_resume_exactly_when_stopped_between_ticks(image_folder, tmp_path):
+    options = {**TINY, **STABILISERS["everything"], "log_every": 4}
+
+    class StopAtSeven(ganvas.Callback):
+        def on_step_end(self, trainer):
+            if trainer.step == 7:
+                trainer.request_stop("test")
+
+    quiet = dict(progress=False, log=lambda m: None)
+    straight = ganvas.train(data=str(image_folder), steps=12, out=str(tmp_path / "a"),
+                            **quiet, **options)
+    part = ganvas.train(data=str(image_folder), steps=12, out=str(tmp_path / "b"),
+                        callbacks=[StopAtSeven()], **quiet, **options)
+    assert part.step == 7
+    resumed = ganvas.resume(part.run_dir, **quiet)
+    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
+    for net in ("generator", "discriminator", "generator_ema"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net

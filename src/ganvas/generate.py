@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def load(path: str | os.PathLike, device: str = "auto") -> ImageGenerator:
         return ImageGenerator(generator, config if isinstance(config, dict) else meta,
                               _step(meta.get("step")), target)
     if path.is_dir():
-        _, state = ckpt.latest_checkpoint(path)
+        _, state = ckpt.latest_checkpoint(path, warn=_warn)
         where = str(path)
     elif path.is_file():
         state, where = ckpt.load_checkpoint(path), str(path)
@@ -93,6 +94,10 @@ def load(path: str | os.PathLike, device: str = "auto") -> ImageGenerator:
         raise GanvasError(f"{where}: the checkpoint's generator weights are not readable")
     load_weights(generator, weights, where)
     return ImageGenerator(generator, config, state["step"], target)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 MAX_IMAGES = 1_000_000

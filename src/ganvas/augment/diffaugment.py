@@ -47,7 +47,8 @@ def cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Ten
     cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g)
     ys = torch.arange(h).view(1, h, 1)
     xs = torch.arange(w).view(1, 1, w)
-    inside = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)
+    dy, dx = ys - cy, xs - cx
+    inside = (dy >= -(ch // 2)) & (dy < ch - ch // 2) & (dx >= -(cw // 2)) & (dx < cw - cw // 2)
     keep = (~inside).to(x.device, x.dtype).unsqueeze(1)
     return x * keep
 

@@ -58,7 +58,15 @@ def run(args: argparse.Namespace) -> int:
         from_file = load_yaml(args.config)
         TrainConfig.from_dict(from_file, source=f"--config {args.config}")  # fail early
         from_file = {k.replace("-", "_"): v for k, v in from_file.items()}
-    values = {**from_file, **config_values(args)}
+    flags = config_values(args)
+    # A flag overrides the file: the other half of steps/epochs goes, option dicts merge.
+    if "steps" in flags:
+        from_file.pop("epochs", None)
+    if "epochs" in flags:
+        from_file.pop("steps", None)
+    if "model_options" in flags and isinstance(from_file.get("model_options"), dict):
+        flags["model_options"] = {**from_file["model_options"], **flags["model_options"]}
+    values = {**from_file, **flags}
     if args.resume:
         if args.dry_run:
             print_stdout(f"would resume {args.resume} with: {values or 'no changes'}")
@@ -73,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     print_stdout(f"samples:   {result.samples}")
     print_stdout(f"curves:    {result.run_dir / 'loss.png'}")
     print_stdout(f"generator: {result.generator_dir}")
+    if result.diverged:
+        print_stdout(f"diverged:  see `ganvas doctor {result.run_dir}`; the checkpoint holds "
+                     "the last good state")
+        return 1
     if result.interrupted:
         print_stdout(f"resume:    ganvas train --resume {result.run_dir}")
         return 130

@@ -29,6 +29,14 @@ class StatsCollector:
         self._sums[name] = self._sums.get(name, 0.0) + value
         self._counts[name] = self._counts.get(name, 0) + 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The partial sums since the last tick, for checkpoints."""
+        return {name: [float(total), self._counts[name]] for name, total in self._sums.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._sums = {str(name): float(pair[0]) for name, pair in state.items()}
+        self._counts = {str(name): int(pair[1]) for name, pair in state.items()}
+
     def collect(self) -> dict[str, float]:
         """Means since the last collect; resets the accumulators."""
         means = {}

@@ -78,6 +78,7 @@ class TrainResult:
     samples: Path
     generator_dir: Path
     interrupted: bool = False
+    diverged: bool = False  # stopped after --max-rollbacks; weights are the last good ones
 
 
 class Trainer:
@@ -133,6 +134,9 @@ class Trainer:
             per_epoch = len(self.data) / config.batch_size
             steps = math.ceil(config.epochs * per_epoch) if config.epochs else DEFAULT_STEPS
             self.config = config = config.replace(steps=max(1, steps), epochs=None)
+        if config.instance_noise and config.instance_noise_steps is None:
+            # Fixed now, so extending the run later does not bring the noise back.
+            self.config = config = config.replace(instance_noise_steps=config.steps)
         self.stream = BatchStream(self.data.images, config.batch_size, seed=config.seed,
                                   mirror=config.mirror, device=self.device)
         # Every random stream of the loop is its own CPU generator: results do not depend on
@@ -144,6 +148,8 @@ class Trainer:
         self.stats = StatsCollector()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_reason: str | None = None
+        self._diverged = False
+        self._in_step = False
         self._good_checkpoint: Path | None = None
         if state is not None:
             self._restore_progress(state, state_source)
@@ -165,21 +171,27 @@ class Trainer:
                    dynamic_ncols=True, file=sys.stderr, desc="training", mininterval=interval)
         with GracefulStop(self.log) as signals, bar, self._checkpoint_on_crash():
             while self.step < c.steps:
+                self._in_step = True  # a crash in here leaves a half-updated state
                 self.train_step()
                 self.step += 1
+                self._in_step = False
                 tick_images += c.batch_size * c.n_critic
                 bar.update(1)
                 for callback in self.callbacks:
                     callback.on_step_end(self)
                 stopping = signals.received is not None or self._stop_reason is not None
                 # Once per tick: statistics, then the slower housekeeping on its own schedule.
-                if self.step % c.log_every == 0 or self.step == c.steps or stopping:
-                    seconds = time.perf_counter() - tick_start
+                # A stop between ticks keeps its partial statistics in the checkpoint instead,
+                # so a resumed run ticks (and auto-balances) exactly where it would have.
+                seconds = time.perf_counter() - tick_start
+                if self.step % c.log_every == 0 or self.step == c.steps:
                     self.elapsed += seconds
                     self._tick(bar, tick_images / max(seconds, 1e-9))
                     tick_images, tick_start = 0, time.perf_counter()
                     bar.n = self.step  # a rollback moves the step back
                     stopping = stopping or self._stop_reason is not None
+                elif stopping:
+                    self.elapsed += seconds
                 if self.step % c.sample_every == 0:
                     self.save_samples()
                 if self.step % c.checkpoint_every == 0 and self.step < c.steps:
@@ -199,7 +211,9 @@ class Trainer:
         try:
             yield
         except BaseException:
-            if self.step and self._weights_finite():
+            existing = ckpt.checkpoint_path(self.run_dir, self.step)
+            if self.step and not self._in_step and not existing.exists() \
+                    and self._weights_finite():
                 with contextlib.suppress(Exception):
                     path = ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir, self.step),
                                                 self.state_dict())
@@ -254,9 +268,8 @@ class Trainer:
             penalty = r1_penalty(real_logits, real)
             total = total + (c.r1_gamma / 2) * c.r1_every * penalty
             self.stats.report("Loss/R1", penalty)
-        self.augment.observe(real_logits)
-
         threshold = self.loss.decision_threshold
+        self.augment.observe(real_logits - threshold)
         accuracy = ((real_logits.detach() > threshold).float().mean()
                     + (fake_logits.detach() <= threshold).float().mean()) / 2
         update = self.gate.update_discriminator(loss_d.detach(), accuracy)
@@ -284,8 +297,7 @@ class Trainer:
         c = self.config
         if not c.instance_noise:
             return 0.0
-        horizon = c.instance_noise_steps or c.steps
-        return c.instance_noise * max(0.0, 1.0 - self.step / horizon)
+        return c.instance_noise * max(0.0, 1.0 - self.step / c.instance_noise_steps)
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (used by callbacks)."""
@@ -340,6 +352,8 @@ class Trainer:
         self._restore_networks(state, str(self._good_checkpoint))
         self._restore_progress(state, str(self._good_checkpoint))
         if self.rollbacks >= c.max_rollbacks:
+            self.metrics.truncate_after(self.step)
+            self._diverged = True
             self.log_event(
                 "divergence", f"Training diverged at step {failed_step} ({reason}) after "
                 f"{self.rollbacks} rollback(s); stopped at the last good state (step "
@@ -439,6 +453,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "augment": self.augment.state_dict(),
+            "stats": self.stats.state_dict(),
             "balance": self.gate.state_dict(),
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
                           if cb.state_dict() is not None},
@@ -481,6 +496,8 @@ class Trainer:
             self.stream.load_state_dict(state["data"])
             if state.get("augment"):
                 self.augment.load_state_dict(state["augment"])
+            if state.get("stats"):
+                self.stats.load_state_dict(state["stats"])
             if state.get("balance"):
                 self.gate.load_state_dict(state["balance"])
             for callback in self.callbacks:
@@ -533,11 +550,11 @@ class Trainer:
         generator_dir = save_generator(self.run_dir / "generator", self.sampling_generator,
                                        self.config.to_dict(), step=self.step,
                                        ema=self.ema is not None, ganvas_version=__version__)
-        if interrupted:
+        if interrupted and not self._diverged:
             self.log(f"stopped at step {self.step} of {self.config.steps}; checkpoint saved. "
                      f"Continue with: ganvas train --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
-                           interrupted)
+                           interrupted, self._diverged)
 
 
 def _check_optimizer_shapes(optimizer: torch.optim.Optimizer, where: str) -> None:
@@ -674,6 +691,9 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     if "epochs" in overrides:
         overrides.setdefault("steps", None)
     config = TrainConfig.from_dict({**saved.to_dict(), **overrides}, source="--resume")
+    if config.steps is not None and config.steps <= state["step"]:  # before loading any data
+        raise GanvasError(f"{run_dir} has already trained {state['step']} steps; give a larger "
+                          f"--steps (a new total) to continue it")
     trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
                       state=state, state_source=str(source))
     # Settings given now win over those the checkpoint restored (auto-balance may have
@@ -687,9 +707,26 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     if trainer.step >= trainer.config.steps:
         raise GanvasError(f"{run_dir} has already trained {trainer.step} steps; give a larger "
                           f"--steps (a new total) to continue it")
+    _set_aside_newer_checkpoints(run_dir, trainer.step, log)
+    if overrides.keys() & {"lr_g", "lr_d", "d_skip_below", "d_accuracy_band"}:
+        trainer.save_checkpoint()  # so a rollback returns to the new settings, not the old
     trainer.metrics.truncate_after(trainer.step)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
     return trainer.fit()
+
+
+def _set_aside_newer_checkpoints(run_dir: Path, step: int, log: Callable[[str], None]) -> None:
+    """Resuming from an older checkpoint abandons the newer ones: move them out of the way
+    (never delete them) so the newest checkpoint is again the run's real state."""
+    newer = [p for p in ckpt.list_checkpoints(run_dir)
+             if int(p.stem.split("-")[1]) > step]
+    if not newer:
+        return
+    aside = Path(run_dir) / ckpt.CHECKPOINT_DIR / "abandoned"
+    aside.mkdir(exist_ok=True)
+    for path in newer:
+        path.replace(aside / path.name)
+    log(f"moved {len(newer)} newer checkpoint(s) of the abandoned continuation to {aside}")
 
 
 def _plain(value: Any) -> Any:
