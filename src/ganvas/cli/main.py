@@ -6,7 +6,7 @@ import os
 import sys
 
 from ganvas import __version__
-from ganvas.cli import doctor, generate, models, train
+from ganvas.cli import doctor, evaluate, generate, models, train
 from ganvas.cli.parsing import HelpFormatter, Parser
 from ganvas.errors import GanvasError
 
@@ -16,6 +16,7 @@ examples:
   ganvas train --data ./my_photos --resolution 64  # train on your own pictures
   ganvas train --resume runs/00000-digits-dcgan-28px --steps 4000
   ganvas generate runs/00000-digits-dcgan-28px --num 64 --grid
+  ganvas eval runs/00000-digits-dcgan-28px --num 10000   # FID, KID, precision/recall
   ganvas doctor runs/00000-digits-dcgan-28px       # health report of a run
   ganvas models                                    # the architectures and their settings
 
@@ -29,7 +30,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
-    for command in (train, generate, doctor, models):
+    for command in (train, generate, evaluate, doctor, models):
         command.add_parser(subparsers)
     return parser
 
