@@ -364,3 +364,35 @@ def test_sha1_mismatch(nothing_offline, monkeypatch, tmp_path):
     with pytest.raises(GanvasError) as info:
         inception.load_inception(tmp_path / "missing.pt", device="cpu")
     assert_one_line(info, "--inception", "no such file")
+
+
+# ----------------------------------------------------------------------------------------
+# FID during training
+
+
+def test_fid_every_logs_metric_fid_and_resumes_its_schedule(tmp_path):
+    from ganvas.training.fid_monitor import FIDMonitor
+
+    data = _pictures(tmp_path / "pictures")
+    options = dict(data=str(data), resolution=16, batch_size=4, latent_dim=8, workers=1,
+                   model_options={"base_channels": 8}, log_every=2, progress=False,
+                   log=lambda m: None)
+    run = ganvas.train(steps=6, out=str(tmp_path / "run"), fid_every=4, fid_num=8,
+                       callbacks=[FIDMonitor(4, 8, extractor=TinyExtractor())], **options)
+    records = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    scored = {r["step"]: r["Metric/FID"] for r in records if "Metric/FID" in r}
+    assert sorted(scored) == [4, 6]  # every 4 steps, and at the end
+    assert all(np.isfinite(v) and v >= 0 for v in scored.values())
+
+
+def test_fid_every_without_weights_fails_before_any_work(tmp_path, monkeypatch):
+    inception = importlib.import_module("ganvas.metrics.inception")
+
+    def nothing(*args, **kwargs):
+        raise ganvas.GanvasError("no Inception weights (test)")
+
+    monkeypatch.setattr(inception, "resolve_weights", nothing)
+    with pytest.raises(ganvas.GanvasError, match="Inception"):
+        ganvas.train(data=str(_pictures(tmp_path / "p")), steps=2, fid_every=1,
+                     runs_dir=str(tmp_path / "runs"), progress=False, log=lambda m: None)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

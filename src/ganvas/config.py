@@ -26,7 +26,8 @@ MAX_CONFIG_BYTES = 1_000_000
 # Upper bounds that no real run needs; beyond them a typo would exhaust memory.
 LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "workers": 64,
           "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
-          "keep_checkpoints": 10_000, "health_warmup": 10**9, "max_rollbacks": 1_000}
+          "keep_checkpoints": 10_000, "health_warmup": 10**9, "max_rollbacks": 1_000,
+          "fid_num": 100_000}
 _short = reprlib.Repr()
 _short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist = 60, 60, 2, 4
 
@@ -118,6 +119,13 @@ class TrainConfig:
     ada_kimg: float = _opt(100.0, "ADA's speed: thousands of images for p to go from 0 to 1")
     ema: bool = _opt(True, "sample from an exponential moving average of the generator")
     ema_kimg: float = _opt(10.0, "EMA half-life in thousands of images")
+    # quality during training
+    fid_every: int | None = _opt(
+        None, "compute FID every N steps on --fid-num images (logged as Metric/FID); "
+        "costs about --fid-num / 10 seconds on a CPU")
+    fid_num: int = _opt(2000, "generated (and real) images for --fid-every")
+    inception: str | None = _opt(
+        None, "Inception weights file for FID; default: found or downloaded automatically")
     # health
     health: bool = _opt(True, "watch for mode collapse, a dominating network, oscillation "
                         "and divergence, and say what to do")
@@ -214,6 +222,8 @@ class TrainConfig:
         _positive(self.health_warmup, "--health-warmup", minimum=0)
         _positive(self.max_rollbacks, "--max-rollbacks", minimum=0)
         _positive(self.seed, "--seed", minimum=0)
+        _positive(self.fid_every, "--fid-every", allow_none=True)
+        _positive(self.fid_num, "--fid-num", minimum=2)
         for name, limit in LIMITS.items():
             value = getattr(self, name)
             if value is not None and value > limit:

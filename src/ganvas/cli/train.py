@@ -29,6 +29,7 @@ OPTION_GROUPS = {
     "small data and sampling": ["augment", "diffaugment_policy", "ada_target", "ada_kimg",
                                 "ema", "ema_kimg"],
     "health monitor": ["health", "auto_balance", "health_warmup", "max_rollbacks"],
+    "quality during training": ["fid_every", "fid_num", "inception"],
     "run folder and monitoring": ["out", "runs_dir", "log_every", "sample_every",
                                   "checkpoint_every", "keep_checkpoints", "num_samples"],
 }

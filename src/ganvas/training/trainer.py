@@ -36,6 +36,7 @@ from ganvas.training import checkpoint as ckpt
 from ganvas.training.balance import BalanceGate
 from ganvas.training.callbacks import Callback
 from ganvas.training.ema import GeneratorEMA
+from ganvas.training.fid_monitor import FIDMonitor
 from ganvas.training.losses import get_loss
 from ganvas.training.plots import plot_training_curves
 from ganvas.training.regularizers import gradient_penalty, r1_penalty
@@ -94,6 +95,8 @@ class Trainer:
             from ganvas.training.health import HealthMonitor
 
             self.callbacks.append(HealthMonitor())
+        if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in self.callbacks):
+            self.callbacks.append(FIDMonitor(config.fid_every, config.fid_num, config.inception))
         self.progress = progress
         self.log = log
         self.device = resolve_device(config.device)
@@ -628,6 +631,10 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
               latent_dim=config.latent_dim, options=config.model_options)
     get_loss(config.loss, config.label_smoothing)
     resolve_device(config.device)
+    if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in callbacks):
+        from ganvas.metrics.inception import resolve_weights
+
+        resolve_weights(config.inception, log=log)  # no weights: say so before any work
     if config.out:
         run_dir = prepare_out_dir(config.out)
     else:
