@@ -327,3 +327,82 @@ def test_a_crash_mid_training_still_leaves_a_checkpoint(pictures, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "step-0000003.pt").is_file()
     resumed = ganvas.resume(tmp_path / "run", steps=5, progress=False, log=lambda m: None)
     assert resumed.step == 5
+
+
+# ---- regressions from the second audit -------------------------------------------------------
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--epochs", "1e308"], "--epochs"),
+    (["--lr-g", "1e308"], "--lr-g"),
+    (["--augment", "diffaugment", "--diffaugment-policy", ""], "--diffaugment-policy"),
+])
+def test_more_absurd_values(capsys, argv, needle):
+    code, _, err = run_cli(capsys, "train", "--data", "digits", *argv, "--no-progress")
+    assert_one_line_error(code, err, needle)
+
+
+def test_doctor_survives_a_hostile_metrics_file(capsys, pictures, tmp_path):
+    run_cli(capsys, "train", "--data", pictures, "--steps", "2", "--out", tmp_path / "run", *TINY)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with open(metrics, "ab") as handle:
+        handle.write(b"\xff\xfe garbage\n")
+        handle.write(b'{"step": 1' + b"0" * 5000 + b"}\n")
+        handle.write(b"[" * 100000 + b"]" * 100000 + b"\n")
+        handle.write(b'{"step": "5"}\n{"step": 5, "Loss/D": "x", "epoch": null}\n')
+        handle.write(b'{"event": "x", "message": "no step"}\n{"step": true}\n')
+        handle.write(b'{"step": 3, "Loss/D": 1e308, "LR/D": -1, "message": "a\\u001b[31m"}\n')
+    code, out, err = run_cli(capsys, "doctor", tmp_path / "run")
+    assert code == 0, err
+    assert "Diagnosis:" in out and "Traceback" not in err
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "run", "--steps", "3",
+                           "--no-progress")
+    assert code == 0, err
+    (tmp_path / "run" / "config.yaml").unlink()
+    os.mkfifo(tmp_path / "run" / "config.yaml")
+    code, out, err = run_cli(capsys, "doctor", tmp_path / "run")  # must not hang
+    assert code == 0, err
+
+
+def _tamper(tmp_path, pictures, capsys, change):
+    run_cli(capsys, "train", "--data", pictures, "--steps", "2", "--out", tmp_path / "run", *TINY)
+    path = tmp_path / "run" / "checkpoints" / "step-0000002.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    return run_cli(capsys, "train", "--resume", tmp_path / "run", "--steps", "4",
+                   "--no-progress")
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda s: s["balance"].update(skip_below="x"), "damaged"),
+    (lambda s: s["balance"].update(accuracy_band=[0.9]), "damaged"),
+    (lambda s: s["data"].update(seed=-1), "damaged"),
+    (lambda s: s["opt_d"]["param_groups"][0].update(betas=(5.0,)), "optimiser settings"),
+    (lambda s: s["opt_g"]["param_groups"][0].update(lr="x"), "optimiser settings"),
+    (lambda s: next(iter(s["generator_ema"].values())).fill_(float("nan")), "generator ema"),
+])
+def test_tampered_checkpoint_sections_are_refused(capsys, pictures, tmp_path, change, needle):
+    code, _, err = _tamper(tmp_path, pictures, capsys, change)
+    # progress lines (the data cache) may come first; the error itself is one line
+    errors = [line for line in err.splitlines() if line.startswith("ganvas: error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert needle in errors[0]
+
+
+def test_a_damaged_monitor_history_is_forgotten_not_fatal(capsys, pictures, tmp_path):
+    code, _, err = _tamper(tmp_path, pictures, capsys,
+                           lambda s: s["callbacks"]["HealthMonitor"].update(history=[1, 2, 3]))
+    assert code == 0, err
+
+
+def test_a_zip_bomb_checkpoint_is_refused(capsys, tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/version", "3\n")
+        with archive.open("archive/data.pkl", "w", force_zip64=True) as member:
+            for _ in range(8):
+                member.write(b"\0" * (8 << 20))
+    code, _, err = run_cli(capsys, "generate", bomb, "--num", "1")
+    assert_one_line_error(code, err, "refusing to load")

@@ -203,4 +203,8 @@ def test_resuming_an_older_checkpoint_sets_newer_ones_aside(tmp_path):
     ganvas.resume(older, steps=6, **QUIET)
     names = sorted(p.name for p in (run / "checkpoints").glob("step-*.pt"))
     assert names == ["step-0000000.pt", "step-0000004.pt", "step-0000006.pt"]
-    assert (run / "checkpoints" / "abandoned" / "step-0000008.pt").is_file()
+    # a second abandonment must not overwrite the first one's files
+    ganvas.resume(older, steps=8, **QUIET)
+    aside = sorted(p.relative_to(run / "checkpoints" / "abandoned").parts[-1]
+                   for p in (run / "checkpoints" / "abandoned").rglob("step-*.pt"))
+    assert aside == ["step-0000006.pt", "step-0000008.pt"]

@@ -187,15 +187,16 @@ class TrainConfig:
         _positive(self.latent_dim, "--latent-dim")
         _positive(self.batch_size, "--batch-size")
         _positive(self.steps, "--steps", allow_none=True)
-        if self.epochs is not None and not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise GanvasError(f"--epochs must be a positive number, got {self.epochs}")
+        if self.epochs is not None and not (0 < self.epochs <= 1e6):
+            raise GanvasError(f"--epochs must be a positive number up to 1,000,000, "
+                              f"got {self.epochs}")
         if self.steps is not None and self.epochs is not None:
             raise GanvasError("give --steps or --epochs, not both")
         for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise GanvasError(f"--{name.replace('_', '-')} must be a positive number, "
-                                  f"got {value}")
+            if not (0 < value <= 10):
+                raise GanvasError(f"--{name.replace('_', '-')} must be a positive number up to "
+                                  f"10, got {value}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise GanvasError(f"--{name} must be in [0, 1), got {getattr(self, name)}")

@@ -124,7 +124,10 @@ class AdaptiveAugment:
                 "count": self._count, "calls": self._calls}
 
     def load_state_dict(self, state: dict) -> None:
-        self.p = float(state["p"])
+        p = float(state["p"])
+        if not 0.0 <= p <= 1.0:  # also false for NaN
+            raise ValueError(f"augmentation probability {p}")
+        self.p = p
         self.generator.set_state(state["rng"])
         self._signs, self._count = float(state["signs"]), int(state["count"])
         self._calls = int(state["calls"])

@@ -66,8 +66,11 @@ class DiffAugment:
     p = 1.0
 
     def __init__(self, policy: str = "color,translation,cutout", *, seed: int = 0):
-        names = [p.strip() for p in (policy or "color,translation,cutout").split(",") if p.strip()]
+        names = [p.strip() for p in str(policy).split(",") if p.strip()]
         unknown = [p for p in names if p not in _OPS]
+        if not names:
+            raise GanvasError("--diffaugment-policy is empty; use a comma-separated subset of "
+                              f"{', '.join(POLICIES)}")
         if unknown:
             raise GanvasError(f"--diffaugment-policy: unknown part(s) {', '.join(unknown)}; "
                               f"use a comma-separated subset of {', '.join(POLICIES)}")

@@ -199,8 +199,14 @@ def _short_path(rel: str, limit: int = 100) -> str:
     return rel[: keep // 2] + "..." + rel[len(rel) - (keep - keep // 2):]
 
 
+def _printable(name: str) -> str:
+    """A file name safe for one terminal line: control characters escaped."""
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
 def _describe_failures(failures: list[tuple[str, str]], limit: int = 3) -> str:
-    shown = "; ".join(f"{_short_path(rel)}: {reason}" for rel, reason in failures[:limit])
+    shown = "; ".join(f"{_printable(_short_path(rel))}: {reason}"
+                      for rel, reason in failures[:limit])
     return shown + ("; ..." if len(failures) > limit else "")
 
 

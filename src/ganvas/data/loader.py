@@ -95,5 +95,8 @@ class BatchStream:
         return {"position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
-        self.position = int(state["position"])
-        self.seed = int(state["seed"])
+        position, seed = state["position"], state["seed"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+                   for v in (position, seed)):
+            raise ValueError(f"data position {position!r:.30} or seed {seed!r:.30} out of range")
+        self.position, self.seed = position, seed

@@ -42,7 +42,19 @@ class BalanceGate:
                 "accuracy_band": list(self.accuracy_band) if self.accuracy_band else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.accuracy = float(state["accuracy"])
-        self.skip_below = state.get("skip_below", self.skip_below)
+        accuracy = float(state["accuracy"])
+        skip = state.get("skip_below", self.skip_below)
         band = state.get("accuracy_band")
-        self.accuracy_band = tuple(band) if band else self.accuracy_band
+        if not 0.0 <= accuracy <= 1.0:
+            raise ValueError(f"balance accuracy {accuracy}")
+        if skip is not None and (isinstance(skip, bool) or not isinstance(skip, (int, float))
+                                 or not skip > 0):
+            raise ValueError(f"balance skip_below {skip!r:.30}")
+        if band is not None:
+            if (not isinstance(band, (list, tuple)) or len(band) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               for v in band) or not 0 <= band[0] < band[1] <= 1):
+                raise ValueError(f"balance accuracy_band {band!r:.40}")
+            band = (float(band[0]), float(band[1]))
+        self.accuracy, self.skip_below = accuracy, skip
+        self.accuracy_band = band if band is not None else self.accuracy_band

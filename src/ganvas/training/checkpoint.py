@@ -59,6 +59,21 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
             pass
 
 
+def _refuse_zip_bomb(path: Path) -> None:
+    """torch.save stores its members uncompressed; a compressed member that unpacks to far
+    more than the file holds is a decompression bomb, not a checkpoint."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise GanvasError(f"{path}: not a checkpoint ({type(exc).__name__})") from None
+    unpacked = sum(m.file_size for m in members)
+    if any(m.compress_type != zipfile.ZIP_STORED for m in members) and \
+            unpacked > 4 * path.stat().st_size + 1_000_000:
+        raise GanvasError(f"{path}: refusing to load: it unpacks to {unpacked:,} bytes from "
+                          f"{path.stat().st_size:,} (not a file written by ganvas)")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and sanity-check a checkpoint; every failure is a one-line GanvasError."""
     path = Path(path)
@@ -74,6 +89,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise GanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not is_archive:  # every torch.save since PyTorch 1.6 is a zip archive
         raise GanvasError(f"{path}: not a checkpoint (not a PyTorch file, or truncated)")
+    _refuse_zip_bomb(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

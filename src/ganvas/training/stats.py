@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ class MetricsLog:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            from ganvas.errors import GanvasError
+
+            raise GanvasError(f"{self.path}: not a regular file; move it out of the run folder")
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, allow_nan=True)
@@ -73,18 +78,32 @@ class MetricsLog:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
+MAX_LINE = 100_000  # a record is a few hundred bytes; longer lines are not ours
+MAX_STEP = 10**12
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Parse a metrics.jsonl file, ignoring a torn last line."""
-    records = []
+    """Parse a metrics.jsonl file into records with a whole-number ``step``.
+
+    Anything else (a torn last line, garbage, hostile nesting, a FIFO or device in place
+    of the file) is skipped rather than trusted.
+    """
+    path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
-    except FileNotFoundError:
-        pass
+        if not stat.S_ISREG(path.stat().st_mode):
+            return []
+    except OSError:
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if len(line) > MAX_LINE:
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            step = record.get("step") if isinstance(record, dict) else None
+            if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= MAX_STEP:
+                records.append(record)
     return records

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ganvas import __version__
 from ganvas.augment import build_augment
-from ganvas.config import TrainConfig, dump_yaml
+from ganvas.config import LIMITS, TrainConfig, dump_yaml
 from ganvas.data import load_images
 from ganvas.data.builtin import parse_builtin
 from ganvas.data.loader import BatchStream
@@ -136,6 +136,7 @@ class Trainer:
         if config.steps is None:
             per_epoch = len(self.data) / config.batch_size
             steps = math.ceil(config.epochs * per_epoch) if config.epochs else DEFAULT_STEPS
+            steps = min(steps, LIMITS["steps"])
             self.config = config = config.replace(steps=max(1, steps), epochs=None)
         if config.instance_noise and config.instance_noise_steps is None:
             # Fixed now, so extending the run later does not bring the noise back.
@@ -470,6 +471,13 @@ class Trainer:
         return state
 
     def _restore_networks(self, state: dict[str, Any], where: str) -> None:
+        for key in ("generator", "discriminator", "generator_ema"):
+            weights = state.get(key)
+            if isinstance(weights, dict) and not all(
+                    torch.isfinite(t).all() for t in weights.values()
+                    if isinstance(t, torch.Tensor) and t.is_floating_point()):
+                raise GanvasError(f"{where}: the {key.replace('_', ' ')} weights hold NaN or "
+                                  "infinity (damaged checkpoint); resume from an older one")
         load_weights(self.generator, state["generator"], f"{where} (generator)")
         load_weights(self.discriminator, state["discriminator"], f"{where} (discriminator)")
         if self.ema is not None:
@@ -561,8 +569,15 @@ class Trainer:
 
 
 def _check_optimizer_shapes(optimizer: torch.optim.Optimizer, where: str) -> None:
-    """Adam's moments must match their parameters, or the first step fails obscurely."""
+    """Adam's settings and moments must be sane, or the first step fails obscurely."""
     for group in optimizer.param_groups:
+        lr, betas, eps = group.get("lr"), group.get("betas"), group.get("eps")
+        sane = (isinstance(lr, (int, float)) and 0 < lr <= 10
+                and isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
+                and isinstance(eps, (int, float)) and 0 < eps < 1)
+        if not sane:
+            raise GanvasError(f"{where}: optimiser settings are damaged (lr, betas or eps)")
         for param in group["params"]:
             for name, value in optimizer.state.get(param, {}).items():
                 if (isinstance(value, torch.Tensor) and value.dim() > 0
@@ -572,6 +587,8 @@ def _check_optimizer_shapes(optimizer: torch.optim.Optimizer, where: str) -> Non
                 if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
                     raise GanvasError(f"{where}: optimiser state '{name}' holds NaN or "
                                       "infinity (damaged checkpoint)")
+                if name == "step" and (float(value) < 0 or not float(value).is_integer()):
+                    raise GanvasError(f"{where}: optimiser step count is damaged")
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -667,12 +684,13 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         raise GanvasError(f"--resume needs a run folder or checkpoint file, got {run!r:.40}")
     path = Path(run)
     out = overrides.pop("out", None)
+    new_folder = False
     if path.is_file():
         state, source = ckpt.load_checkpoint(path), path
         if path.parent.name == ckpt.CHECKPOINT_DIR and out is None:
             run_dir = path.parent.parent
         elif out is not None:
-            run_dir = prepare_out_dir(out)
+            run_dir, new_folder = Path(out), True  # created once the settings are checked
         else:
             raise GanvasError(f"--resume {path}: this checkpoint is not inside a run folder's "
                               "checkpoints/; add --out DIR to continue it in a new run folder")
@@ -701,8 +719,16 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     if config.steps is not None and config.steps <= state["step"]:  # before loading any data
         raise GanvasError(f"{run_dir} has already trained {state['step']} steps; give a larger "
                           f"--steps (a new total) to continue it")
-    trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
-                      state=state, state_source=str(source))
+    if new_folder:
+        run_dir = prepare_out_dir(run_dir)
+    try:
+        trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
+                          state=state, state_source=str(source))
+    except GanvasError as exc:
+        if "--data" in str(exc) and "data" not in overrides:
+            raise GanvasError(f"{exc}; if the images moved, add --data NEW_LOCATION to "
+                              "--resume") from None
+        raise
     # Settings given now win over those the checkpoint restored (auto-balance may have
     # changed them during the run).
     if "lr_g" in overrides or "lr_d" in overrides:
@@ -712,8 +738,11 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     if "d_accuracy_band" in overrides:
         trainer.gate.accuracy_band = trainer.config.d_accuracy_band
     if trainer.step >= trainer.config.steps:
-        raise GanvasError(f"{run_dir} has already trained {trainer.step} steps; give a larger "
-                          f"--steps (a new total) to continue it")
+        more = ("--epochs (a new total)" if "epochs" in overrides
+                else "--steps (a new total)")
+        raise GanvasError(f"{run_dir} has already trained {trainer.step} steps "
+                          f"({trainer.step * config.batch_size / len(trainer.data):.1f} epochs); "
+                          f"give a larger {more} to continue it")
     _set_aside_newer_checkpoints(run_dir, trainer.step, log)
     if overrides.keys() & {"lr_g", "lr_d", "d_skip_below", "d_accuracy_band"}:
         trainer.save_checkpoint()  # so a rollback returns to the new settings, not the old
@@ -729,8 +758,16 @@ def _set_aside_newer_checkpoints(run_dir: Path, step: int, log: Callable[[str], 
              if int(p.stem.split("-")[1]) > step]
     if not newer:
         return
-    aside = Path(run_dir) / ckpt.CHECKPOINT_DIR / "abandoned"
-    aside.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(run_dir) / ckpt.CHECKPOINT_DIR / "abandoned"
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):  # a fresh folder each time: never overwrite earlier ones
+        aside = root / (f"after-step-{step}-{stamp}" + (f"-{attempt}" if attempt else ""))
+        try:
+            aside.mkdir()
+            break
+        except FileExistsError:
+            continue
     for path in newer:
         path.replace(aside / path.name)
     log(f"moved {len(newer)} newer checkpoint(s) of the abandoned continuation to {aside}")

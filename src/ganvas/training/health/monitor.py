@@ -93,6 +93,13 @@ class HealthMonitor(Callback):
                 "ticks": self.ticks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history = list(state.get("history", []))
-        self.last_reported = dict(state.get("last_reported", {}))
-        self.ticks = int(state.get("ticks", 0))
+        """Restore what is sound; a damaged history only means judging afresh."""
+        history = state.get("history", [])
+        reported = state.get("last_reported", {})
+        ticks = state.get("ticks", 0)
+        self.history = ([r for r in history if isinstance(r, dict)][-HISTORY:]
+                        if isinstance(history, list) else [])
+        self.last_reported = ({k: v for k, v in reported.items() if isinstance(k, str)
+                               and isinstance(v, int) and not isinstance(v, bool)}
+                              if isinstance(reported, dict) else {})
+        self.ticks = ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else 0

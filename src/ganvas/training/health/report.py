@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ganvas.errors import GanvasError
 from ganvas.training.health.rules import Finding, diagnose
@@ -87,8 +86,10 @@ def build_report(run_dir: str | os.PathLike) -> HealthReport:
         raise GanvasError(f"{run_dir}: no such run folder")
     if not metrics.is_file():
         raise GanvasError(f"{run_dir}: no metrics.jsonl; is this a ganvas run folder?")
-    records = read_metrics(metrics)
-    ticks = [r for r in records if "event" not in r and isinstance(r.get("step"), int)]
+    if not metrics.is_file():
+        raise GanvasError(f"{metrics}: not a regular file")
+    records = [_clean(r) for r in read_metrics(metrics)]
+    ticks = [r for r in records if "event" not in r]
     if not ticks:
         raise GanvasError(f"{metrics}: no training records yet; let the run log a few ticks")
     config = _read_config(run_dir)
@@ -100,12 +101,31 @@ def build_report(run_dir: str | os.PathLike) -> HealthReport:
     return HealthReport(run_dir, config, ticks, events, current)
 
 
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """Keep what a report can show: finite numbers, short texts (metrics.jsonl may be
+    hand-edited or damaged; the step was already checked by read_metrics)."""
+    clean: dict[str, Any] = {}
+    for key, value in record.items():
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value) and abs(value) < 1e15:
+                clean[key] = value
+        elif isinstance(value, str) and key in ("event", "message"):
+            clean[key] = value[:500] if value.isprintable() else repr(value[:500])
+    return clean
+
+
 def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's saved options, scalars only; an unreadable file just means fewer details."""
+    from ganvas.config import load_yaml
+
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = load_yaml(run_dir / "config.yaml")
+    except GanvasError:
         return {}
-    return config if isinstance(config, dict) else {}
+    return {k: v for k, v in config.items() if isinstance(k, str) and (
+        isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 300))}
 
 
 def plot_health(report: HealthReport, path: str | os.PathLike) -> Path:
@@ -133,8 +153,11 @@ def plot_health(report: HealthReport, path: str | os.PathLike) -> Path:
     if any(k in r for r in ticks for k in ("Augment/p",)):
         control.plot(steps, series("Augment/p"), label="augment p")
     lr_axis = control.twinx()
-    lr_axis.plot(steps, series("LR/G"), color="tab:green", linestyle=":", label="lr G")
-    lr_axis.plot(steps, series("LR/D"), color="tab:red", linestyle=":", label="lr D")
+    def positive(key: str) -> list[float]:
+        return [v if v > 0 else float("nan") for v in series(key)]
+
+    lr_axis.plot(steps, positive("LR/G"), color="tab:green", linestyle=":", label="lr G")
+    lr_axis.plot(steps, positive("LR/D"), color="tab:red", linestyle=":", label="lr D")
     lr_axis.set_yscale("log")
     lr_axis.legend(loc="upper right", fontsize=8)
     control.set_title("Augmentation p and learning rates")
