@@ -14,6 +14,7 @@ from torch import nn
 from ganvas.errors import GanvasError
 from ganvas.models.export import CONFIG_NAME, build_from_config, load_generator, load_weights
 from ganvas.training import checkpoint as ckpt
+from ganvas.utils.checks import whole_number
 from ganvas.utils.device import resolve_device
 from ganvas.utils.images import make_grid, save_image, to_pil
 
@@ -38,12 +39,12 @@ class ImageGenerator:
 
     def latents(self, n: int, seed: int) -> torch.Tensor:
         """The ``n`` latent vectors for ``seed``: the same on every device and batch size."""
-        n, seed = _count(n, "--num", MAX_IMAGES), _count(seed, "--seed", MAX_SEED, minimum=0)
+        n, seed = whole_number(n, "--num", 1, MAX_IMAGES), whole_number(seed, "--seed", 0, MAX_SEED)
         return torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
 
     def batches(self, n: int, seed: int = 0, batch_size: int = 256):
         """Yield the ``n`` images of ``seed`` as float ``[b, C, H, W]`` chunks, in order."""
-        batch_size = _count(batch_size, "batch_size", 65_536)
+        batch_size = whole_number(batch_size, "batch_size", 1, 65_536)
         with torch.inference_mode():
             for part in self.latents(n, seed).split(batch_size):
                 yield self.generator(part.to(self.device)).float().cpu()
@@ -105,14 +106,6 @@ MAX_GRID = 4_096
 MAX_SEED = 2**63 - 1
 
 
-def _count(value: Any, name: str, limit: int, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise GanvasError(f"{name} must be a whole number, got {str(value)[:40]!r}")
-    if not minimum <= value <= limit:
-        raise GanvasError(f"{name} must be between {minimum} and {limit:,}, got {value}")
-    return value
-
-
 def _step(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
@@ -123,8 +116,8 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
     """Write ``num`` samples as ``NNNNN.png`` files and/or one ``grid.png``; returns the paths."""
     from ganvas.training.run_dir import ensure_writable_dir
 
-    _count(num, "--num", MAX_IMAGES)
-    _count(seed, "--seed", MAX_SEED, minimum=0)
+    whole_number(num, "--num", 1, MAX_IMAGES)
+    whole_number(seed, "--seed", 0, MAX_SEED)
     if grid and num > MAX_GRID:
         raise GanvasError(f"--grid tiles at most {MAX_GRID:,} images; use a smaller --num "
                           "or leave out --grid")

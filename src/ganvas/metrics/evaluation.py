@@ -22,6 +22,7 @@ from ganvas.metrics.statistics import (
     kernel_inception_distance,
     precision_recall,
 )
+from ganvas.utils.checks import whole_number
 from ganvas.utils.files import atomic_write
 
 METRICS = ("fid", "kid", "pr")
@@ -53,14 +54,6 @@ class RealStatistics:
     total: int
     path: Path | None
     cached: bool
-
-
-def _whole(value: Any, name: str, minimum: int, maximum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise GanvasError(f"{name} must be a whole number, got {str(value)[:40]!r}")
-    if not minimum <= value <= maximum:
-        raise GanvasError(f"{name} must be between {minimum} and {maximum:,}, got {value}")
-    return value
 
 
 def _check_extractor(extractor: Any) -> FeatureExtractor:
@@ -163,8 +156,8 @@ def real_statistics(data_spec: str, resolution: int, channels: int,
 
     extractor = _check_extractor(extractor)
     if num is not None:
-        num = _whole(num, "--num", 1, MAX_NUM)
-    batch_size = _whole(batch_size, "--batch-size", 1, 65_536)
+        num = whole_number(num, "--num", 1, MAX_NUM)
+    batch_size = whole_number(batch_size, "--batch-size", 1, 65_536)
     images = load_images(data_spec, resolution=resolution, channels=channels,
                          cache_dir=cache_dir, progress=progress, log=log).images
     total = len(images)
@@ -248,12 +241,12 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
     import ganvas
 
     names = _metric_names(metrics)
-    num = _whole(num, "--num", 1, MAX_NUM)
-    seed = _whole(seed, "--seed", 0, MAX_SEED)
-    batch_size = _whole(batch_size, "--batch-size", 1, 65_536)
-    pr_k = _whole(pr_k, "pr_k", 1, 1000)
-    kid_subsets = _whole(kid_subsets, "kid_subsets", 1, 100_000)
-    kid_subset_size = _whole(kid_subset_size, "kid_subset_size", 2, MAX_NUM)
+    num = whole_number(num, "--num", 1, MAX_NUM)
+    seed = whole_number(seed, "--seed", 0, MAX_SEED)
+    batch_size = whole_number(batch_size, "--batch-size", 1, 65_536)
+    pr_k = whole_number(pr_k, "pr_k", 1, 1000)
+    kid_subsets = whole_number(kid_subsets, "kid_subsets", 1, 100_000)
+    kid_subset_size = whole_number(kid_subset_size, "kid_subset_size", 2, MAX_NUM)
     needed = _needed(names, pr_k)
     if num < needed:
         raise GanvasError(f"--num must be at least {needed} for --metrics "
