@@ -87,7 +87,7 @@ class PoisonOnce(ganvas.Callback):
         if trainer.step == 7 and not self.done:
             self.done = True
             with torch.no_grad():
-                next(trainer.generator.parameters()).view(-1)[0] = float("nan")
+                _poison(trainer)
 
 
 def test_an_injected_nan_rolls_back_and_training_continues(tmp_path):
@@ -158,7 +158,7 @@ def test_resume_with_new_rates_then_rollback_halves_the_new_rates(tmp_path):
             if trainer.step == 11 and not self.done:
                 self.done = True
                 with torch.no_grad():
-                    next(trainer.generator.parameters()).view(-1)[0] = float("nan")
+                    _poison(trainer)
 
     run = ganvas.train(steps=8, log_every=2, checkpoint_every=4, out=str(tmp_path / "run"),
                        **DIGITS).run_dir
@@ -171,7 +171,7 @@ class PoisonAlways(ganvas.Callback):
     def on_step_end(self, trainer):
         if trainer.step >= 5:
             with torch.no_grad():
-                next(trainer.generator.parameters()).view(-1)[0] = float("nan")
+                _poison(trainer)
 
 
 def test_after_the_last_rollback_training_stops_at_the_last_good_state(tmp_path):
@@ -208,3 +208,9 @@ def test_resuming_an_older_checkpoint_sets_newer_ones_aside(tmp_path):
     aside = sorted(p.relative_to(run / "checkpoints" / "abandoned").parts[-1]
                    for p in (run / "checkpoints" / "abandoned").rglob("step-*.pt"))
     assert aside == ["step-0000006.pt", "step-0000008.pt"]
+
+
+def _poison(trainer):
+    """Put one NaN into the generator's first weight tensor (whatever its memory layout)."""
+    weight = next(trainer.generator.parameters())
+    weight[(0,) * weight.dim()] = float("nan")
