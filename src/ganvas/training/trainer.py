@@ -461,8 +461,9 @@ class Trainer:
             "augment": self.augment.state_dict(),
             "stats": self.stats.state_dict(),
             "balance": self.gate.state_dict(),
-            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks
-                          if cb.state_dict() is not None},
+            "callbacks": {name: saved for name, saved in
+                          ((type(cb).__name__, cb.state_dict()) for cb in self.callbacks)
+                          if saved is not None},
             "data": self.stream.state_dict(),
             "dataset": {"source": self.data.source, "num_images": len(self.data)},
             "rng": rng,
