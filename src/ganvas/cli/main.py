@@ -6,7 +6,7 @@ import os
 import sys
 
 from ganvas import __version__
-from ganvas.cli import doctor, evaluate, generate, models, train
+from ganvas.cli import doctor, evaluate, generate, models, stylize, train
 from ganvas.cli.parsing import HelpFormatter, Parser
 from ganvas.errors import GanvasError
 
@@ -19,18 +19,19 @@ examples:
   ganvas eval runs/00000-digits-dcgan-28px --num 10000   # FID, KID, precision/recall
   ganvas doctor runs/00000-digits-dcgan-28px       # health report of a run
   ganvas models                                    # the architectures and their settings
+  ganvas stylize photo.jpg --style painting.jpg -o out.jpg   # neural style transfer
 
 Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
 """
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="ganvas", description="Train GANs on your own pictures and generate "
-                    "images.", epilog=EXAMPLES, formatter_class=HelpFormatter)
+    parser = Parser(prog="ganvas", description="Train GANs on your own pictures, generate "
+                    "images, and repaint photos in the style of paintings.", epilog=EXAMPLES, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
-    for command in (train, generate, evaluate, doctor, models):
+    for command in (train, generate, evaluate, doctor, models, stylize):
         command.add_parser(subparsers)
     return parser
 

