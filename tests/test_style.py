@@ -396,3 +396,25 @@ def test_vgg16_hed_stylizes_a_real_photo(tmp_path):
     first, last = seen[0].losses, seen[-1].losses
     assert last.loss < 0.7 * first.loss
     assert last.style < first.style
+
+
+def test_ctrl_c_keeps_the_picture_so_far(tmp_path, tiny):
+    content = _picture(tmp_path / "c.png")
+    style = _picture(tmp_path / "s.png", seed=1)
+    out = tmp_path / "out.png"
+
+    def stop(progress):
+        if progress.evaluation == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        transfer.stylize_to_file(content, style, out, size=48, iterations=10, callback=stop)
+    assert Image.open(out).mode == "RGB"
+
+
+def test_a_thin_panorama_is_refused_or_skips_coarse_scales(tmp_path, tiny):
+    Image.new("RGB", (2000, 40), (90, 120, 30)).save(tmp_path / "thin.png")
+    style = _picture(tmp_path / "s.png", seed=1)
+    with pytest.raises(GanvasError, match="too thin"):
+        transfer.stylize(tmp_path / "thin.png", style, size=300, iterations=2)
+    assert transfer.scale_sizes((512, 20), None) == [(512, 20)]

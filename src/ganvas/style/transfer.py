@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,7 @@ from ganvas.style.colors import (
 )
 from ganvas.style.images import (
     MAX_PIXELS,
+    MIN_SIDE,
     fitted_size,
     open_picture,
     resized,
@@ -86,7 +88,7 @@ class StyleOptions:
     max_pixels: int = MAX_PIXELS
 
     def check(self, n_styles: int) -> None:
-        whole_number(self.size, "--size", 16, 16384)
+        whole_number(self.size, "--size", 16, 8192)
         whole_number(self.iterations, "--iterations", 1, 1_000_000)
         whole_number(self.seed, "--seed", 0, 2**63 - 1)
         whole_number(self.save_every, "--save-every", 0, 1_000_000)
@@ -144,12 +146,15 @@ ProgressCallback = Callable[[Progress], None]
 
 def stylize(content: PictureSource, style: PictureSource | Sequence[PictureSource], *,
             callback: ProgressCallback | None = None, progress: bool = False,
-            save_every_path: str | os.PathLike | None = None, **options: Any) -> Image.Image:
+            save_every_path: str | os.PathLike | None = None,
+            interrupted: Callable[[Image.Image], None] | None = None,
+            **options: Any) -> Image.Image:
     """Redraw ``content`` in the style of ``style`` (one picture or several to blend).
 
     Pictures are file paths or PIL images. ``options`` are the fields of
     :class:`StyleOptions` (``size``, ``style_weight``, ``preserve_colors``, ...). Returns
-    the result as an RGB PIL image whose longest side is ``size``.
+    the result as an RGB PIL image whose longest side is ``size``. On Ctrl-C,
+    ``interrupted`` (if given) receives the picture as it was at the last evaluation.
     """
     known = {f.name for f in fields(StyleOptions)}
     unknown = sorted(set(options) - known)
@@ -177,7 +182,10 @@ def stylize(content: PictureSource, style: PictureSource | Sequence[PictureSourc
 
         bar = tqdm(total=opts.iterations, unit="it", dynamic_ncols=True, desc="stylize")
 
+    latest: list[Progress] = []
+
     def report(state: Progress) -> None:
+        latest[:] = [state]
         if bar is not None:
             width, height = state.size
             bar.set_description(f"scale {state.scale + 1}/{state.scales} {width}x{height}")
@@ -198,6 +206,10 @@ def stylize(content: PictureSource, style: PictureSource | Sequence[PictureSourc
             torch.manual_seed(opts.seed)
             result = _run(backbone, plan, opts, content_img, style_imgs, init_img, device,
                           report)
+    except KeyboardInterrupt:
+        if interrupted is not None and latest:
+            interrupted(_finish(latest[-1].picture.detach().clamp(0, 1), content_img, opts))
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -250,7 +262,9 @@ def scale_sizes(size: tuple[int, int], scales: int | None) -> list[tuple[int, in
             scales += 1
     out = []
     for k in range(scales - 1, 0, -1):
-        out.append(fitted_size(size, max(16, round(longest / 2**k))))
+        smaller = fitted_size(size, round(longest / 2**k))
+        if min(smaller) >= MIN_SIDE:  # a thin panorama skips scales the network can't see
+            out.append(smaller)
     out.append(size)
     return out
 
@@ -323,6 +337,15 @@ def _run(backbone: Backbone, plan: _Plan, opts: StyleOptions, content_img: Image
          style_imgs: list[Image.Image], init_img: Image.Image | None, device: torch.device,
          report: Callable[[Progress], None]) -> torch.Tensor:
     final = fitted_size(content_img.size, opts.size)
+    if min(final) < MIN_SIDE:
+        raise GanvasError(f"the content image is too thin for --size {opts.size} "
+                          f"({final[0]}x{final[1]} pixels); use a larger --size or crop it")
+    for img in style_imgs:
+        shape = fitted_size(img.size, round(opts.size * opts.style_scale))
+        if min(shape) < MIN_SIDE:
+            raise GanvasError(f"a style image ({img.size[0]}x{img.size[1]}) is too thin at "
+                              f"--size {opts.size} --style-scale {opts.style_scale} "
+                              f"({shape[0]}x{shape[1]}); use a larger size or crop it")
     sizes = scale_sizes(final, opts.scales)
     budget = iteration_split(opts.iterations, len(sizes))
     blend = opts.style_blend or (1.0,) * len(style_imgs)
@@ -420,5 +443,10 @@ def stylize_to_file(content: PictureSource, style: PictureSource | Sequence[Pict
     from ganvas.style.images import check_output_path
 
     check_output_path(output)
-    image = stylize(content, style, save_every_path=output, **kwargs)
+
+    def keep(picture: Image.Image) -> None:  # Ctrl-C: the work so far is not lost
+        path = save_picture(picture, output)
+        print(f"ganvas: interrupted; wrote the picture so far to {path}", file=sys.stderr)
+
+    image = stylize(content, style, save_every_path=output, interrupted=keep, **kwargs)
     return save_picture(image, output)
