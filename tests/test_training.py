@@ -107,6 +107,12 @@ STABILISERS = {
                        health_warmup=0),
     "wgan-gp": dict(loss="wgan-gp", augment="diffaugment", ema=False,
                     model_options={"base_channels": 8, "discriminator_norm": "instance"}),
+    "alternating": dict(update="alternating", augment="ada", ada_kimg=0.05, r1_gamma=0.1,
+                         r1_every=3, n_critic=2, d_accuracy_band=(0.3, 0.9),
+                         auto_balance=True, health_warmup=0),
+    "alternating-gp": dict(update="alternating", loss="wgan-gp", ema=False,
+                            model_options={"base_channels": 8,
+                                           "discriminator_norm": "instance"}),
 }
 
 
@@ -189,13 +195,13 @@ class BreakInStep(ganvas.Callback):
 
     def on_step_end(self, trainer):
         if trainer.step == 10:
-            update_discriminator = trainer.discriminator_step
+            step_discriminator = trainer.opt_d.step
 
-            def update_then_fail(real, fake):
-                update_discriminator(real, fake)
+            def update_then_fail(*args, **kwargs):
+                step_discriminator(*args, **kwargs)
                 raise RuntimeError("failure inside a step")
 
-            trainer.discriminator_step = update_then_fail
+            trainer.opt_d.step = update_then_fail
 
 
 def test_a_crash_inside_a_step_never_overwrites_a_good_checkpoint(image_folder, tmp_path):
@@ -227,3 +233,49 @@ def test_auto_balance_runs_resume_exactly_when_stopped_between_ticks(image_folde
     a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
     for net in ("generator", "discriminator", "generator_ema"):
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+
+
+def _one_step(folder, out, **options):
+    result = ganvas.train(data=str(folder), steps=1, out=str(out), progress=False,
+                          log=lambda m: None, **{**TINY, **options})
+    return _weights(result.run_dir)
+
+
+def _same(a, b, **tolerance):
+    """Weights alike; BatchNorm's running statistics count forwards, not updates."""
+    return all(torch.allclose(a[k].float(), b[k].float(), **tolerance) for k in a
+               if "running_" not in k and "num_batches" not in k)
+
+
+def test_simultaneous_update_takes_both_gradients_at_the_same_position(image_folder,
+                                                                       tmp_path):
+    """D's update is the same in both modes; G's differs only because the alternating mode
+    scores the fakes with the already updated D. With D (almost) frozen the two coincide."""
+    alt = _one_step(image_folder, tmp_path / "alt", update="alternating")
+    sim = _one_step(image_folder, tmp_path / "sim", update="simultaneous")
+    assert _same(alt["discriminator"], sim["discriminator"], rtol=1e-5, atol=1e-7)
+    assert not _same(alt["generator"], sim["generator"], rtol=1e-5, atol=1e-7)
+    frozen = dict(lr_d=1e-12)
+    alt = _one_step(image_folder, tmp_path / "alt-frozen", update="alternating", **frozen)
+    sim = _one_step(image_folder, tmp_path / "sim-frozen", update="simultaneous", **frozen)
+    assert _same(alt["generator"], sim["generator"], rtol=1e-5, atol=1e-7)
+
+
+def test_simultaneous_update_trains_deterministically(image_folder, tmp_path):
+    options = dict(TINY, steps=8, progress=False, log=lambda m: None)  # the default update
+    a = ganvas.train(data=str(image_folder), out=str(tmp_path / "a"), **options)
+    b = ganvas.train(data=str(image_folder), out=str(tmp_path / "b"), **options)
+    wa, wb = _weights(a.run_dir), _weights(b.run_dir)
+    for net in ("generator", "discriminator"):
+        assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net])
+    records = [json.loads(x) for x in (a.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["Loss/D"]) and np.isfinite(r["Loss/G"]) for r in records)
+    assert records[0]["Loss/G"] != records[-1]["Loss/G"]  # both players move
+    assert records[0]["Loss/D"] != records[-1]["Loss/D"]
+
+
+def test_update_mode_is_checked():
+    from ganvas.config import TrainConfig
+
+    with pytest.raises(GanvasError, match="--update"):
+        TrainConfig(data="digits", update="sideways").validate()

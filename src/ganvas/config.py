@@ -23,6 +23,7 @@ import yaml
 from ganvas.errors import GanvasError
 
 MAX_CONFIG_BYTES = 1_000_000
+UPDATES = ("alternating", "simultaneous")
 # Upper bounds that no real run needs; beyond them a typo would exhaust memory.
 LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "workers": 64,
           "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
@@ -105,6 +106,11 @@ class TrainConfig:
     instance_noise_steps: int | None = _opt(
         None, "steps over which --instance-noise decays to 0; default the whole run")
     n_critic: int = _opt(1, "discriminator updates per generator update (5 is usual for wgan-gp)")
+    update: str = _opt(
+        "simultaneous", "simultaneous: both players' losses from one forward of D on the "
+        "fakes and both steps from the same position, as the lesson's TensorFlow loop with its "
+        "two gradient tapes does (one forward of D fewer per step); alternating: D steps, then G "
+        "steps against the updated D through a second forward of D")
     d_skip_below: float | None = _opt(
         None, "skip the discriminator's update while its loss is below X (the lesson's remedy)")
     d_accuracy_band: tuple[float, float] | None = _opt(
@@ -214,6 +220,9 @@ class TrainConfig:
             if not 0 <= low < high <= 1:
                 raise GanvasError(f"--d-accuracy-band needs 0 <= LOW < HIGH <= 1, "
                                   f"got {low} {high}")
+        if self.update not in UPDATES:
+            raise GanvasError(f"--update must be one of {', '.join(UPDATES)}, "
+                              f"got {short_repr(self.update)}")
         _fraction(self.ada_target, "--ada-target", upper=1.0)
         for name in ("ada_kimg", "ema_kimg"):
             value = getattr(self, name)

@@ -27,7 +27,8 @@ Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
 
 def build_parser() -> Parser:
     parser = Parser(prog="ganvas", description="Train GANs on your own pictures, generate "
-                    "images, and repaint photos in the style of paintings.", epilog=EXAMPLES, formatter_class=HelpFormatter)
+                    "images, and repaint photos in the style of paintings.", epilog=EXAMPLES,
+                    formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
