@@ -1,13 +1,13 @@
 """The lesson notebook's DCGAN training loop, ported to plain PyTorch: the reference that the
 throughput and quality benchmarks measure ganvas against.
 
-The lesson (TensorFlow's DCGAN tutorial) trains its 28 px DCGAN with BCE-from-logits,
-Adam(1e-4) with Keras's default betas (0.9, 0.999) for both networks, and batches of 256
-shuffled images scaled to [-1, 1]. This port is written the way such a loop is usually
-ported to PyTorch: a DataLoader over a float tensor, then per step G(z) -> D step on detached
-fakes -> G step through a second forward of D. The network is the lesson's own, built by
-ganvas's registry (``dcgan`` at 28 px is exactly the lesson's architecture), in PyTorch's
-default memory layout.
+The lesson trains its 28 px DCGAN (``dcgan`` at 28 px in ganvas's registry is exactly the
+lesson's network: ConvTranspose 100-256-128-64-1 with BatchNorm; D conv 64-128-256-1 with
+BatchNorm) with BCE-from-logits, Adam at 2e-4 with betas (0.5, 0.999) for both networks, and
+batches of 256 shuffled images scaled to [-1, 1]. This port is written the way such a loop is
+usually written in PyTorch: a DataLoader over a float tensor, then per step G(z) -> D step on
+real and detached fakes -> G step through a second forward of D, in PyTorch's default memory
+layout and float32.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ganvas.models import build_models
 
-LEARNING_RATE = 1e-4
+LEARNING_RATE = 2e-4
+BETAS = (0.5, 0.999)
 BATCH_SIZE = 256
 LATENT_DIM = 100
 
@@ -40,8 +41,8 @@ def train_lesson(images: np.ndarray, *, keep_going: Callable[[int], bool],
     (for timing).
     """
     G, D = lesson_models(seed)
-    opt_g = torch.optim.Adam(G.parameters(), lr=LEARNING_RATE)
-    opt_d = torch.optim.Adam(D.parameters(), lr=LEARNING_RATE)
+    opt_g = torch.optim.Adam(G.parameters(), lr=LEARNING_RATE, betas=BETAS)
+    opt_d = torch.optim.Adam(D.parameters(), lr=LEARNING_RATE, betas=BETAS)
     data = torch.from_numpy(np.asarray(images, dtype=np.float32) / 127.5 - 1)
     loader = DataLoader(TensorDataset(data), batch_size=batch_size, shuffle=True,
                         drop_last=True)

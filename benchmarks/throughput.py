@@ -8,6 +8,11 @@ interleaved rounds (lesson, ganvas, ganvas, ... then again) so that other load o
 hits all of them alike; each figure is the median over rounds of images per second after a
 warm-up, and the ratios are of those medians.
 
+ganvas's default ``--precision auto`` runs the forward passes in mixed bf16 on CPUs that
+compute bf16 natively (AVX512-BF16 or AMX) and in float32 elsewhere; the ``--precision fp32``
+rows show what ganvas gains without it. Whether bf16 costs quality is what
+``quality.py`` measures (it trains ganvas with the defaults).
+
 Also measured: ganvas on the standard 64 px DCGAN from a folder of real JPEG photos (crops
 of scikit-learn's and scikit-image's sample photos, written to a temporary folder), and the
 data pipeline's share of a step: the time the loop waits on its batch stream divided by the
@@ -36,6 +41,7 @@ from lesson import train_lesson  # noqa: E402
 
 import ganvas  # noqa: E402
 from ganvas.data import load_images  # noqa: E402
+from ganvas.utils.device import resolve_precision  # noqa: E402
 
 
 class Timer(ganvas.Callback):
@@ -134,10 +140,15 @@ def main() -> None:
                          else "digits")
     images = load_images(data, resolution=28, channels=1, progress=False,
                          log=lambda message: None).images
+    precision = resolve_precision("auto", torch.device("cpu"))
+    auto = "bf16 here" if precision is not None else "float32 here: no native bf16"
     variants = {
         "lesson loop (plain PyTorch port)": None,
-        "ganvas --update alternating (EMA, health monitor)": {"update": "alternating"},
-        "ganvas, defaults (simultaneous update, EMA, health monitor)": {},
+        "ganvas --precision fp32 --update alternating": {"precision": "fp32",
+                                                         "update": "alternating"},
+        "ganvas --precision fp32": {"precision": "fp32"},
+        f"ganvas, defaults (precision auto: {auto}; simultaneous update, EMA, health monitor)":
+            {},
         "ganvas, defaults --no-ema --no-health": {"ema": False, "health": False},
     }
     speeds: dict[str, list[float]] = {name: [] for name in variants}

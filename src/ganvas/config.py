@@ -24,6 +24,7 @@ from ganvas.errors import GanvasError
 
 MAX_CONFIG_BYTES = 1_000_000
 UPDATES = ("alternating", "simultaneous")
+PRECISIONS = ("auto", "fp32", "bf16")
 # Upper bounds that no real run needs; beyond them a typo would exhaust memory.
 LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "workers": 64,
           "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
@@ -108,9 +109,13 @@ class TrainConfig:
     n_critic: int = _opt(1, "discriminator updates per generator update (5 is usual for wgan-gp)")
     update: str = _opt(
         "simultaneous", "simultaneous: both players' losses from one forward of D on the "
-        "fakes and both steps from the same position, as the lesson's TensorFlow loop with its "
-        "two gradient tapes does (one forward of D fewer per step); alternating: D steps, then G "
+        "fakes and both steps from the same position, as TensorFlow's DCGAN tutorial does with "
+        "two gradient tapes (one forward of D fewer per step); alternating: D steps, then G "
         "steps against the updated D through a second forward of D")
+    precision: str = _opt(
+        "auto", "arithmetic of the training forward passes: bf16 (mixed precision: "
+        "convolutions in bfloat16, weights, optimiser and losses in float32), fp32, or auto: "
+        "bf16 on CPUs that compute it natively (AVX512-BF16 or AMX), else fp32")
     d_skip_below: float | None = _opt(
         None, "skip the discriminator's update while its loss is below X (the lesson's remedy)")
     d_accuracy_band: tuple[float, float] | None = _opt(
@@ -223,6 +228,9 @@ class TrainConfig:
         if self.update not in UPDATES:
             raise GanvasError(f"--update must be one of {', '.join(UPDATES)}, "
                               f"got {short_repr(self.update)}")
+        if self.precision not in PRECISIONS:
+            raise GanvasError(f"--precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {short_repr(self.precision)}")
         _fraction(self.ada_target, "--ada-target", upper=1.0)
         for name in ("ada_kimg", "ema_kimg"):
             value = getattr(self, name)

@@ -21,7 +21,7 @@ OPTION_GROUPS = {
     "data": ["data", "resolution", "channels", "mirror", "workers", "max_image_pixels"],
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
-                     "epochs", "seed", "device", "update"],
+                     "epochs", "seed", "device", "update", "precision"],
     "stabilisation (see README: Training health)": [
         "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "spectral_norm",
         "instance_noise", "instance_noise_steps", "n_critic", "d_skip_below",

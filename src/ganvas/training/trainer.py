@@ -43,7 +43,7 @@ from ganvas.training.regularizers import gradient_penalty, r1_penalty
 from ganvas.training.run_dir import describe, new_run_dir, prepare_out_dir
 from ganvas.training.signals import GracefulStop
 from ganvas.training.stats import MetricsLog, StatsCollector
-from ganvas.utils.device import resolve_device
+from ganvas.utils.device import resolve_device, resolve_precision
 from ganvas.utils.files import atomic_write_text
 from ganvas.utils.images import make_grid, save_image
 
@@ -100,6 +100,7 @@ class Trainer:
         self.progress = progress
         self.log = log
         self.device = resolve_device(config.device)
+        self.autocast_dtype = resolve_precision(config.precision, self.device)
 
         # Same seed -> same initial weights, whatever the device: build on CPU, then move.
         torch.manual_seed(config.seed)
@@ -239,8 +240,10 @@ class Trainer:
             z = torch.randn(len(real), c.latent_dim, generator=self.latent_rng)
             last = i == c.n_critic - 1
             # Only the last batch of fakes is reused by the generator step and needs a graph.
-            with torch.set_grad_enabled(last):
+            with torch.set_grad_enabled(last), self.forward_precision():
                 fake = G(z.to(self.device, non_blocking=True))
+            # Augmentation, noise, penalties and monitors all see float32 images.
+            fake = fake.float()
             if simultaneous and last:
                 self.joint_step(real, fake)
                 break
@@ -251,7 +254,10 @@ class Trainer:
             update_g = self.gate.update_generator()
             if update_g:
                 D.requires_grad_(False)
-                loss_g = self.loss.generator_loss(D(self.discriminator_view(fake)))
+                seen = self.discriminator_view(fake)
+                with self.forward_precision():
+                    logits = D(seen)
+                loss_g = self.loss.generator_loss(logits.float())
                 self.opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 self.stats.report("Grad/G", _grad_norm(G))
@@ -265,9 +271,9 @@ class Trainer:
             self.ema.update(G, len(fake), (self.step + 1) * c.batch_size)
 
     def joint_step(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        """Both players from one forward of D on the fakes (the lesson's two gradient tapes):
-        D's loss is differentiated for D's weights only, G's loss for G's weights only, and
-        both step from the same position."""
+        """Both players from one forward of D on the fakes, as TensorFlow's DCGAN tutorial
+        does with two gradient tapes: D's loss is differentiated for D's weights only, G's
+        loss for G's weights only, and both step from the same position."""
         G, D = self.generator, self.discriminator
         total, fake_logits, update_d = self.discriminator_losses(real, fake)
         update_g = self.gate.update_generator()
@@ -305,9 +311,13 @@ class Trainer:
             # One forward of twice the batch uses the CPU better than two (about 9 % of a
             # step for the lesson's DCGAN); without BatchNorm in D each image's score is
             # independent of the others, so nothing but speed changes.
-            real_logits, fake_logits = D(torch.cat([real_seen, fake_seen])).chunk(2)
+            with self.forward_precision():
+                logits = D(torch.cat([real_seen, fake_seen]))
+            real_logits, fake_logits = logits.float().chunk(2)
         else:
-            real_logits, fake_logits = D(real_seen), D(fake_seen)
+            with self.forward_precision():
+                real_logits, fake_logits = D(real_seen), D(fake_seen)
+            real_logits, fake_logits = real_logits.float(), fake_logits.float()
         loss_d = self.loss.discriminator_loss(real_logits, fake_logits)
         total = loss_d
         if self.gp_weight:
@@ -340,6 +350,13 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
             self.opt_d.step()
+
+    def forward_precision(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for the training forward passes when --precision resolved to it.
+        Backward passes run outside it, in the dtypes autocast chose for each operation."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def discriminator_view(self, images: torch.Tensor) -> torch.Tensor:
         """What D sees of an image batch: augmented, plus decaying instance noise."""
@@ -605,7 +622,8 @@ class Trainer:
         self.log(f"run folder: {self.run_dir}")
         self.log(f"data: {self.data.source}")
         self.log(f"model: {c.model} {c.resolution}px x{c.channels} (G {g:.2f}M, D {d:.2f}M "
-                 f"parameters), loss {c.loss}, batch {c.batch_size}, on {self.device}")
+                 f"parameters), loss {c.loss}, batch {c.batch_size}, on {self.device}"
+                 f"{' in mixed bf16' if self.autocast_dtype is not None else ''}")
         if self.step:
             self.log(f"resuming at step {self.step} of {c.steps}")
 

@@ -34,3 +34,30 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise GanvasError(f"--device {name!r} is not supported; use auto, cpu, cuda or mps")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether this device multiplies bfloat16 in hardware (where mixed precision pays)."""
+    if device.type == "cpu":
+        try:  # oneDNN's own check for AVX512-BF16 / AMX; private, so guarded
+            return bool(torch.backends.mkldnn.is_available()
+                        and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--precision`` on ``device``, or None for plain float32.
+
+    ``auto`` turns bf16 on only where it was measured to pay: CPUs with native bf16 (about
+    1.5x the float32 speed for the lesson's DCGAN on 2 cores). GPUs keep float32 unless asked.
+    """
+    if name == "fp32" or (name == "auto" and not native_bf16(device)):
+        return None
+    if device.type == "mps":
+        raise GanvasError("--precision bf16 is not supported on Apple MPS; use --precision fp32")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise GanvasError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) "
+                          "has no bfloat16 support; use --precision fp32")
+    return torch.bfloat16
