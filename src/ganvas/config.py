@@ -11,7 +11,6 @@ import difflib
 import math
 import os
 import reprlib
-import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from ganvas.errors import GanvasError
+from ganvas.utils.files import stat_regular_file
 
 MAX_CONFIG_BYTES = 1_000_000
 UPDATES = ("alternating", "simultaneous")
@@ -355,14 +355,7 @@ class _StrictLoader(yaml.SafeLoader):
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file into a dict of option values (not yet validated)."""
     path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise GanvasError(f"--config {path}: no such file") from None
-    except OSError as exc:
-        raise GanvasError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise GanvasError(f"--config {path}: not a regular file; give a .yaml file")
+    info = stat_regular_file(path, f"--config {path}", wanted="a .yaml file")
     if info.st_size > MAX_CONFIG_BYTES:
         raise GanvasError(f"--config {path}: {info.st_size:,} bytes is too large for a config "
                           "file (at most 1 MB)")

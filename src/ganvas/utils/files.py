@@ -1,9 +1,11 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a torn one."""
+"""Files a user names: checked before reading (one clear line for each way a path can be
+wrong), and written atomically (a reader sees the old file or the new one, never a torn one)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +71,26 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text.encode("utf-8"))
+
+
+def stat_regular_file(path: Path, where: str, *, missing: str = "no such file",
+                      wanted: str = "a file") -> os.stat_result:
+    """``path.stat()`` of a file about to be read, or a GanvasError starting with ``where``.
+
+    ``missing`` is what to say when it does not exist (a hint may follow); ``wanted`` names
+    what to give instead of a folder or a special file (a FIFO or a device would block or
+    never end).
+    """
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise GanvasError(f"{where}: {missing}") from None
+    except PermissionError:
+        raise GanvasError(f"{where}: permission denied") from None
+    except OSError as exc:
+        raise GanvasError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise GanvasError(f"{where}: is a folder; give {wanted}")
+    if not stat.S_ISREG(info.st_mode):
+        raise GanvasError(f"{where}: not a regular file; give {wanted}")
+    return info
