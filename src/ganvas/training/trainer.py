@@ -254,10 +254,7 @@ class Trainer:
             update_g = self.gate.update_generator()
             if update_g:
                 D.requires_grad_(False)
-                seen = self.discriminator_view(fake)
-                with self.forward_precision():
-                    logits = D(seen)
-                loss_g = self.loss.generator_loss(logits.float())
+                loss_g = self.loss.generator_loss(self.discriminate(self.discriminator_view(fake)))
                 self.opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 self.stats.report("Grad/G", _grad_norm(G))
@@ -311,16 +308,13 @@ class Trainer:
             # One forward of twice the batch uses the CPU better than two (about 9 % of a
             # step for the lesson's DCGAN); without BatchNorm in D each image's score is
             # independent of the others, so nothing but speed changes.
-            with self.forward_precision():
-                logits = D(torch.cat([real_seen, fake_seen]))
-            real_logits, fake_logits = logits.float().chunk(2)
+            real_logits, fake_logits = self.discriminate(
+                torch.cat([real_seen, fake_seen])).chunk(2)
         else:
-            with self.forward_precision():
-                real_logits, fake_logits = D(real_seen), D(fake_seen)
-            real_logits, fake_logits = real_logits.float(), fake_logits.float()
+            real_logits, fake_logits = self.discriminate(real_seen), self.discriminate(fake_seen)
         loss_d = self.loss.discriminator_loss(real_logits, fake_logits)
         total = loss_d
-        if self.gp_weight:
+        if self.gp_weight:  # its own forward of D, outside autocast: a gradient norm in float32
             penalty = gradient_penalty(D, real_seen, fake_seen.detach(),
                                        generator=self.noise_rng)
             total = total + self.gp_weight * penalty
@@ -350,6 +344,11 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
             self.opt_d.step()
+
+    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        """D's float32 logits for what it sees, its forward in the training precision."""
+        with self.forward_precision():
+            return self.discriminator(images).float()
 
     def forward_precision(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for the training forward passes when --precision resolved to it.
