@@ -33,6 +33,7 @@ from lesson import BATCH_SIZE, BETAS, LATENT_DIM, LEARNING_RATE, train_lesson  #
 import ganvas  # noqa: E402
 from ganvas.config import TrainConfig  # noqa: E402
 from ganvas.data import load_images  # noqa: E402
+from ganvas.errors import GanvasError  # noqa: E402
 from ganvas.metrics import real_statistics  # noqa: E402
 from ganvas.metrics.evaluation import extract_features  # noqa: E402
 from ganvas.metrics.inception import load_inception  # noqa: E402
@@ -111,13 +112,16 @@ def score(source: Path, real, extractor, num: int, seed: int = 0) -> dict:
     return {"fid": fid, "kid_mean": kid}
 
 
-def parse_settings(pairs: list[str]) -> dict:
+def parse_settings(pairs: list[str], data: str) -> dict:
+    """The recommended configuration with ``--set`` changes, checked before any training."""
     options = dict(RECOMMENDED)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--set needs KEY=VALUE, got {pair!r}")
+            raise GanvasError(f"--set needs KEY=VALUE, got {pair!r}")
         options[key.replace("-", "_")] = yaml.safe_load(value)
+    TrainConfig.from_dict({**options, "data": data, "resolution": 28, "channels": 1,
+                           "model": "dcgan"}, source="--set").validate()
     return options
 
 
@@ -136,10 +140,12 @@ def main() -> None:
                         help="change one setting of ganvas's configuration (repeatable)")
     parser.add_argument("--keep", default=None, help="keep the trained generators here")
     args = parser.parse_args()
-    options = parse_settings(args.set)
+    # Everything that can fail fails here, before the hour of training and scoring.
+    options = parse_settings(args.set, args.data)
     wall, cpu = time.perf_counter(), time.process_time()
     images = load_images(args.data, resolution=28, channels=1, progress=False,
                          log=lambda message: None).images
+    extractor = load_inception(device="cpu", log=lambda message: None)
     seconds = args.minutes * 60
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +157,6 @@ def main() -> None:
         if args.only in ("both", "ganvas"):
             rows.append(run_ganvas(args.data, seconds, root / "ganvas", options))
             print(f"trained: {rows[-1]['name']}, {rows[-1]['steps']} steps", flush=True)
-        extractor = load_inception(device="cpu", log=lambda message: None)
         real = real_statistics(args.data, 28, 1, extractor, num=args.real_num or args.num,
                                progress=sys.stderr.isatty(), log=lambda message: None)
         for row in rows:
@@ -173,4 +178,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GanvasError as exc:
+        raise SystemExit(f"quality.py: error: {exc}") from None

@@ -203,4 +203,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ganvas.GanvasError as exc:
+        raise SystemExit(f"throughput.py: error: {exc}") from None

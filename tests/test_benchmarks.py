@@ -61,3 +61,16 @@ def test_quality_benchmark_prints_its_table(tmp_path):
     assert rows[2].startswith("| ganvas (update=simultaneous")
     assert (tmp_path / "kept" / "lesson" / "model.safetensors").is_file()
     assert any((tmp_path / "kept" / "ganvas").rglob("*.pt"))
+
+
+def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):
+    env = {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
+    for script, args, words in [
+            ("quality.py", ["--set", "nosuch=1"], "quality.py: error: --set: unknown option"),
+            ("quality.py", ["--set", "lr_g=-1"], "quality.py: error: --lr-g must be"),
+            ("throughput.py", ["--data", "nowhere"], "throughput.py: error: --data 'nowhere'")]:
+        done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+        assert done.stderr.startswith(words), done.stderr
