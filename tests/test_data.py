@@ -334,7 +334,7 @@ def test_user_errors(tmp_path):
         load("mnist:validation")
     with pytest.raises(GanvasError, match="no splits"):
         load("digits:test")
-    assert BUILTIN_DATASETS == ("digits", "mnist", "fashion-mnist")
+    assert BUILTIN_DATASETS == ("digits", "mnist", "fashion-mnist", "emoji")
 
 
 def test_error_messages_are_one_line(tmp_path):

@@ -1,4 +1,7 @@
-"""Built-in datasets: ``digits`` (scikit-learn), ``mnist`` and ``fashion-mnist`` (IDX files)."""
+"""Built-in datasets: ``digits`` (scikit-learn), ``mnist`` and ``fashion-mnist`` (IDX files).
+
+``emoji`` (the Noto Color Emoji font) is registered here and loaded by :mod:`ganvas.data.emoji`.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,10 @@ from ganvas.data.imageset import ImageSet
 from ganvas.data.preprocess import fit_square
 from ganvas.errors import GanvasError
 
-BUILTIN_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+BUILTIN_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "emoji")
+
+#: Built-ins that are a single set of images (no ``:test`` split).
+_NO_SPLITS: tuple[str, ...] = ("digits", "emoji")
 
 Log = Callable[[str], None]
 
@@ -61,8 +67,8 @@ def parse_builtin(spec: str) -> tuple[str, str | None] | None:
     if not sep:
         return name, None
     split = split.strip().lower()
-    if name == "digits":
-        raise GanvasError(f"--data {spec!r}: the digits dataset has no splits; use --data digits")
+    if name in _NO_SPLITS:
+        raise GanvasError(f"--data {spec!r}: the {name} dataset has no splits; use --data {name}")
     if split not in _IDX_SPLITS:
         raise GanvasError(
             f"--data {spec!r}: unknown split {split!r}; use {name} (train) or {name}:test"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ganvas.data.builtin import BUILTIN_DATASETS, load_digits, load_idx_dataset, parse_builtin
 from ganvas.data.cache import DatasetCache, resolve_cache_dir
-from ganvas.data.folder import default_workers, load_folder
+from ganvas.data.emoji import load_emoji
+from ganvas.data.folder import default_workers, load_folder, scan_folder
 from ganvas.data.imageset import ImageSet
 from ganvas.errors import GanvasError
 
@@ -21,6 +22,34 @@ def _as_int(value: object, option: str, requirement: str) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise GanvasError(f"{option} must be {requirement}, got {value!r}") from None
+
+
+# Sizes of the built-in datasets (emoji: the Debian font's count), for settings chosen from
+# the size of the data before it is decoded.
+BUILTIN_SIZES = {("digits", None): 1_797, ("mnist", "train"): 60_000, ("mnist", "test"): 10_000,
+                 ("fashion-mnist", "train"): 60_000, ("fashion-mnist", "test"): 10_000,
+                 ("emoji", None): 3_926}
+
+
+def count_images(spec: str) -> int | None:
+    """About how many images ``--data spec`` holds, without decoding any: a built-in's size,
+    or the image files of a folder. None when it cannot tell (the data's loader will say
+    why)."""
+    try:
+        builtin = parse_builtin(str(spec))
+    except GanvasError:
+        return None
+    if builtin is not None:
+        name, split = builtin
+        return BUILTIN_SIZES.get((name, split if name not in ("digits", "emoji") else None),
+                                 BUILTIN_SIZES.get((name, "train")))
+    folder = Path(os.path.expanduser(str(spec)))
+    if not folder.is_dir():
+        return None
+    try:
+        return len(scan_folder(folder).files)
+    except OSError:
+        return None
 
 
 def load_images(
@@ -68,6 +97,9 @@ def load_images(
         if name == "digits":
             return load_digits(resolution=resolution, channels=channels, progress=progress,
                                log=log)
+        if name == "emoji":
+            return load_emoji(resolution=resolution, channels=channels, cache=cache,
+                              progress=progress, log=log)
         return load_idx_dataset(name, split or "train", resolution=resolution,
                                 channels=channels, cache=cache, progress=progress, log=log)
 
