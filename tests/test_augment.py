@@ -50,7 +50,7 @@ def test_unknown_policy_is_a_clear_error():
     with pytest.raises(GanvasError, match="diffaugment-policy"):
         DiffAugment("color,blur")
     with pytest.raises(GanvasError, match="--augment"):
-        build_augment("mixup", seed=0, batch_size=4)
+        build_augment("mixup", seed=0)
 
 
 def test_ada_identity_at_p0_and_differentiable_when_on():
@@ -66,7 +66,7 @@ def test_ada_identity_at_p0_and_differentiable_when_on():
 
 @pytest.mark.parametrize("sign, direction", [(1.0, 1), (-1.0, -1)])
 def test_ada_p_follows_overfitting_signal(sign, direction):
-    ada = AdaptiveAugment(seed=0, target=0.6, speed_kimg=0.1, batch_size=10, interval=2, p=0.5)
+    ada = AdaptiveAugment(seed=0, target=0.6, speed_kimg=0.1, interval=2, p=0.5)
     for _ in range(10):
         ada.observe(torch.full((10,), sign))
     assert (ada.p - 0.5) * direction > 0.2

@@ -9,7 +9,7 @@ from PIL import Image
 
 import ganvas
 from ganvas.errors import GanvasError
-from ganvas.training import checkpoint as ckpt
+from ganvas.runs import checkpoint as ckpt
 
 TINY = dict(model="dcgan", resolution=16, channels=3, latent_dim=8,
             model_options={"base_channels": 8}, batch_size=8, log_every=2, sample_every=4,

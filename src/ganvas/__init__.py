@@ -8,24 +8,39 @@ Quick start::
     picture = ganvas.stylize("photo.jpg", "painting.jpg", size=512)
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from ganvas.config import TrainConfig  # noqa: E402
-from ganvas.errors import GanvasError  # noqa: E402
-from ganvas.generate import ImageGenerator, load  # noqa: E402
-from ganvas.style import StyleOptions, stylize  # noqa: E402
-from ganvas.training import Callback, TrainResult, resume, train  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = [
-    "Callback",
-    "GanvasError",
-    "ImageGenerator",
-    "StyleOptions",
-    "TrainConfig",
-    "TrainResult",
-    "__version__",
-    "load",
-    "resume",
-    "stylize",
-    "train",
-]
+__version__ = "0.2.0"
+
+# Imported on first use, so that loading a generator (ganvas.load, generate, eval, doctor)
+# never imports the trainer, and `import ganvas` stays quick.
+_EXPORTS = {
+    "Callback": "ganvas.training.callbacks",
+    "GanvasError": "ganvas.errors",
+    "ImageGenerator": "ganvas.generate",
+    "StyleOptions": "ganvas.style",
+    "TrainConfig": "ganvas.config",
+    "TrainResult": "ganvas.training.trainer",
+    "load": "ganvas.generate",
+    "resume": "ganvas.training.trainer",
+    "stylize": "ganvas.style",
+    "train": "ganvas.training.trainer",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ganvas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

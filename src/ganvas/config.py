@@ -30,6 +30,13 @@ LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "wor
           "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
           "keep_checkpoints": 10_000, "health_warmup": 10**9, "max_rollbacks": 1_000,
           "fid_num": 100_000}
+# What a setting left on auto (None) becomes when the model family has no preference of its
+# own: the lesson's settings. Families built for resolution choose others (see
+# ModelFamily.auto_settings and `ganvas train --dry-run`).
+AUTO_DEFAULTS: dict[str, Any] = {
+    "loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,
+    "batch_size": 64, "r1_gamma": 0.0, "drift": 0.0, "ema_kimg": 10.0,
+}
 _short = reprlib.Repr()
 _short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist = 60, 60, 2, 4
 
@@ -53,13 +60,15 @@ class TrainConfig:
     # data
     data: str | None = _opt(
         None, "folder of images (searched recursively) or a built-in dataset: digits, mnist, "
-        "fashion-mnist (add :test for the test split)"
+        "fashion-mnist (add :test for the test split), emoji (3,926 colour emoji)"
     )
     resolution: int | None = _opt(
-        None, "image size in pixels; default 28 for built-in datasets, 64 for folders"
+        None, "image size in pixels; default 28 for digits/mnist/fashion-mnist, 64 for emoji "
+        "and folders"
     )
     channels: int | None = _opt(
-        None, "1 (grayscale) or 3 (RGB); default 1 for built-in datasets, 3 for folders"
+        None, "1 (grayscale) or 3 (RGB); default 1 for digits/mnist/fashion-mnist, 3 for emoji "
+        "and folders"
     )
     mirror: bool = _opt(False, "randomly flip training images left-right")
     workers: int | None = _opt(
@@ -77,20 +86,25 @@ class TrainConfig:
         flag="--model-option", metavar="KEY=VALUE",
     )
     # optimisation
-    loss: str = _opt(
-        "bce", "adversarial loss: bce (the lesson's), bce-saturating (its original minimax "
-        "form, for teaching), ns, hinge, wgan-gp or lsgan"
+    loss: str | None = _opt(
+        None, "adversarial loss: bce (the lesson's), bce-saturating (its original minimax "
+        "form, for teaching), ns, hinge, wgan-gp, lsgan or rahinge (relativistic hinge)",
+        auto=True
     )
-    lr_g: float = _opt(2e-4, "generator learning rate (Adam)")
-    lr_d: float = _opt(2e-4, "discriminator learning rate (Adam)")
-    beta1: float = _opt(0.5, "Adam beta1 for both networks")
-    beta2: float = _opt(0.999, "Adam beta2 for both networks")
-    batch_size: int = _opt(64, "images per training step")
+    lr_g: float | None = _opt(None, "generator learning rate (Adam)", auto=True)
+    lr_d: float | None = _opt(None, "discriminator learning rate (Adam)", auto=True)
+    beta1: float | None = _opt(None, "Adam beta1 for both networks", auto=True)
+    beta2: float | None = _opt(None, "Adam beta2 for both networks", auto=True)
+    batch_size: int | None = _opt(
+        None, "images per training step (for growing models: at the final resolution)",
+        auto=True)
     steps: int | None = _opt(
-        None, "training steps (one discriminator and one generator update each); "
-        "default 10000 unless --epochs is given"
+        None, "training steps (one generator update each, after --n-critic discriminator "
+        "updates); default 10000 unless --epochs or --kimg is given"
     )
     epochs: float | None = _opt(None, "train for this many passes over the data instead of --steps")
+    kimg: float | None = _opt(None, "train until the generator has seen this many thousand "
+                              "images, instead of --steps")
     seed: int = _opt(0, "random seed; the same seed and config give the same weights on CPU")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     # stabilisation: regularisers and the balance between the two networks
@@ -98,10 +112,14 @@ class TrainConfig:
         0.0, "one-sided label smoothing: train D towards 1 - X on real images (try 0.1)")
     gp_weight: float | None = _opt(
         None, "weight of the WGAN gradient penalty; default 10 with --loss wgan-gp, else off")
-    r1_gamma: float = _opt(
-        0.0, "R1 penalty on D's gradients at real images (try 0.1 at 28-64 px, 10 at 256 px)")
+    r1_gamma: float | None = _opt(
+        None, "R1 penalty on D's gradients at real images (try 0.1 at 28-64 px, 10 at 256 px)",
+        auto=True)
     r1_every: int = _opt(16, "apply R1 every N steps, scaled by N (lazy regularisation)")
     spectral_norm: bool = _opt(False, "spectral normalisation on every discriminator layer")
+    drift: float | None = _opt(
+        None, "ProGAN's epsilon-drift penalty on D's scores of real images (keeps Wasserstein "
+        "scores near 0; progressive uses 0.001 with wgan-gp)", auto=True)
     instance_noise: float = _opt(
         0.0, "std of Gaussian noise added to every image D sees, decaying linearly to 0")
     instance_noise_steps: int | None = _opt(
@@ -129,7 +147,7 @@ class TrainConfig:
     ada_target: float = _opt(0.6, "ADA's target for r_t = E[sign(D(real))]")
     ada_kimg: float = _opt(100.0, "ADA's speed: thousands of images for p to go from 0 to 1")
     ema: bool = _opt(True, "sample from an exponential moving average of the generator")
-    ema_kimg: float = _opt(10.0, "EMA half-life in thousands of images")
+    ema_kimg: float | None = _opt(None, "EMA half-life in thousands of images", auto=True)
     # quality during training
     fid_every: int | None = _opt(
         None, "compute FID every N steps on --fid-num images (logged as Metric/FID); "
@@ -157,6 +175,11 @@ class TrainConfig:
     num_samples: int = _opt(64, "images in each sample grid")
 
     # ---- derived views -------------------------------------------------------------------
+
+    @classmethod
+    def auto_fields(cls) -> list[str]:
+        """Fields left None ("auto") until the model family and the data choose them."""
+        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("auto")]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (tuples become lists), safe for YAML, JSON and checkpoints."""
@@ -186,7 +209,7 @@ class TrainConfig:
         if not self.data:
             raise GanvasError(
                 "--data is required: a folder of images or a built-in dataset "
-                "(digits, mnist, fashion-mnist)"
+                "(digits, mnist, fashion-mnist, emoji)"
             )
         _positive(self.resolution, "--resolution", allow_none=True, minimum=4)
         if self.resolution is not None and self.resolution > 4096:
@@ -196,23 +219,29 @@ class TrainConfig:
         _positive(self.workers, "--workers", allow_none=True)
         _positive(self.max_image_pixels, "--max-image-pixels")
         _positive(self.latent_dim, "--latent-dim")
-        _positive(self.batch_size, "--batch-size")
+        _positive(self.batch_size, "--batch-size", allow_none=True)
         _positive(self.steps, "--steps", allow_none=True)
         if self.epochs is not None and not (0 < self.epochs <= 1e6):
             raise GanvasError(f"--epochs must be a positive number up to 1,000,000, "
                               f"got {self.epochs}")
-        if self.steps is not None and self.epochs is not None:
-            raise GanvasError("give --steps or --epochs, not both")
+        if self.kimg is not None and not (0 < self.kimg <= 1e9):
+            raise GanvasError(f"--kimg must be a positive number up to 1,000,000,000, "
+                              f"got {self.kimg}")
+        lengths = [f"--{n}" for n in ("steps", "epochs", "kimg") if getattr(self, n) is not None]
+        if len(lengths) > 1:
+            raise GanvasError(f"give one of --steps, --epochs or --kimg, not "
+                              f"{' and '.join(lengths)}")
         for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
-            if not (0 < value <= 10):
+            if value is not None and not (0 < value <= 10):
                 raise GanvasError(f"--{name.replace('_', '-')} must be a positive number up to "
                                   f"10, got {value}")
         for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise GanvasError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise GanvasError(f"--{name} must be in [0, 1), got {value}")
         _fraction(self.label_smoothing, "--label-smoothing", upper=0.5)
-        for name in ("gp_weight", "r1_gamma", "instance_noise"):
+        for name in ("gp_weight", "r1_gamma", "instance_noise", "drift"):
             value = getattr(self, name)
             if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise GanvasError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
@@ -225,6 +254,8 @@ class TrainConfig:
             if not 0 <= low < high <= 1:
                 raise GanvasError(f"--d-accuracy-band needs 0 <= LOW < HIGH <= 1, "
                                   f"got {low} {high}")
+        if self.loss is not None and not isinstance(self.loss, str):
+            raise GanvasError(f"--loss must be a loss name, got {short_repr(self.loss)}")
         if self.update not in UPDATES:
             raise GanvasError(f"--update must be one of {', '.join(UPDATES)}, "
                               f"got {short_repr(self.update)}")
@@ -234,7 +265,7 @@ class TrainConfig:
         _fraction(self.ada_target, "--ada-target", upper=1.0)
         for name in ("ada_kimg", "ema_kimg"):
             value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
                 raise GanvasError(f"--{name.replace('_', '-')} must be a positive number, "
                                   f"got {value}")
         _positive(self.health_warmup, "--health-warmup", minimum=0)

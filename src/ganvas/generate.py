@@ -1,4 +1,9 @@
-"""Sampling from a trained generator: ``ganvas.load(path).sample(n, seed=0)``."""
+"""Sampling from a trained generator: ``ganvas.load(path).sample(n, seed=0)``.
+
+Every family's generator meets one sampling contract (:mod:`ganvas.models.networks`), so
+this module works for all of them and reads runs through :mod:`ganvas.runs`, never the
+trainer.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ from PIL import Image
 from torch import nn
 
 from ganvas.errors import GanvasError
-from ganvas.models.export import CONFIG_NAME, build_from_config, load_generator, load_weights
-from ganvas.training import checkpoint as ckpt
+from ganvas.models.networks import check_sampling_arguments
+from ganvas.runs.sources import read_generator
 from ganvas.utils.checks import whole_number
 from ganvas.utils.device import resolve_device
 from ganvas.utils.images import make_grid, save_image, to_pil
@@ -23,19 +28,25 @@ class ImageGenerator:
     """A trained generator, ready to sample.
 
     Attributes:
-        generator: the ``nn.Module`` (in eval mode) mapping z ``[N, latent_dim]`` to images
-            ``[N, C, H, W]`` in ``[-1, 1]``.
+        generator: the network (in eval mode); its ``sample(z, c=None, *, truncation,
+            noise)`` maps z ``[N, latent_dim]`` to images ``[N, C, H, W]`` in ``[-1, 1]``.
         config: the training config it came from (a dict).
         step: training steps behind these weights.
+        truncation: default truncation of every draw (1: none; below 1 pulls the latents
+            towards the mean latent: less variety, more typical images).
+        noise_mode: default noise mode for families with noise inputs (const, random, none).
     """
 
     def __init__(self, generator: nn.Module, config: dict[str, Any], step: int,
-                 device: torch.device):
+                 device: torch.device, *, truncation: float = 1.0, noise_mode: str = "const"):
         self.generator = generator.to(device).eval()
         self.config = config
         self.step = step
         self.device = device
         self.latent_dim = int(generator.latent_dim)
+        check_sampling_arguments(self.generator, torch.zeros(1, self.latent_dim), None,
+                                 truncation, noise_mode)
+        self.truncation, self.noise_mode = truncation, noise_mode
 
     def latents(self, n: int, seed: int) -> torch.Tensor:
         """The ``n`` latent vectors for ``seed``: the same on every device and batch size."""
@@ -47,7 +58,9 @@ class ImageGenerator:
         batch_size = whole_number(batch_size, "batch_size", 1, 65_536)
         with torch.inference_mode():
             for part in self.latents(n, seed).split(batch_size):
-                yield self.generator(part.to(self.device)).float().cpu()
+                images = self.generator.sample(part.to(self.device), truncation=self.truncation,
+                                               noise=self.noise_mode)
+                yield images.float().cpu()
 
     def sample_tensor(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
         """``n`` images as a float tensor ``[n, C, H, W]`` in ``[-1, 1]`` on the CPU."""
@@ -62,39 +75,21 @@ class ImageGenerator:
         return make_grid(self.sample_tensor(n, seed))
 
 
-def load(path: str | os.PathLike, device: str = "auto") -> ImageGenerator:
+def load(path: str | os.PathLike, device: str = "auto", *, truncation: float = 1.0,
+         noise_mode: str = "const") -> ImageGenerator:
     """Load a generator from a run folder, a checkpoint file or an exported generator folder.
 
     A run folder uses its newest loadable checkpoint. Everything needed to rebuild the network
     is read from the file itself; nothing is executed (``weights_only=True``/safetensors).
+    ``truncation`` and ``noise_mode`` set the defaults of every draw (see ImageGenerator).
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise GanvasError(f"load() needs a path to a run, checkpoint or generator folder, "
                           f"got {type(path).__name__}")
-    path = Path(path)
     target = resolve_device(device)
-    if path.is_dir() and (path / CONFIG_NAME).exists():
-        generator, meta = load_generator(path)
-        config = meta.get("train_config")
-        return ImageGenerator(generator, config if isinstance(config, dict) else meta,
-                              _step(meta.get("step")), target)
-    if path.is_dir():
-        _, state = ckpt.latest_checkpoint(path, warn=_warn)
-        where = str(path)
-    elif path.is_file():
-        state, where = ckpt.load_checkpoint(path), str(path)
-    else:
-        raise GanvasError(f"{path}: no such run folder, checkpoint or generator folder")
-    config = state["config"]
-    if not isinstance(config, dict):
-        raise GanvasError(f"{where}: the checkpoint's config is not readable")
-    generator = build_from_config(config, where)
-    # Samples come from the moving average of the generator when the run kept one.
-    weights = state.get("generator_ema", state["generator"])
-    if not isinstance(weights, dict):
-        raise GanvasError(f"{where}: the checkpoint's generator weights are not readable")
-    load_weights(generator, weights, where)
-    return ImageGenerator(generator, config, state["step"], target)
+    source = read_generator(path, warn=_warn)
+    return ImageGenerator(source.generator, source.config, source.step, target,
+                          truncation=truncation, noise_mode=noise_mode)
 
 
 def _warn(message: str) -> None:
@@ -106,22 +101,19 @@ MAX_GRID = 4_096
 MAX_SEED = 2**63 - 1
 
 
-def _step(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
 def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num: int = 64,
                        seed: int = 0, grid: bool = False, singles: bool = True,
-                       device: str = "auto") -> list[Path]:
+                       device: str = "auto", truncation: float = 1.0,
+                       noise_mode: str = "const") -> list[Path]:
     """Write ``num`` samples as ``NNNNN.png`` files and/or one ``grid.png``; returns the paths."""
-    from ganvas.training.run_dir import ensure_writable_dir
+    from ganvas.runs.folders import ensure_writable_dir
 
     whole_number(num, "--num", 1, MAX_IMAGES)
     whole_number(seed, "--seed", 0, MAX_SEED)
     if grid and num > MAX_GRID:
         raise GanvasError(f"--grid tiles at most {MAX_GRID:,} images; use a smaller --num "
                           "or leave out --grid")
-    model = load(source, device=device)
+    model = load(source, device=device, truncation=truncation, noise_mode=noise_mode)
     out = Path(out)
     ensure_writable_dir(out, "--out")
     written, kept = [], []

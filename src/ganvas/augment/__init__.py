@@ -22,7 +22,7 @@ class NoAugment:
 
     p = 0.0
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images):
         return images
 
     def observe(self, real_logits: torch.Tensor) -> None:
@@ -35,16 +35,16 @@ class NoAugment:
         pass
 
 
-def build_augment(name: str, *, seed: int, batch_size: int, diffaugment_policy: str = "",
+def build_augment(name: str, *, seed: int, diffaugment_policy: str = "",
                   ada_target: float = 0.6, ada_kimg: float = 100.0, ada_interval: int = 4):
-    """The augmenter for ``--augment NAME``."""
+    """The augmenter for ``--augment NAME``; ``seed`` seeds its own random generator."""
     if name == "none":
         return NoAugment()
     if name == "diffaugment":
         return DiffAugment(diffaugment_policy, seed=seed)
     if name == "ada":
         return AdaptiveAugment(seed=seed, target=ada_target, speed_kimg=ada_kimg,
-                               batch_size=batch_size, interval=ada_interval)
+                               interval=ada_interval)
     raise GanvasError(f"--augment {name!r} is not known; choose one of: {', '.join(AUGMENTS)}")
 
 

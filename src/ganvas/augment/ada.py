@@ -2,7 +2,10 @@
 
 Each image is transformed with probability ``p`` by each of a chain of geometric and colour
 transforms. ``p`` follows the overfitting signal ``r_t = E[sign(D(real))]``: when D is too sure
-of the reals (r_t above the target, 0.6 by default) p rises, otherwise it falls.
+of the reals (r_t above the target, 0.6 by default) p rises, otherwise it falls, by an amount
+proportional to the real images observed (so its speed is in images, whatever the batch).
+The random parameters are drawn once per batch and applied alike to every scale of a
+pyramid (MSG-GAN).
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ganvas.utils import nested
+from ganvas.utils.nested import Images
+
 
 class AdaptiveAugment:
     """Augmenter whose strength ``p`` adapts to the discriminator's overfitting.
@@ -20,18 +26,16 @@ class AdaptiveAugment:
         seed: seeds the augmenter's own random generator.
         target: the r_t value to hold (0.6 in the paper).
         speed_kimg: thousands of images over which p may move from 0 to 1.
-        batch_size: images per step (sets the step of each p adjustment).
-        interval: steps between adjustments of p.
+        interval: discriminator passes between adjustments of p.
     """
 
     def __init__(self, *, seed: int = 0, target: float = 0.6, speed_kimg: float = 100.0,
-                 batch_size: int = 64, interval: int = 4, p: float = 0.0):
+                 interval: int = 4, p: float = 0.0):
         self.p = p
         self.target = target
         self.speed_kimg = speed_kimg
-        self.batch_size = batch_size
         self.interval = interval
-        self.generator = torch.Generator().manual_seed(seed + 104729)
+        self.generator = torch.Generator().manual_seed(seed)
         self._signs = 0.0
         self._count = 0
         self._calls = 0
@@ -46,7 +50,7 @@ class AdaptiveAugment:
         self._calls += 1
         if self._calls % self.interval == 0 and self._count:
             self.rt = self._signs / self._count
-            step = self.batch_size * self.interval / (self.speed_kimg * 1000)
+            step = self._count / (self.speed_kimg * 1000)
             self.p = float(min(1.0, max(0.0, self.p + math.copysign(step, self.rt - self.target))))
             self._signs, self._count = 0.0, 0
 
@@ -94,30 +98,43 @@ class AdaptiveAugment:
                                               * 0.125 * 2))
         return eye[:, :2, :]
 
-    def _color(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+    def _color(self, x: Images) -> Images:
+        finest = nested.largest(x)
+        n, rgb = finest.shape[0], finest.shape[1] == 3
 
         def per_image(values: torch.Tensor, mask: torch.Tensor, neutral: float) -> torch.Tensor:
             values = torch.where(mask, values, torch.full_like(values, neutral))
-            return values.view(n, 1, 1, 1).to(x.device, x.dtype)
+            return values.view(n, 1, 1, 1).to(finest.device, finest.dtype)
 
-        x = x + per_image(self._normal(n) * 0.2, self._chance(n), 0.0)  # brightness
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * per_image(torch.exp2(self._normal(n) * 0.5), self._chance(n), 1.0) + mean
-        if x.shape[1] == 3:  # saturation
-            grey = x.mean(dim=1, keepdim=True)
-            x = (x - grey) * per_image(torch.exp2(self._normal(n)), self._chance(n), 1.0) + grey
-        return x
+        brightness = per_image(self._normal(n) * 0.2, self._chance(n), 0.0)
+        contrast = per_image(torch.exp2(self._normal(n) * 0.5), self._chance(n), 1.0)
+        saturation = (per_image(torch.exp2(self._normal(n)), self._chance(n), 1.0) if rgb
+                      else None)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        def apply(t: torch.Tensor) -> torch.Tensor:
+            t = t + brightness
+            mean = t.mean(dim=(1, 2, 3), keepdim=True)
+            t = (t - mean) * contrast + mean
+            if saturation is not None:
+                grey = t.mean(dim=1, keepdim=True)
+                t = (t - grey) * saturation + grey
+            return t
+
+        return nested.apply(apply, x)
+
+    def __call__(self, images: Images) -> Images:
         if self.p <= 0:
             return images
-        n, _, h, w = images.shape
-        theta = self._geometry(n, h, w).to(images.device, images.dtype)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
-                               align_corners=False)
-        return self._color(images)
+        finest = nested.largest(images)
+        n, _, h, w = finest.shape
+        theta = self._geometry(n, h, w).to(finest.device, finest.dtype)
+
+        def warp(t: torch.Tensor) -> torch.Tensor:
+            grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+            return F.grid_sample(t, grid, mode="bilinear", padding_mode="reflection",
+                                 align_corners=False)
+
+        return self._color(nested.apply(warp, images))
 
     def state_dict(self) -> dict:
         return {"p": self.p, "rng": self.generator.get_state(), "signs": self._signs,

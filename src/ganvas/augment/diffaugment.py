@@ -1,4 +1,9 @@
-"""DiffAugment (Zhao et al. 2020): colour, translation and cutout, applied on every call."""
+"""DiffAugment (Zhao et al. 2020): colour, translation and cutout, applied on every call.
+
+Each transform draws its random parameters once per batch, then applies them to one image
+tensor or to every scale of a pyramid alike (MSG-GAN's discriminator sees all scales of an
+image, which must show the same augmented picture).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ganvas.errors import GanvasError
+from ganvas.utils import nested
+from ganvas.utils.nested import Images
 
 POLICIES = ("color", "translation", "cutout")
 
@@ -14,20 +21,30 @@ def _rand(generator: torch.Generator, *shape: int, like: torch.Tensor) -> torch.
     return torch.rand(*shape, generator=generator).to(like.device, like.dtype)
 
 
-def adjust_color(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def adjust_color(x: Images, g: torch.Generator) -> Images:
     """Random brightness, saturation (RGB only) and contrast per image."""
-    n = x.shape[0]
-    x = x + (_rand(g, n, 1, 1, 1, like=x) - 0.5)
-    if x.shape[1] == 3:
-        mean = x.mean(dim=1, keepdim=True)
-        x = (x - mean) * (_rand(g, n, 1, 1, 1, like=x) * 2) + mean
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_rand(g, n, 1, 1, 1, like=x) + 0.5) + mean
+    finest = nested.largest(x)
+    n, rgb = finest.shape[0], finest.shape[1] == 3
+    brightness = _rand(g, n, 1, 1, 1, like=finest) - 0.5
+    saturation = _rand(g, n, 1, 1, 1, like=finest) * 2 if rgb else None
+    contrast = _rand(g, n, 1, 1, 1, like=finest) + 0.5
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        t = t + brightness
+        if saturation is not None:
+            mean = t.mean(dim=1, keepdim=True)
+            t = (t - mean) * saturation + mean
+        mean = t.mean(dim=(1, 2, 3), keepdim=True)
+        return (t - mean) * contrast + mean
+
+    return nested.apply(apply, x)
 
 
-def translate(x: torch.Tensor, g: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ``ratio`` of its size, whole pixels, filling with zeros."""
-    n, _, h, w = x.shape
+def translate(x: Images, g: torch.Generator, ratio: float = 0.125) -> Images:
+    """Shift each image by up to ``ratio`` of its size, whole pixels of the finest scale,
+    filling with zeros (coarser scales move by the same fraction of their size)."""
+    finest = nested.largest(x)
+    n, _, h, w = finest.shape
     max_dy, max_dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-max_dy, max_dy + 1, (n,), generator=g)
     dx = torch.randint(-max_dx, max_dx + 1, (n,), generator=g)
@@ -35,13 +52,19 @@ def translate(x: torch.Tensor, g: torch.Generator, ratio: float = 0.125) -> torc
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, 0, 2] = -2 * dx / w  # grid units span 2 over the image width
     theta[:, 1, 2] = -2 * dy / h
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(theta.to(t.device, t.dtype), list(t.shape), align_corners=False)
+        return F.grid_sample(t, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+    return nested.apply(apply, x)
 
 
-def cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
-    """Zero one square of ``ratio`` times the image size at a random place in each image."""
-    n, _, h, w = x.shape
+def cutout(x: Images, g: torch.Generator, ratio: float = 0.5) -> Images:
+    """Zero one square of ``ratio`` times the image size at a random place in each image
+    (at coarser scales, the area average of the same square)."""
+    finest = nested.largest(x)
+    n, _, h, w = finest.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g)
     cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g)
@@ -49,8 +72,14 @@ def cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Ten
     xs = torch.arange(w).view(1, 1, w)
     dy, dx = ys - cy, xs - cx
     inside = (dy >= -(ch // 2)) & (dy < ch - ch // 2) & (dx >= -(cw // 2)) & (dx < cw - cw // 2)
-    keep = (~inside).to(x.device, x.dtype).unsqueeze(1)
-    return x * keep
+    keep = (~inside).to(finest.device, finest.dtype).unsqueeze(1)
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        mask = keep if t.shape[-2:] == keep.shape[-2:] else F.interpolate(
+            keep, size=t.shape[-2:], mode="area")
+        return t * mask.to(t.dtype)
+
+    return nested.apply(apply, x)
 
 
 _OPS = {"color": adjust_color, "translation": translate, "cutout": cutout}
@@ -60,7 +89,7 @@ class DiffAugment:
     """Apply the ``policy`` (comma-separated subset of color, translation, cutout) to a batch.
 
     Every transform is differentiable with respect to the images, so the generator's
-    gradients pass through it.
+    gradients pass through it. ``seed`` seeds the augmenter's own random generator.
     """
 
     p = 1.0
@@ -75,9 +104,9 @@ class DiffAugment:
             raise GanvasError(f"--diffaugment-policy: unknown part(s) {', '.join(unknown)}; "
                               f"use a comma-separated subset of {', '.join(POLICIES)}")
         self.policy = names
-        self.generator = torch.Generator().manual_seed(seed + 7919)
+        self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: Images) -> Images:
         for name in self.policy:
             images = _OPS[name](images, self.generator)
         return images

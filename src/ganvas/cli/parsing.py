@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from ganvas.config import TrainConfig
+from ganvas.config import AUTO_DEFAULTS, TrainConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,6 +58,9 @@ def add_config_options(parser: argparse.ArgumentParser, groups: dict[str, list[s
             help_text = f.metadata["help"]
             if name == "data":
                 help_text += " (required unless --config or --resume gives it)"
+            elif f.metadata.get("auto"):
+                help_text += (f" (default: {AUTO_DEFAULTS[name]}) for dense and dcgan; other "
+                              "models choose their own (see --dry-run)")
             elif default is not None:
                 help_text += f" (default: {default})"
             kind = _base_type(hints[name])

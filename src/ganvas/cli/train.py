@@ -6,7 +6,6 @@ import argparse
 
 from ganvas.cli.parsing import HelpFormatter, add_config_options, config_values, print_stdout
 from ganvas.config import TrainConfig, dump_yaml, load_yaml
-from ganvas.training import resume, train
 
 EXAMPLES = """\
 examples:
@@ -54,6 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganvas.training.trainer import resume, train
+
     from_file: dict = {}
     if args.config:
         from_file = load_yaml(args.config)

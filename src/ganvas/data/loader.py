@@ -16,13 +16,15 @@ class BatchStream:
 
     Args:
         images: uint8 array ``[N, C, H, W]`` (may be a read-only memmap).
-        batch_size: images per batch. May exceed ``N``: batches then span epochs.
+        batch_size: images per batch unless ``next`` asks for another number. May exceed
+            ``N``: batches then span epochs.
         seed: seeds the per-epoch shuffles and mirror flips.
         mirror: flip half of the images horizontally (a fresh choice every epoch).
         device: where the returned batches live.
 
-    The stream is the concatenation of one random permutation per epoch; batch ``k``
-    is samples ``k*B .. (k+1)*B`` of it, so no image is dropped or repeated within an epoch.
+    The stream is the concatenation of one random permutation per epoch; each batch takes the
+    next samples of it, so no image is dropped or repeated within an epoch, whatever the
+    batch sizes.
     """
 
     def __init__(
@@ -57,11 +59,12 @@ class BatchStream:
             self._epoch_cache = (epoch, order, flips)
         return self._epoch_cache[1], self._epoch_cache[2]
 
-    def next_indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """Indices of the next batch and, per image, whether to mirror it."""
+    def next_indices(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the next batch (``size`` images, default ``batch_size``) and, per
+        image, whether to mirror it."""
         n = len(self.images)
         indices, flips = [], []
-        start, remaining = self.position, self.batch_size
+        start, remaining = self.position, int(size or self.batch_size)
         while remaining:
             epoch, offset = divmod(start, n)
             order, epoch_flips = self._epoch_plan(epoch)
@@ -75,9 +78,10 @@ class BatchStream:
         idx = np.concatenate(indices)
         return idx, (np.concatenate(flips) if self.mirror else np.zeros(len(idx), bool))
 
-    def next(self) -> torch.Tensor:
-        """The next batch as float ``[B, C, H, W]`` in ``[-1, 1]`` on ``device``."""
-        idx, flips = self.next_indices()
+    def next(self, size: int | None = None) -> torch.Tensor:
+        """The next batch as float ``[B, C, H, W]`` in ``[-1, 1]`` on ``device``; ``size``
+        images (a schedule may change it between batches), default ``batch_size``."""
+        idx, flips = self.next_indices(size)
         # Sorted reads are kinder to a memory-mapped file; restore the order afterwards.
         sort = np.argsort(idx, kind="stable")
         batch = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)

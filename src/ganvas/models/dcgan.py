@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ganvas.models.init import dcgan_init
+from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
 from ganvas.models.registry import ModelFamily, ModelSpec, register_model
 
 LESSON_RESOLUTION = 28
@@ -25,7 +26,7 @@ def _channel_schedule(resolution: int, base: int, cap: int) -> dict[int, int]:
     return {s: min(cap, base * resolution // (2 * s)) for s in sizes}
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int):
         super().__init__()
         self.latent_dim, self.channels, self.resolution = (
@@ -70,7 +71,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(DiscriminatorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int, slope: float, norm: str = "batch"):
         super().__init__()
         if spec.resolution == LESSON_RESOLUTION:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
 from ganvas.models.registry import ModelFamily, ModelSpec, register_model
 
 
-class DenseGenerator(nn.Module):
+class DenseGenerator(GeneratorNetwork):
     """z ``[N, latent_dim]`` -> Linear/BatchNorm/LeakyReLU blocks -> tanh image ``[N, C, H, W]``."""
 
     def __init__(self, spec: ModelSpec, widths: tuple[int, ...], slope: float):
@@ -29,7 +30,7 @@ class DenseGenerator(nn.Module):
         return self.net(z).view(-1, self.channels, self.resolution, self.resolution)
 
 
-class DenseDiscriminator(nn.Module):
+class DenseDiscriminator(DiscriminatorNetwork):
     """Image ``[N, C, H, W]`` -> flattened -> Linear/LeakyReLU blocks -> one logit per image."""
 
     def __init__(self, spec: ModelSpec, widths: tuple[int, ...], slope: float):

@@ -1,22 +1,32 @@
 """Model families register here by short name; everything else builds models through it.
 
 A family is a class with a typed ``Options`` dataclass (its own settings, given on the
-command line as ``--model-option KEY=VALUE``) and two builders. Every generator maps
-``z [N, latent_dim]`` to images ``[N, C, H, W]`` in ``[-1, 1]``; every discriminator maps
-such images to one logit per image, ``[N]``.
+command line as ``--model-option KEY=VALUE``) that declares:
+
+- its networks (``build_generator``, ``build_discriminator``; see :mod:`ganvas.models.networks`
+  for the sampling contract every generator meets),
+- the loss recipe it trains with (``recipe``, a name from :mod:`ganvas.losses`) and the
+  settings it prefers when the user leaves them on auto (``auto_settings``),
+- its schedule (``schedule``: a pure function of the images seen) and how real images are
+  shown to its discriminator (``real_input``), so that what passes between G and D during
+  training stays private to the family.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from ganvas.errors import GanvasError
+from ganvas.models.schedule import ConstantSchedule, SchedulePoint
 
 
 @dataclass(frozen=True)
@@ -27,13 +37,17 @@ class ModelSpec:
     channels: int
     latent_dim: int
     options: Any  # an instance of the family's Options dataclass
+    c_dim: int = 0  # size of the label vector; 0 for unconditional models
 
 
 class ModelFamily:
-    """Base class of a registered architecture."""
+    """Base class of a registered architecture (all class methods: a family holds no state)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
+    recipe: ClassVar[str] = "standard"  # the loss recipe (see ganvas.losses)
+    # One line per option for `ganvas models`; options without a line show their default.
+    option_help: ClassVar[dict[str, str]] = {}
 
     @dataclass(frozen=True)
     class Options:
@@ -51,6 +65,32 @@ class ModelFamily:
     @classmethod
     def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
         raise NotImplementedError
+
+    @classmethod
+    def auto_settings(cls, resolution: int, num_images: int, loss: str | None
+                      ) -> dict[str, Any]:
+        """Training settings this family prefers (TrainConfig names) where the user gave
+        none, knowing the loss if the user chose one; what it leaves out takes ganvas's
+        general defaults (the lesson's). May also suggest a run length as ``kimg``."""
+        return {}
+
+    @classmethod
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int
+                     ) -> dict[str, Any]:
+        """Values for the family's options that are left on auto (None); saved in the run's
+        config, so a resumed run keeps them whatever the data holds by then."""
+        return {}
+
+    @classmethod
+    def schedule(cls, spec: ModelSpec, batch_size: int):
+        """The training schedule: ``schedule(images_seen) -> SchedulePoint``."""
+        return ConstantSchedule(spec.resolution, batch_size)
+
+    @classmethod
+    def real_input(cls, spec: ModelSpec, images: torch.Tensor, point: SchedulePoint) -> Any:
+        """Real images ``[N, C, R, R]`` in the form the discriminator takes at ``point``
+        (the same form as the generator's ``forward`` output)."""
+        return images
 
 
 _REGISTRY: dict[str, type[ModelFamily]] = {}
@@ -85,6 +125,15 @@ def get_model_family(name: str) -> type[ModelFamily]:
         ) from None
 
 
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    """``float | None`` -> (float, True); ``int`` -> (int, False)."""
+    args = typing.get_args(hint)
+    if type(None) in args and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else hint), True
+    return hint, False
+
+
 def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
     """Turn ``{"base_channels": 32}`` into the family's typed Options, loudly."""
     fields = {f.name: f for f in dataclasses.fields(family.Options)}
@@ -97,7 +146,10 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
             raise GanvasError(
                 f"--model-option {str(key)[:40]}: not a setting of model {family.name} "
                 f"(it has: {valid})")
-        expected = hints[name]
+        expected, optional = _unwrap_optional(hints[name])
+        if value is None and optional:  # left on auto
+            kwargs[name] = None
+            continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         origin = typing.get_origin(expected) or expected
@@ -112,8 +164,13 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
             )
         if origin is tuple:
             inner = typing.get_args(expected)[0]
+            if inner is float:
+                value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool)
+                              else v for v in value)
             if not all(isinstance(v, inner) and not isinstance(v, bool) for v in value):
                 raise GanvasError(f"--model-option {key}: every item must be a {inner.__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GanvasError(f"--model-option {key}: must be a finite number")
         kwargs[name] = value
     options = family.Options(**kwargs)
     check = getattr(options, "problem", None)
@@ -123,12 +180,14 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
 
 
 def make_spec(model: str, *, resolution: int, channels: int, latent_dim: int,
-              options: dict[str, Any] | None = None) -> tuple[type[ModelFamily], ModelSpec]:
+              options: dict[str, Any] | None = None, c_dim: int = 0
+              ) -> tuple[type[ModelFamily], ModelSpec]:
     family = get_model_family(model)
     problem = family.resolution_problem(resolution)
     if problem:
         raise GanvasError(f"--resolution {resolution}: {problem}")
-    return family, ModelSpec(resolution, channels, latent_dim, parse_options(family, options))
+    return family, ModelSpec(resolution, channels, latent_dim, parse_options(family, options),
+                             c_dim)
 
 
 def build_generator(model: str, **kwargs: Any) -> nn.Module:

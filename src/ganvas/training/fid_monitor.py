@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ganvas.rng import FID_LATENTS, stream
 from ganvas.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class FIDMonitor(Callback):
         self.real = real_statistics(c.data, c.resolution, c.channels, self.extractor,
                                     num=self.num, progress=trainer.progress, log=trainer.log)
         self.latents = torch.randn(self.num, c.latent_dim,
-                                   generator=torch.Generator().manual_seed(c.seed + 6))
+                                   generator=stream(c.seed, FID_LATENTS))
 
     def on_tick(self, trainer: Trainer, record: dict[str, Any]) -> None:
         due = trainer.step - self.last_step >= self.every or trainer.step == trainer.config.steps

@@ -1,8 +1,12 @@
-"""The training loop: batch -> D step -> G step -> once per tick: log, samples, checkpoint.
+"""The training loop: for each step, the due phases of the loss recipe, then EMA, then the
+images-seen clock; once per tick: log, health, samples, checkpoint.
 
-Everything a run owns (data, models, optimisers, random streams) is created in
-``Trainer.__init__`` and nowhere else, so a distributed wrapper can later take them over in
-one place. ``Trainer.fit`` reads top to bottom; monitoring plugs in through callbacks.
+Everything a run owns (data, networks, the recipe with its optimisers, random streams) is
+created in ``Trainer.__init__`` and nowhere else, so a distributed wrapper can later take
+them over in one place. The loop knows nothing about any family: what a generator hands its
+discriminator, how reals are shown to it and how the networks grow are the family's, the
+losses and their phases the recipe's. One clock, the number of images seen, drives ticks,
+samples, checkpoints, EMA, instance noise and the family's schedule.
 """
 
 from __future__ import annotations
@@ -23,50 +27,43 @@ import torch
 from tqdm.auto import tqdm
 
 from ganvas import __version__
-from ganvas.augment import build_augment
 from ganvas.config import LIMITS, TrainConfig, dump_yaml
-from ganvas.data import load_images
-from ganvas.data.builtin import parse_builtin
+from ganvas.data import count_images, load_images
 from ganvas.data.loader import BatchStream
 from ganvas.errors import GanvasError
-from ganvas.models import build_models
+from ganvas.losses import get_loss
+from ganvas.losses.recipe import StepInputs, get_recipe
 from ganvas.models.export import load_weights, save_generator
+from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
+from ganvas.models.registry import make_spec
+from ganvas.models.schedule import SchedulePoint, steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
-from ganvas.training import checkpoint as ckpt
-from ganvas.training.balance import BalanceGate
+from ganvas.rng import DATA, LATENTS, SAMPLES, stream, stream_seed
+from ganvas.runs import checkpoint as ckpt
+from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
+from ganvas.runs.metrics import MetricsLog
 from ganvas.training.callbacks import Callback
 from ganvas.training.ema import GeneratorEMA
 from ganvas.training.fid_monitor import FIDMonitor
-from ganvas.training.losses import get_loss
 from ganvas.training.plots import plot_training_curves
-from ganvas.training.regularizers import gradient_penalty, r1_penalty
-from ganvas.training.run_dir import describe, new_run_dir, prepare_out_dir
+from ganvas.training.settings import DEFAULT_STEPS, resolve_settings
 from ganvas.training.signals import GracefulStop
-from ganvas.training.stats import MetricsLog, StatsCollector
+from ganvas.training.stats import StatsCollector
 from ganvas.utils.device import resolve_device, resolve_precision
 from ganvas.utils.files import atomic_write_text
 from ganvas.utils.images import make_grid, save_image
 
-DEFAULT_STEPS = 10_000
 EXPLODING_LOSS = 1e6  # a loss beyond this is treated like NaN: the run has diverged
 # Settings that define the data or the networks; changing them on resume would not continue
 # the same run, so --resume refuses them.
 FIXED_ON_RESUME = ("resolution", "channels", "mirror", "model", "latent_dim",
                    "model_options", "seed", "runs_dir", "spectral_norm", "ema")
+LENGTHS = ("steps", "epochs", "kimg")
 
 
 def log_line(message: str) -> None:
     """Print above any progress bar, to stderr, so stdout stays clean for scripts."""
     tqdm.write(message, file=sys.stderr)
-
-
-def resolve_auto_settings(config: TrainConfig) -> TrainConfig:
-    """Fill resolution/channels left on auto from the kind of data."""
-    builtin = parse_builtin(config.data) is not None
-    return config.replace(
-        resolution=config.resolution or (28 if builtin else 64),
-        channels=config.channels or (1 if builtin else 3),
-    )
 
 
 @dataclass
@@ -88,7 +85,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Callback] = (),
                  progress: bool = True, log: Callable[[str], None] = log_line,
                  state: dict[str, Any] | None = None, state_source: str = "checkpoint"):
-        self.config = config = resolve_auto_settings(config.validate())
+        config = config.validate()
+        if any(getattr(config, name) is None for name in TrainConfig.auto_fields()) \
+                or not config.resolution or not config.channels:
+            config, _ = resolve_settings(config)
+        self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
         if config.health:
@@ -104,9 +105,15 @@ class Trainer:
 
         # Same seed -> same initial weights, whatever the device: build on CPU, then move.
         torch.manual_seed(config.seed)
-        generator, discriminator = build_models(
+        self.family, self.spec = make_spec(
             config.model, resolution=config.resolution, channels=config.channels,
             latent_dim=config.latent_dim, options=config.model_options)
+        generator = self.family.build_generator(self.spec)
+        discriminator = self.family.build_discriminator(self.spec)
+        if not (isinstance(generator, GeneratorNetwork)
+                and isinstance(discriminator, DiscriminatorNetwork)):
+            raise TypeError(f"model {config.model}: its networks must subclass "
+                            "ganvas.models.networks.GeneratorNetwork / DiscriminatorNetwork")
         if config.spectral_norm:
             apply_spectral_norm(discriminator)
         # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels (about 25 %
@@ -114,20 +121,14 @@ class Trainer:
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         self.discriminator = discriminator.to(self.device, memory_format=torch.channels_last)
         self.ema = (GeneratorEMA(self.generator, config.ema_kimg) if config.ema else None)
-        # Batch statistics would mix real and generated images if D saw them in one batch.
-        self._joint_batches = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                                      for m in self.discriminator.modules())
-        self.loss = get_loss(config.loss, config.label_smoothing)
-        self.gp_weight = (config.gp_weight if config.gp_weight is not None
-                          else 10.0 if self.loss.needs_gradient_penalty else 0.0)
-        self.opt_g = _adam(self.generator, config.lr_g, (config.beta1, config.beta2))
-        self.opt_d = _adam(self.discriminator, config.lr_d, (config.beta1, config.beta2))
-        self.gate = BalanceGate(config.d_skip_below, config.d_accuracy_band)
-        self.augment = build_augment(config.augment, seed=config.seed,
-                                     batch_size=config.batch_size,
-                                     diffaugment_policy=config.diffaugment_policy,
-                                     ada_target=config.ada_target, ada_kimg=config.ada_kimg)
+        self.stats = StatsCollector()
+        self.recipe = get_recipe(self.family.recipe)(
+            config, generator=self.generator, discriminator=self.discriminator,
+            family=self.family, spec=self.spec, stats=self.stats, device=self.device,
+            autocast_dtype=self.autocast_dtype)
+        self.schedule = self.family.schedule(self.spec, config.batch_size)
         self.step = 0
+        self.images_seen = 0  # the run's clock
         self.elapsed = 0.0  # training seconds over all sessions of this run
         self.rollbacks = 0
         if state is not None:  # before the data, so a bad checkpoint fails fast
@@ -138,22 +139,24 @@ class Trainer:
                                 max_image_pixels=config.max_image_pixels, progress=progress,
                                 log=log)
         if config.steps is None:
-            per_epoch = len(self.data) / config.batch_size
-            steps = math.ceil(config.epochs * per_epoch) if config.epochs else DEFAULT_STEPS
+            target = (config.epochs * len(self.data) if config.epochs is not None
+                      else config.kimg * 1000 if config.kimg is not None else None)
+            steps = (steps_for_images(self.schedule, target) if target is not None
+                     else DEFAULT_STEPS)
             steps = min(steps, LIMITS["steps"])
-            self.config = config = config.replace(steps=max(1, steps), epochs=None)
+            self.config = config = config.replace(steps=max(1, steps), epochs=None, kimg=None)
         if config.instance_noise and config.instance_noise_steps is None:
             # Fixed now, so extending the run later does not bring the noise back.
             self.config = config = config.replace(instance_noise_steps=config.steps)
-        self.stream = BatchStream(self.data.images, config.batch_size, seed=config.seed,
-                                  mirror=config.mirror, device=self.device)
+        self.recipe.config = config
+        self.stream = BatchStream(self.data.images, config.batch_size,
+                                  seed=stream_seed(config.seed, DATA), mirror=config.mirror,
+                                  device=self.device)
         # Every random stream of the loop is its own CPU generator: results do not depend on
         # the device, and nothing else (sampling, logging, monitoring) can shift them.
-        self.latent_rng = torch.Generator().manual_seed(config.seed)
-        self.noise_rng = torch.Generator().manual_seed(config.seed + 2)
+        self.latent_rng = stream(config.seed, LATENTS)
         self.fixed_latents = torch.randn(config.num_samples, config.latent_dim,
-                                         generator=torch.Generator().manual_seed(config.seed + 1))
-        self.stats = StatsCollector()
+                                         generator=stream(config.seed, SAMPLES))
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self._stop_reason: str | None = None
         self._diverged = False
@@ -162,6 +165,34 @@ class Trainer:
         if state is not None:
             self._restore_progress(state, state_source)
             self._good_checkpoint = Path(state_source) if Path(state_source).is_file() else None
+
+    # ---- what the recipe owns, for callbacks and the monitor ---------------------------------
+
+    @property
+    def loss(self):
+        """The adversarial criterion (its ``name``, ``probabilistic``, ...)."""
+        return self.recipe.criterion
+
+    @property
+    def gate(self):
+        return self.recipe.gate
+
+    @property
+    def augment(self):
+        return self.recipe.augment
+
+    @property
+    def opt_g(self) -> torch.optim.Optimizer:
+        return self.recipe.optimizers["G"]
+
+    @property
+    def opt_d(self) -> torch.optim.Optimizer:
+        return self.recipe.optimizers["D"]
+
+    @property
+    def point(self) -> SchedulePoint:
+        """Where the schedule stands now."""
+        return self.schedule(self.images_seen)
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -179,11 +210,13 @@ class Trainer:
                    dynamic_ncols=True, file=sys.stderr, desc="training", mininterval=interval)
         with GracefulStop(self.log) as signals, bar, self._checkpoint_on_crash():
             while self.step < c.steps:
+                point = self.schedule(self.images_seen)
                 self._in_step = True  # a crash in here leaves a half-updated state
-                self.train_step()
+                self.train_step(point)
                 self.step += 1
+                self.images_seen += point.batch_size
                 self._in_step = False
-                tick_images += c.batch_size * c.n_critic
+                tick_images += point.batch_size * c.n_critic
                 bar.update(1)
                 for callback in self.callbacks:
                     callback.on_step_end(self)
@@ -192,7 +225,7 @@ class Trainer:
                 # A stop between ticks keeps its partial statistics in the checkpoint instead,
                 # so a resumed run ticks (and auto-balances) exactly where it would have.
                 seconds = time.perf_counter() - tick_start
-                if self.step % c.log_every == 0 or self.step == c.steps:
+                if self._due(c.log_every, point) or self.step == c.steps:
                     self.elapsed += seconds
                     self._tick(bar, tick_images / max(seconds, 1e-9))
                     tick_images, tick_start = 0, time.perf_counter()
@@ -200,9 +233,9 @@ class Trainer:
                     stopping = stopping or self._stop_reason is not None
                 elif stopping:
                     self.elapsed += seconds
-                if self.step % c.sample_every == 0:
+                if self._due(c.sample_every, point):
                     self.save_samples()
-                if self.step % c.checkpoint_every == 0 and self.step < c.steps:
+                if self._due(c.checkpoint_every, point) and self.step < c.steps:
                     self.save_checkpoint()
                 if stopping:
                     break
@@ -211,6 +244,13 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_train_end(self, result)
         return result
+
+    def _due(self, every: int, point: SchedulePoint) -> bool:
+        """Whether the last step crossed a multiple of ``every`` steps of the base batch
+        (``every * --batch-size`` images): housekeeping counts images, not steps, so a
+        schedule that changes the batch size does not change how often it comes."""
+        interval = every * self.config.batch_size
+        return self.images_seen // interval != (self.images_seen - point.batch_size) // interval
 
     @contextlib.contextmanager
     def _checkpoint_on_crash(self):
@@ -229,148 +269,28 @@ class Trainer:
                              f"ganvas train --resume {self.run_dir}")
             raise
 
-    def train_step(self) -> None:
-        """One round of the two-player game: D updates (n_critic times), then G once."""
-        c, G, D = self.config, self.generator, self.discriminator
-        simultaneous = c.update == "simultaneous"
-
-        # 1. Discriminator: real images should score "real", generated ones "fake".
-        for i in range(c.n_critic):
-            real = self.stream.next()
-            z = torch.randn(len(real), c.latent_dim, generator=self.latent_rng)
-            last = i == c.n_critic - 1
-            # Only the last batch of fakes is reused by the generator step and needs a graph.
-            with torch.set_grad_enabled(last), self.forward_precision():
-                fake = G(z.to(self.device, non_blocking=True))
-            # Augmentation, noise, penalties and monitors all see float32 images.
-            fake = fake.float()
-            if simultaneous and last:
-                self.joint_step(real, fake)
-                break
-            self.discriminator_step(real, fake)
-
-        # 2. Generator: with D frozen, make D call the same fakes "real".
-        if not simultaneous:
-            update_g = self.gate.update_generator()
-            if update_g:
-                D.requires_grad_(False)
-                loss_g = self.loss.generator_loss(self.discriminate(self.discriminator_view(fake)))
-                self.opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                self.stats.report("Grad/G", _grad_norm(G))
-                self.opt_g.step()
-                D.requires_grad_(True)
-                self.stats.report("Loss/G", loss_g)
-            self.stats.report("G/skipped", 0.0 if update_g else 1.0)
-
-        # 3. The moving average of G that samples and exports use.
+    def train_step(self, point: SchedulePoint) -> None:
+        """One step: the networks follow the schedule, the recipe's due phases run in order
+        (zero their gradients, accumulate, step what the recipe lets update), then EMA."""
+        for network in (self.generator, self.discriminator):
+            network.set_schedule(point)
+        self.recipe.apply_schedule(point.lr_scale)
+        inputs = StepInputs(reals=self.stream.next, latents=self._latents, point=point,
+                            step=self.step, images_seen=self.images_seen)
+        for phase in self.recipe.phases:
+            if not phase.due(self.step):
+                continue
+            for name in phase.optimizers:
+                self.recipe.optimizers[name].zero_grad(set_to_none=True)
+            for name in self.recipe.accumulate_gradients(phase, inputs):
+                self.recipe.optimizers[name].step()
+        # The moving average of G that samples and exports use.
         if self.ema is not None:
-            self.ema.update(G, len(fake), (self.step + 1) * c.batch_size)
+            self.ema.update(self.generator, point.batch_size,
+                            self.images_seen + point.batch_size)
 
-    def joint_step(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        """Both players from one forward of D on the fakes, as TensorFlow's DCGAN tutorial
-        does with two gradient tapes: D's loss is differentiated for D's weights only, G's
-        loss for G's weights only, and both step from the same position."""
-        G, D = self.generator, self.discriminator
-        total, fake_logits, update_d = self.discriminator_losses(real, fake)
-        update_g = self.gate.update_generator()
-        loss_g = self.loss.generator_loss(fake_logits)
-        d_params = [p for p in D.parameters() if p.requires_grad]
-        g_params = [p for p in G.parameters() if p.requires_grad]
-        # Both backward passes read the same graph, so no weight may change before both ran.
-        if update_d:
-            self.opt_d.zero_grad(set_to_none=True)
-            total.backward(inputs=d_params, retain_graph=update_g)
-        if update_g:
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward(inputs=g_params)
-            self.stats.report("Grad/G", _grad_norm(G))
-        if update_d:
-            self.opt_d.step()
-        if update_g:
-            self.opt_g.step()
-        self.stats.report("Loss/G", loss_g)
-        self.stats.report("G/skipped", 0.0 if update_g else 1.0)
-
-    def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """D's loss with its penalties, its statistics, and whether the gate lets it update.
-
-        Returns ``(loss to minimise, logits on the fakes, update)``. ``fake`` may carry G's
-        graph (the simultaneous update); penalties never differentiate into G.
-        """
-        c, D = self.config, self.discriminator
-        lazy_r1 = c.r1_gamma > 0 and self.step % c.r1_every == 0
-        if lazy_r1:  # R1 differentiates D with respect to the (un-augmented) real images
-            real = real.detach().requires_grad_(True)
-        real_seen, fake_seen = self.discriminator_view(real), self.discriminator_view(fake)
-        if self._joint_batches and len(real_seen) == len(fake_seen):
-            # One forward of twice the batch uses the CPU better than two (about 9 % of a
-            # step for the lesson's DCGAN); without BatchNorm in D each image's score is
-            # independent of the others, so nothing but speed changes.
-            real_logits, fake_logits = self.discriminate(
-                torch.cat([real_seen, fake_seen])).chunk(2)
-        else:
-            real_logits, fake_logits = self.discriminate(real_seen), self.discriminate(fake_seen)
-        loss_d = self.loss.discriminator_loss(real_logits, fake_logits)
-        total = loss_d
-        if self.gp_weight:  # its own forward of D, outside autocast: a gradient norm in float32
-            penalty = gradient_penalty(D, real_seen, fake_seen.detach(),
-                                       generator=self.noise_rng)
-            total = total + self.gp_weight * penalty
-            self.stats.report("Loss/GP", penalty)
-        if lazy_r1:
-            penalty = r1_penalty(real_logits, real)
-            total = total + (c.r1_gamma / 2) * c.r1_every * penalty
-            self.stats.report("Loss/R1", penalty)
-        threshold = self.loss.decision_threshold
-        self.augment.observe(real_logits - threshold)
-        real_detached, fake_detached = real_logits.detach(), fake_logits.detach()
-        accuracy = ((real_detached > threshold).float().mean()
-                    + (fake_detached <= threshold).float().mean()) / 2
-        update = self.gate.update_discriminator(loss_d.detach(), accuracy)
-        self.stats.report("Loss/D", loss_d)
-        self.stats.report("D/accuracy", accuracy)
-        self.stats.report("D/skipped", 0.0 if update else 1.0)
-        to_score = torch.sigmoid if self.loss.probabilistic else (lambda t: t)
-        self.stats.report("D/real", to_score(real_detached))
-        self.stats.report("D/fake", to_score(fake_detached))
-        return total, fake_logits, update
-
-    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        """One update of D alone on a batch of real and (detached) generated images."""
-        total, _, update = self.discriminator_losses(real, fake.detach())
-        if update:
-            self.opt_d.zero_grad(set_to_none=True)
-            total.backward()
-            self.opt_d.step()
-
-    def discriminate(self, images: torch.Tensor) -> torch.Tensor:
-        """D's float32 logits for what it sees, its forward in the training precision."""
-        with self.forward_precision():
-            return self.discriminator(images).float()
-
-    def forward_precision(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for the training forward passes when --precision resolved to it.
-        Backward passes run outside it, in the dtypes autocast chose for each operation."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    def discriminator_view(self, images: torch.Tensor) -> torch.Tensor:
-        """What D sees of an image batch: augmented, plus decaying instance noise."""
-        images = self.augment(images)
-        sigma = self.instance_noise_sigma()
-        if sigma > 0:
-            noise = torch.randn(images.shape, generator=self.noise_rng)
-            images = images + sigma * noise.to(images.device, images.dtype)
-        return images
-
-    def instance_noise_sigma(self) -> float:
-        c = self.config
-        if not c.instance_noise:
-            return 0.0
-        return c.instance_noise * max(0.0, 1.0 - self.step / c.instance_noise_steps)
+    def _latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.config.latent_dim, generator=self.latent_rng)
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (used by callbacks)."""
@@ -378,14 +298,12 @@ class Trainer:
         self.log(f"stopping: {reason}")
 
     def set_learning_rates(self, *, g: float | None = None, d: float | None = None) -> None:
-        for optimizer, lr in ((self.opt_g, g), (self.opt_d, d)):
-            if lr is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+        """Set the base rates (a schedule may scale the rates in use)."""
+        self.recipe.set_learning_rates(g=g, d=d, lr_scale=self.point.lr_scale)
 
     @property
     def learning_rates(self) -> tuple[float, float]:
-        return self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
+        return self.recipe.learning_rates
 
     def log_event(self, kind: str, message: str, **data: Any) -> None:
         """A plain-language event: printed, and recorded in metrics.jsonl."""
@@ -451,20 +369,25 @@ class Trainer:
 
     def _tick(self, bar: tqdm, images_per_second: float) -> None:
         lr_g, lr_d = self.learning_rates
+        point = self.point
         record: dict[str, Any] = {
             "step": self.step,
             "epoch": round(self.stream.epoch, 4),
-            "kimg": round(self.step * self.config.batch_size / 1000, 3),
+            "kimg": round(self.images_seen / 1000, 3),
             "time": round(self.elapsed, 2),
             **{k: round(v, 6) for k, v in self.stats.collect().items()},
             "LR/G": lr_g,
             "LR/D": lr_d,
             "Speed/img_per_s": round(images_per_second, 1),
         }
+        if point.phase:  # a growing family: where its schedule stands
+            record.update({"phase": point.phase, "Schedule/resolution": point.resolution,
+                           "Schedule/alpha": round(point.alpha, 4),
+                           "Schedule/batch": point.batch_size})
         if self.config.augment != "none":
             record["Augment/p"] = round(self.augment.p, 5)
         if self.config.instance_noise:
-            record["Noise/sigma"] = round(self.instance_noise_sigma(), 5)
+            record["Noise/sigma"] = round(self.recipe.instance_noise_sigma(self.images_seen), 5)
         problem = self._divergence(record)
         if problem:
             self.metrics.append(record)
@@ -473,11 +396,12 @@ class Trainer:
         for callback in self.callbacks:  # may add fields (the health monitor's diversity)
             callback.on_tick(self, record)
         self.metrics.append(record)
+        phase = f" {point.phase}" if point.phase else ""
         bar.set_postfix_str(
             f"D {record.get('Loss/D', float('nan')):.3f} G {record.get('Loss/G', float('nan')):.3f}"
             f" D(x) {record.get('D/real', float('nan')):.2f}"
             f" D(G(z)) {record.get('D/fake', float('nan')):.2f}"
-            f" {images_per_second:.0f} img/s ep {self.stream.epoch:.1f}", refresh=False)
+            f" {images_per_second:.0f} img/s ep {self.stream.epoch:.1f}{phase}", refresh=False)
 
     @property
     def sampling_generator(self) -> torch.nn.Module:
@@ -487,12 +411,13 @@ class Trainer:
     @torch.inference_mode()
     def render(self, latents: torch.Tensor, network: torch.nn.Module | None = None
                ) -> torch.Tensor:
-        """Latents through a generator in eval mode (no BatchNorm statistics change)."""
+        """Latents through a generator's preview (the network as it trains now, at the final
+        resolution), in eval mode so no BatchNorm statistics change."""
         network = network or self.sampling_generator
         was_training = network.training
         network.eval()
         try:
-            return network(latents.to(self.device)).float().cpu()
+            return network.preview(latents.to(self.device)).float().cpu()
         finally:
             network.train(was_training)
 
@@ -509,7 +434,6 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         rng = {
             "latent": self.latent_rng.get_state(),
-            "noise": self.noise_rng.get_state(),
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
             "numpy": _numpy_state(),
@@ -519,15 +443,13 @@ class Trainer:
         state = {
             "config": self.config.to_dict(),
             "step": self.step,
+            "images_seen": self.images_seen,
             "elapsed": self.elapsed,
             "rollbacks": self.rollbacks,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "augment": self.augment.state_dict(),
+            **self.recipe.state_dict(),
             "stats": self.stats.state_dict(),
-            "balance": self.gate.state_dict(),
             "callbacks": {name: saved for name, saved in
                           ((type(cb).__name__, cb.state_dict()) for cb in self.callbacks)
                           if saved is not None},
@@ -554,20 +476,18 @@ class Trainer:
             # A run that had EMA off starts its average from the current weights.
             average = state.get("generator_ema", state["generator"])
             load_weights(self.ema.average, average, f"{where} (generator_ema)")
-        try:
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
-            raise GanvasError(f"{where}: optimiser state does not fit the networks "
-                              f"({type(exc).__name__}: {str(exc)[:100]})") from None
-        _check_optimizer_shapes(self.opt_g, where)
-        _check_optimizer_shapes(self.opt_d, where)
+        self.recipe.load_optimizers(state, where)
         try:
             self.step = int(state["step"])
+            self.images_seen = state.get("images_seen", self.step * self.config.batch_size)
+            if isinstance(self.images_seen, bool) or not isinstance(self.images_seen, int) \
+                    or not 0 <= self.images_seen < 2**62:
+                raise ValueError("images seen")
             self.elapsed = float(state.get("elapsed", 0.0))
             self.rollbacks = max(self.rollbacks, int(state.get("rollbacks", 0)))
         except (TypeError, ValueError, OverflowError):
-            raise GanvasError(f"{where}: step, time or rollback count is damaged") from None
+            raise GanvasError(f"{where}: step, images seen, time or rollback count is damaged"
+                              ) from None
 
     def _restore_progress(self, state: dict[str, Any], where: str) -> None:
         try:
@@ -575,20 +495,15 @@ class Trainer:
             if not isinstance(position, int) or position < 0:
                 raise ValueError(f"data position {position!r:.40}")
             self.stream.load_state_dict(state["data"])
-            if state.get("augment"):
-                self.augment.load_state_dict(state["augment"])
+            self.recipe.load_state_dict(state)
             if state.get("stats"):
                 self.stats.load_state_dict(state["stats"])
-            if state.get("balance"):
-                self.gate.load_state_dict(state["balance"])
             for callback in self.callbacks:
                 saved = state.get("callbacks", {}).get(type(callback).__name__)
                 if saved is not None:
                     callback.load_state_dict(saved)
             rng = state["rng"]
             self.latent_rng.set_state(rng["latent"])
-            if "noise" in rng:
-                self.noise_rng.set_state(rng["noise"])
             torch.set_rng_state(rng["torch"])
             random.setstate(_as_tuple(rng["python"]))
             _set_numpy_state(rng["numpy"])
@@ -623,8 +538,12 @@ class Trainer:
         self.log(f"model: {c.model} {c.resolution}px x{c.channels} (G {g:.2f}M, D {d:.2f}M "
                  f"parameters), loss {c.loss}, batch {c.batch_size}, on {self.device}"
                  f"{' in mixed bf16' if self.autocast_dtype is not None else ''}")
+        plan = getattr(self.schedule, "describe", None)
+        if plan is not None:
+            self.log(f"schedule: {plan()}")
         if self.step:
-            self.log(f"resuming at step {self.step} of {c.steps}")
+            self.log(f"resuming at step {self.step} of {c.steps}"
+                     + (f" ({self.point.phase})" if self.point.phase else ""))
 
     def _finish(self, interrupted: bool) -> TrainResult:
         checkpoint = self.save_checkpoint() or self._good_checkpoint
@@ -637,46 +556,6 @@ class Trainer:
                      f"Continue with: ganvas train --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
                            interrupted, self._diverged)
-
-
-def _check_optimizer_shapes(optimizer: torch.optim.Optimizer, where: str) -> None:
-    """Adam's settings and moments must be sane, or the first step fails obscurely."""
-    for group in optimizer.param_groups:
-        lr, betas, eps = group.get("lr"), group.get("betas"), group.get("eps")
-        sane = (isinstance(lr, (int, float)) and 0 < lr <= 10
-                and isinstance(betas, (list, tuple)) and len(betas) == 2
-                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
-                and isinstance(eps, (int, float)) and 0 < eps < 1)
-        if not sane:
-            raise GanvasError(f"{where}: optimiser settings are damaged (lr, betas or eps)")
-        for param in group["params"]:
-            for name, value in optimizer.state.get(param, {}).items():
-                if (isinstance(value, torch.Tensor) and value.dim() > 0
-                        and value.shape != param.shape):
-                    raise GanvasError(f"{where}: optimiser state '{name}' does not fit the "
-                                      "network (damaged checkpoint)")
-                if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
-                    raise GanvasError(f"{where}: optimiser state '{name}' holds NaN or "
-                                      "infinity (damaged checkpoint)")
-                if name == "step" and (float(value) < 0 or not float(value).is_integer()):
-                    raise GanvasError(f"{where}: optimiser step count is damaged")
-
-
-def _adam(module: torch.nn.Module, lr: float, betas: tuple[float, float]
-          ) -> torch.optim.Adam:
-    """Adam with the fused kernel where this PyTorch has it for the device: one pass over
-    all weights instead of a dozen small operations per tensor (about 5 % of a step for the
-    lesson's DCGAN on 2 CPU cores)."""
-    params = list(module.parameters())
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, ValueError, TypeError):  # older torch or an unsupported device
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
-    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return torch.stack(norms).norm() if norms else torch.zeros(())
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -723,12 +602,12 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
     _check_callbacks(callbacks)
     values = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
     config = TrainConfig.from_dict({**values, **options}, source="train()").validate()
-    config = resolve_auto_settings(config)
-    from ganvas.models.registry import make_spec
-
     # Reject a bad model/resolution/option before any decoding or folder creation.
-    make_spec(config.model, resolution=config.resolution, channels=config.channels,
-              latent_dim=config.latent_dim, options=config.model_options)
+    config, _ = resolve_settings(config, count_images(config.data))
+    family, _ = make_spec(config.model, resolution=config.resolution,
+                          channels=config.channels, latent_dim=config.latent_dim,
+                          options=config.model_options)
+    get_recipe(family.recipe)
     get_loss(config.loss, config.label_smoothing)
     resolve_device(config.device)
     if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in callbacks):
@@ -796,8 +675,9 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         raise GanvasError(f"{flags} cannot change when resuming (they define the run's "
                           "networks); start a new run instead")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "epochs" in overrides:
-        overrides.setdefault("steps", None)
+    given = [k for k in LENGTHS if k in overrides]
+    if given:  # a new length replaces the old one, whichever way it is said
+        overrides.update({k: None for k in LENGTHS if k not in given})
     config = TrainConfig.from_dict({**saved.to_dict(), **overrides}, source="--resume")
     if config.steps is not None and config.steps <= state["step"]:  # before loading any data
         raise GanvasError(f"{run_dir} has already trained {state['step']} steps; give a larger "
@@ -821,8 +701,8 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     if "d_accuracy_band" in overrides:
         trainer.gate.accuracy_band = trainer.config.d_accuracy_band
     if trainer.step >= trainer.config.steps:
-        more = ("--epochs (a new total)" if "epochs" in overrides
-                else "--steps (a new total)")
+        more = next((f"--{k} (a new total)" for k in ("epochs", "kimg") if k in overrides),
+                    "--steps (a new total)")
         raise GanvasError(f"{run_dir} has already trained {trainer.step} steps "
                           f"({trainer.step * config.batch_size / len(trainer.data):.1f} epochs); "
                           f"give a larger {more} to continue it")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ganvas.rng import HEALTH_PROBE, HEALTH_REFERENCE, numpy_stream, stream
 from ganvas.training.callbacks import Callback
 from ganvas.training.health import diversity
 from ganvas.training.health.rules import diagnose
@@ -40,13 +41,13 @@ class HealthMonitor(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         c = trainer.config
         images = trainer.data.images
-        pick = np.random.default_rng(c.seed + 3).choice(
+        pick = numpy_stream(c.seed, HEALTH_REFERENCE).choice(
             len(images), size=min(REFERENCE_IMAGES, len(images)), replace=False)
         real = torch.from_numpy(np.asarray(images[np.sort(pick)], dtype=np.float32))
         self.real_mean, self.real_nearest = diversity.spread(
             diversity.features(real / 127.5 - 1))
         self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
-                                 generator=torch.Generator().manual_seed(c.seed + 4))
+                                 generator=stream(c.seed, HEALTH_PROBE))
 
     def on_tick(self, trainer: Trainer, record: dict[str, Any]) -> None:
         # The raw generator, not the average: collapse shows there first.

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ganvas.errors import GanvasError
+from ganvas.losses.criteria import LOSSES
+from ganvas.runs.metrics import read_metrics
 from ganvas.training.health.rules import Finding, diagnose
-from ganvas.training.losses import LOSSES
-from ganvas.training.stats import read_metrics
 from ganvas.utils.files import atomic_write
 
 HEALTHY = "No problem is visible at the end of the run."

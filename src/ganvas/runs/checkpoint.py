@@ -3,6 +3,11 @@
 A checkpoint is a ``torch.save`` of plain containers and tensors only, so it loads with
 ``weights_only=True`` and never runs code. It is written to a temporary file, fsynced and
 renamed, so a crash or Ctrl-C mid-write leaves the previous checkpoint intact.
+
+Format versions: 1 (ganvas 0.1.0) counted only steps and kept the noise generator's state
+under ``rng``; 2 adds ``images_seen`` (the run's clock) and keeps the loss recipe's state
+(``opt_g``, ``opt_d``, ``augment``, ``balance``, ``noise_rng``) at the top level. Version-1
+files are upgraded in memory when read, so runs of the earlier release resume exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ganvas.models.export import check_version
 from ganvas.utils.files import atomic_write
 
 FORMAT = "ganvas-checkpoint"
-VERSION = 1
+VERSION = 2
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 REQUIRED_KEYS = ("config", "step", "generator", "discriminator", "opt_g", "opt_d", "data", "rng")
@@ -106,6 +111,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise GanvasError(f"{path}: not a ganvas checkpoint (no '{FORMAT}' header); "
                           "give a run folder or a .pt file written by `ganvas train`")
     check_version(payload.get("version"), VERSION, str(path))
+    if payload["version"] == 1:
+        payload = _upgrade_from_version_1(payload)
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise GanvasError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
@@ -119,6 +126,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise GanvasError(f"{path}: checkpoint entry '{key}' is not a set of weights")
     if not isinstance(payload["config"], dict):
         raise GanvasError(f"{path}: the checkpoint's config is not readable")
+    return payload
+
+
+def _upgrade_from_version_1(payload: dict[str, Any]) -> dict[str, Any]:
+    """A 0.1.0 checkpoint in today's layout: its clock was steps of a fixed batch size."""
+    payload = dict(payload)
+    config, step = payload.get("config"), payload.get("step")
+    batch = config.get("batch_size") if isinstance(config, dict) else None
+    if isinstance(step, int) and isinstance(batch, int) and not isinstance(batch, bool):
+        payload.setdefault("images_seen", step * batch)
+    rng = payload.get("rng")
+    if isinstance(rng, dict) and "noise" in rng:
+        payload.setdefault("noise_rng", rng["noise"])
     return payload
 
 

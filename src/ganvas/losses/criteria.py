@@ -1,4 +1,4 @@
-"""Adversarial losses, selectable by name. All take raw discriminator logits (scores).
+"""Adversarial criteria, selectable by ``--loss NAME``. All take raw discriminator logits.
 
 The discriminator returns logits rather than probabilities so the sigmoid can be fused into
 the loss (``softplus``/``binary_cross_entropy_with_logits``), which stays finite where
@@ -31,6 +31,8 @@ class AdversarialLoss:
     probabilistic = False
     # The score above which D calls an image real (for D's accuracy).
     decision_threshold = 0.0
+    # Relativistic losses compare fakes with reals, so G's loss needs D's scores of reals too.
+    relativistic = False
 
     def __init__(self, real_label: float = 1.0):
         if real_label != 1.0 and not self.uses_labels:
@@ -42,7 +44,9 @@ class AdversarialLoss:
                            ) -> torch.Tensor:
         raise NotImplementedError
 
-    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake_logits: torch.Tensor,
+                       real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss; ``real_logits`` is needed (and given) only when ``relativistic``."""
         raise NotImplementedError
 
 
@@ -60,7 +64,7 @@ class BCELoss(AdversarialLoss):
         fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         return real + fake
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
@@ -75,7 +79,7 @@ class SaturatingBCELoss(BCELoss):
     description = ("the original minimax form (G minimises log(1 - D(G(z)))); saturates, "
                    "for teaching")
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         # log(1 - sigmoid(x)) = -softplus(x)
         return -F.softplus(fake_logits).mean()
 
@@ -91,7 +95,7 @@ class NonSaturatingLoss(BCELoss):
             return super().discriminator_loss(real_logits, fake_logits)
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return F.softplus(-fake_logits).mean()
 
 
@@ -104,7 +108,7 @@ class HingeLoss(AdversarialLoss):
     def discriminator_loss(self, real_logits, fake_logits):
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
 
 
@@ -119,7 +123,7 @@ class WassersteinLoss(AdversarialLoss):
     def discriminator_loss(self, real_logits, fake_logits):
         return fake_logits.mean() - real_logits.mean()
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
 
 
@@ -134,13 +138,36 @@ class LeastSquaresLoss(AdversarialLoss):
     def discriminator_loss(self, real_logits, fake_logits):
         return 0.5 * ((real_logits - self.real_label).pow(2).mean() + fake_logits.pow(2).mean())
 
-    def generator_loss(self, fake_logits):
+    def generator_loss(self, fake_logits, real_logits=None):
         return 0.5 * (fake_logits - 1).pow(2).mean()
+
+
+class RelativisticHingeLoss(AdversarialLoss):
+    """Relativistic average hinge (Jolicoeur-Martineau 2018; MSG-GAN's loss): D asks whether
+    a real image looks more real than the average fake, and the other way round; G plays
+    the same game with the roles swapped, so it gets gradients from the reals' scores too."""
+
+    name = "rahinge"
+    description = ("relativistic average hinge (MSG-GAN): reals must score above the average "
+                   "fake and fakes below the average real")
+    relativistic = True
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        real_vs_fake = real_logits - fake_logits.mean()
+        fake_vs_real = fake_logits - real_logits.mean()
+        return F.relu(1 - real_vs_fake).mean() + F.relu(1 + fake_vs_real).mean()
+
+    def generator_loss(self, fake_logits, real_logits=None):
+        if real_logits is None:
+            raise ValueError("the relativistic hinge loss needs D's scores of real images")
+        real_vs_fake = real_logits - fake_logits.mean()
+        fake_vs_real = fake_logits - real_logits.mean()
+        return F.relu(1 + real_vs_fake).mean() + F.relu(1 - fake_vs_real).mean()
 
 
 LOSSES: dict[str, type[AdversarialLoss]] = {
     cls.name: cls for cls in (BCELoss, SaturatingBCELoss, NonSaturatingLoss, HingeLoss,
-                              WassersteinLoss, LeastSquaresLoss)
+                              WassersteinLoss, LeastSquaresLoss, RelativisticHingeLoss)
 }
 
 

@@ -1,0 +1,317 @@
+"""The standard recipe: one adversarial criterion, its penalties, augmentation and balance.
+
+This is the lesson's training step grown up. Each step is either the simultaneous update
+(one forward of D on the fakes serves both players' losses, both step from the same
+position, as TensorFlow's DCGAN tutorial does with two gradient tapes) or the alternating
+one (D steps, then G steps against the updated D through a second forward of D), after
+``n_critic - 1`` extra discriminator updates. Every family whose discriminator scores what
+its generator's ``forward`` returns (an image, or a pyramid of them) trains with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ganvas.augment import build_augment
+from ganvas.config import TrainConfig
+from ganvas.errors import GanvasError
+from ganvas.losses.balance import BalanceGate
+from ganvas.losses.criteria import get_loss
+from ganvas.losses.recipe import (
+    LossRecipe,
+    Phase,
+    StepInputs,
+    adam,
+    complete_groups,
+    precision_context,
+    register_recipe,
+)
+from ganvas.losses.regularizers import drift_penalty, gradient_penalty, r1_penalty
+from ganvas.models.networks import scores_are_independent
+from ganvas.rng import AUGMENT, NOISE, stream, stream_seed
+from ganvas.utils import nested
+from ganvas.utils.nested import Images
+
+
+@register_recipe
+class StandardRecipe(LossRecipe):
+    """Args:
+        config: the run's resolved TrainConfig.
+        generator, discriminator: the networks (on ``device``).
+        family, spec: the model family and its spec (for ``real_input``).
+        stats: the statistics channel (``report(name, value)``).
+        autocast_dtype: bf16 for mixed precision, None for float32.
+    """
+
+    name = "standard"
+
+    def __init__(self, config: TrainConfig, *, generator: torch.nn.Module,
+                 discriminator: torch.nn.Module, family, spec, stats, device: torch.device,
+                 autocast_dtype: torch.dtype | None):
+        c = self.config = config
+        self.G, self.D, self.family, self.spec, self.stats = (
+            generator, discriminator, family, spec, stats)
+        self.device = device
+        self.forward_precision = precision_context(device, autocast_dtype)
+        self.criterion = get_loss(c.loss, c.label_smoothing)
+        self.gp_weight = (c.gp_weight if c.gp_weight is not None
+                          else 10.0 if self.criterion.needs_gradient_penalty else 0.0)
+        self.drift_weight = c.drift or 0.0
+        self.gate = BalanceGate(c.d_skip_below, c.d_accuracy_band)
+        self.augment = build_augment(c.augment, seed=stream_seed(c.seed, AUGMENT),
+                                     diffaugment_policy=c.diffaugment_policy,
+                                     ada_target=c.ada_target, ada_kimg=c.ada_kimg)
+        self.noise_rng = stream(c.seed, NOISE)
+        betas = (c.beta1, c.beta2)
+        self.optimizers = {"G": adam(generator, c.lr_g, betas),
+                           "D": adam(discriminator, c.lr_d, betas)}
+        both = ("D", "G")
+        extra = [Phase("D", ("D",))] * (c.n_critic - 1)
+        self.phases = extra + ([Phase("GD", both)] if c.update == "simultaneous"
+                               else [Phase("D", ("D",), keep_fakes=True), Phase("G", ("G",))])
+        self._kept: tuple[Images, Images] | None = None  # (reals, fakes) for the G phase
+
+    # ---- phases ---------------------------------------------------------------------------
+
+    def accumulate_gradients(self, phase: Phase, inputs: StepInputs) -> list[str]:
+        if phase.name == "GD":
+            return self._joint(inputs)
+        if phase.name == "D":
+            return self._discriminator(inputs, phase.keep_fakes)
+        return self._generator()
+
+    def _draw(self, inputs: StepInputs, keep_graph: bool) -> tuple[Images, Images]:
+        """A batch of reals, shown the way the family's D takes them, and one of fakes."""
+        real, _labels = inputs.reals()
+        z = inputs.latents(len(real))
+        with torch.set_grad_enabled(keep_graph), self.forward_precision():
+            fake = self.G(z.to(self.device, non_blocking=True))
+        # Augmentation, noise, penalties and monitors all see float32 images.
+        fake = nested.apply(lambda t: t.float(), fake)
+        return self.family.real_input(self.spec, real, inputs.point), fake
+
+    def _discriminator(self, inputs: StepInputs, keep_fakes: bool) -> list[str]:
+        """D alone on a batch of real and (detached) generated images. The last one before
+        an alternating G phase keeps its fakes, with their graph, for it."""
+        real, fake = self._draw(inputs, keep_graph=keep_fakes)
+        if keep_fakes:
+            self._kept = (real, fake)
+        total, _, _, update = self.discriminator_losses(
+            real, nested.apply(torch.Tensor.detach, fake), inputs.step, inputs.images_seen)
+        if update:
+            total.backward()
+        return ["D"] if update else []
+
+    def _generator(self) -> list[str]:
+        """With D frozen, make D call the kept fakes real (alternating update)."""
+        if self._kept is None:
+            raise GanvasError("internal: the generator phase needs a discriminator phase "
+                              "that keeps its fakes before it")
+        (real, fake), self._kept = self._kept, None
+        update = self.gate.update_generator()
+        if update:
+            self.D.requires_grad_(False)
+            try:
+                images_seen = 0  # instance noise is already decayed per step, see view()
+                fake_logits = self.discriminate(self.view(fake, images_seen=None))
+                real_logits = (self.discriminate(self.view(real, images_seen=None))
+                               if self.criterion.relativistic else None)
+                del images_seen
+                loss = self.criterion.generator_loss(fake_logits, real_logits)
+                loss.backward()
+            finally:
+                self.D.requires_grad_(True)
+            self.stats.report("Grad/G", grad_norm(self.G))
+            self.stats.report("Loss/G", loss)
+        self.stats.report("G/skipped", 0.0 if update else 1.0)
+        return ["G"] if update else []
+
+    def _joint(self, inputs: StepInputs) -> list[str]:
+        """Both players from one forward of D on the fakes: D's loss is differentiated for
+        D's weights only, G's loss for G's weights only, and both step from the same
+        position."""
+        real, fake = self._draw(inputs, keep_graph=True)
+        total, fake_logits, real_logits, update_d = self.discriminator_losses(
+            real, fake, inputs.step, inputs.images_seen)
+        update_g = self.gate.update_generator()
+        loss_g = self.criterion.generator_loss(
+            fake_logits, real_logits if self.criterion.relativistic else None)
+        d_params = [p for p in self.D.parameters() if p.requires_grad]
+        g_params = [p for p in self.G.parameters() if p.requires_grad]
+        # Both backward passes read the same graph, so no weight may change before both ran.
+        if update_d:
+            total.backward(inputs=d_params, retain_graph=update_g)
+        if update_g:
+            loss_g.backward(inputs=g_params)
+            self.stats.report("Grad/G", grad_norm(self.G))
+        self.stats.report("Loss/G", loss_g)
+        self.stats.report("G/skipped", 0.0 if update_g else 1.0)
+        return [name for name, ok in (("D", update_d), ("G", update_g)) if ok]
+
+    # ---- the discriminator's loss ---------------------------------------------------------
+
+    def discriminator_losses(self, real: Images, fake: Images, step: int, images_seen: int
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """D's loss with its penalties, its statistics, and whether the gate lets it update.
+
+        Returns ``(loss to minimise, logits on the fakes, logits on the reals, update)``.
+        ``fake`` may carry G's graph (the simultaneous update); penalties never
+        differentiate into G.
+        """
+        c, D = self.config, self.D
+        lazy_r1 = c.r1_gamma > 0 and step % c.r1_every == 0
+        if lazy_r1:  # R1 differentiates D with respect to the (un-augmented) real images
+            real = nested.apply(lambda t: t.detach().requires_grad_(True), real)
+        real_seen = self.view(real, images_seen)
+        fake_seen = self.view(fake, images_seen)
+        n = nested.batch_size(real_seen)
+        if n == nested.batch_size(fake_seen) and scores_are_independent(D, n):
+            # One forward of twice the batch uses the CPU better than two (about 9 % of a
+            # step for the lesson's DCGAN); when each image's score is independent of the
+            # others, nothing but speed changes.
+            real_logits, fake_logits = self.discriminate(
+                nested.cat(real_seen, fake_seen)).chunk(2)
+        else:
+            real_logits, fake_logits = self.discriminate(real_seen), self.discriminate(fake_seen)
+        loss_d = self.criterion.discriminator_loss(real_logits, fake_logits)
+        total = loss_d
+        if self.gp_weight:  # its own forward of D, outside autocast: a gradient norm in float32
+            penalty = gradient_penalty(D, real_seen, nested.apply(torch.Tensor.detach,
+                                                                  fake_seen),
+                                       generator=self.noise_rng)
+            total = total + self.gp_weight * penalty
+            self.stats.report("Loss/GP", penalty)
+        if self.drift_weight:
+            total = total + self.drift_weight * drift_penalty(real_logits)
+        if lazy_r1:
+            penalty = r1_penalty(real_logits, real)
+            total = total + (c.r1_gamma / 2) * c.r1_every * penalty
+            self.stats.report("Loss/R1", penalty)
+        threshold = self.criterion.decision_threshold
+        self.augment.observe(real_logits - threshold)
+        real_detached, fake_detached = real_logits.detach(), fake_logits.detach()
+        accuracy = ((real_detached > threshold).float().mean()
+                    + (fake_detached <= threshold).float().mean()) / 2
+        update = self.gate.update_discriminator(loss_d.detach(), accuracy)
+        self.stats.report("Loss/D", loss_d)
+        self.stats.report("D/accuracy", accuracy)
+        self.stats.report("D/skipped", 0.0 if update else 1.0)
+        to_score = torch.sigmoid if self.criterion.probabilistic else (lambda t: t)
+        self.stats.report("D/real", to_score(real_detached))
+        self.stats.report("D/fake", to_score(fake_detached))
+        return total, fake_logits, real_logits, update
+
+    def discriminate(self, images: Images) -> torch.Tensor:
+        """D's float32 logits for what it sees, its forward in the training precision."""
+        with self.forward_precision():
+            return self.D(images).float()
+
+    def view(self, images: Images, images_seen: int | None) -> Images:
+        """What D sees of a batch: augmented (the same transform at every scale), plus
+        decaying instance noise."""
+        images = self.augment(images)
+        sigma = self.instance_noise_sigma(self._noise_clock if images_seen is None
+                                          else images_seen)
+        if sigma > 0:
+            def noisy(t: torch.Tensor) -> torch.Tensor:
+                noise = torch.randn(t.shape, generator=self.noise_rng)
+                return t + sigma * noise.to(t.device, t.dtype)
+
+            images = nested.apply(noisy, images)
+        return images
+
+    _noise_clock = 0
+
+    def instance_noise_sigma(self, images_seen: int) -> float:
+        """Linear decay to 0 over ``--instance-noise-steps`` steps of the base batch."""
+        c = self.config
+        if not c.instance_noise:
+            return 0.0
+        self._noise_clock = images_seen
+        return c.instance_noise * max(0.0, 1.0 - images_seen / (c.instance_noise_steps
+                                                                * c.batch_size))
+
+    # ---- learning rates -------------------------------------------------------------------
+
+    def apply_schedule(self, lr_scale: float) -> None:
+        """Rates in use = the base rates times the schedule's multiplier."""
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * group["lr_scale"] * lr_scale
+
+    def set_learning_rates(self, *, g: float | None = None, d: float | None = None,
+                           lr_scale: float = 1.0) -> None:
+        for name, lr in (("G", g), ("D", d)):
+            if lr is not None:
+                for group in self.optimizers[name].param_groups:
+                    group["base_lr"] = lr
+        self.apply_schedule(lr_scale)
+
+    @property
+    def learning_rates(self) -> tuple[float, float]:
+        return (self.optimizers["G"].param_groups[0]["base_lr"],
+                self.optimizers["D"].param_groups[0]["base_lr"])
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stored at the top level of a checkpoint (the keys it has always had)."""
+        return {"opt_g": self.optimizers["G"].state_dict(),
+                "opt_d": self.optimizers["D"].state_dict(),
+                "augment": self.augment.state_dict(),
+                "balance": self.gate.state_dict(),
+                "noise_rng": self.noise_rng.get_state()}
+
+    def load_optimizers(self, state: dict[str, Any], where: str) -> None:
+        """Part one of restoring (before the data is loaded, so a bad file fails fast)."""
+        try:
+            self.optimizers["G"].load_state_dict(state["opt_g"])
+            self.optimizers["D"].load_state_dict(state["opt_d"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise GanvasError(f"{where}: optimiser state does not fit the networks "
+                              f"({type(exc).__name__}: {str(exc)[:100]})") from None
+        for optimizer in self.optimizers.values():
+            complete_groups(optimizer)
+            check_optimizer(optimizer, where)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Part two: augmentation, balance and noise (raises ValueError/KeyError/TypeError
+        on damaged values; the trainer words them)."""
+        if state.get("augment"):
+            self.augment.load_state_dict(state["augment"])
+        if state.get("balance"):
+            self.gate.load_state_dict(state["balance"])
+        if state.get("noise_rng") is not None:
+            self.noise_rng.set_state(state["noise_rng"])
+
+
+def grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, where: str) -> None:
+    """Adam's settings and moments must be sane, or the first step fails obscurely."""
+    for group in optimizer.param_groups:
+        lr, base, betas, eps = (group.get(k) for k in ("lr", "base_lr", "betas", "eps"))
+        scale = group.get("lr_scale")
+        sane = (all(isinstance(v, (int, float)) and 0 < v <= 10 for v in (lr, base))
+                and isinstance(scale, (int, float)) and 0 < scale <= 1000
+                and isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
+                and isinstance(eps, (int, float)) and 0 < eps < 1)
+        if not sane:
+            raise GanvasError(f"{where}: optimiser settings are damaged (lr, betas or eps)")
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if (isinstance(value, torch.Tensor) and value.dim() > 0
+                        and value.shape != param.shape):
+                    raise GanvasError(f"{where}: optimiser state '{name}' does not fit the "
+                                      "network (damaged checkpoint)")
+                if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
+                    raise GanvasError(f"{where}: optimiser state '{name}' holds NaN or "
+                                      "infinity (damaged checkpoint)")
+                if name == "step" and (float(value) < 0 or not float(value).is_integer()):
+                    raise GanvasError(f"{where}: optimiser step count is damaged")

@@ -1,0 +1,114 @@
+"""Base classes of every family's networks, and the one sampling contract.
+
+Everything outside training (generate, eval, the health monitor, export, latent walks)
+draws images through :meth:`GeneratorNetwork.sample`; what a generator returns from
+``forward`` during training (a pyramid of images, a fade-in at a lower resolution) is the
+family's own business and only its discriminator and loss recipe read it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganvas.models.schedule import SchedulePoint
+
+NOISE_MODES = ("const", "random", "none")
+
+
+class GeneratorNetwork(nn.Module):
+    """A generator. Subclasses set the declared attributes and implement ``forward``.
+
+    Attributes:
+        latent_dim: size of z.
+        c_dim: size of the label vector c (0: unconditional).
+        resolution: side of the images ``sample`` returns.
+        channels: 1 (grayscale) or 3 (RGB).
+    """
+
+    latent_dim: int
+    c_dim: int = 0
+    resolution: int
+    channels: int
+
+    def declare(self, *, latent_dim: int, resolution: int, channels: int, c_dim: int = 0
+                ) -> None:
+        self.latent_dim, self.resolution, self.channels, self.c_dim = (
+            latent_dim, resolution, channels, c_dim)
+
+    def sample(self, z: torch.Tensor, c: torch.Tensor | None = None, *,
+               truncation: float = 1.0, noise: str = "const") -> torch.Tensor:
+        """Images for latents ``z [N, latent_dim]`` (and labels ``c [N, c_dim]``).
+
+        Args:
+            z: latent vectors, one per image.
+            c: class labels; ``None`` for unconditional models.
+            truncation: below 1, pulls each latent towards the mean latent (the truncation
+                trick: less variety, more typical images); 1 leaves them as drawn.
+            noise: how per-pixel noise inputs are drawn by families that have them:
+                ``const`` (fixed, repeatable), ``random`` or ``none``; ignored by the rest.
+
+        Returns:
+            ``[N, channels, resolution, resolution]`` in ``[-1, 1]``.
+        """
+        check_sampling_arguments(self, z, c, truncation, noise)
+        return self.synthesize_images(self.truncate(z, truncation), c, noise)
+
+    def truncate(self, z: torch.Tensor, truncation: float) -> torch.Tensor:
+        """z-space truncation: z ~ N(0, I), so its mean latent is 0."""
+        return z if truncation == 1.0 else z * truncation
+
+    def synthesize_images(self, z: torch.Tensor, c: torch.Tensor | None, noise: str
+                          ) -> torch.Tensor:
+        """The final images for (already truncated) latents; override for families whose
+        ``forward`` returns something else than the finished image."""
+        return self(z).clamp(-1, 1)
+
+    def preview(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """What sample grids show during training: the network as it is trained right now,
+        at ``resolution``. The same as ``sample`` except for growing families."""
+        return self.sample(z, c)
+
+    def set_schedule(self, point: SchedulePoint) -> None:
+        """Follow the training schedule (a growing family changes its level); no-op here."""
+
+
+class DiscriminatorNetwork(nn.Module):
+    """A discriminator: what its generator's ``forward`` returns -> one logit per image."""
+
+    # Images whose scores depend on each other: 1 when each image is scored alone; a layer
+    # such as minibatch standard deviation makes it the size of its groups of consecutive
+    # images. (BatchNorm mixes the whole batch and is detected separately.)
+    batch_group: int = 1
+
+    def set_schedule(self, point: SchedulePoint) -> None:
+        """Follow the training schedule; no-op here."""
+
+
+def scores_are_independent(discriminator: nn.Module, batch_size: int) -> bool:
+    """Whether scoring reals and fakes in one concatenated batch gives each the scores it
+    would get alone (then one forward of twice the batch can replace two)."""
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        return False
+    group = getattr(discriminator, "batch_group", 1)
+    return batch_size % group == 0
+
+
+def check_sampling_arguments(generator: GeneratorNetwork, z: torch.Tensor,
+                             c: torch.Tensor | None, truncation: float, noise: str) -> None:
+    from ganvas.errors import GanvasError
+
+    if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != generator.latent_dim:
+        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise GanvasError(f"sample() needs latents of shape [N, {generator.latent_dim}], "
+                          f"got {shape}")
+    if generator.c_dim == 0 and c is not None:
+        raise GanvasError("this model is unconditional: sample() takes no labels (c=None)")
+    if generator.c_dim and (c is None or tuple(c.shape) != (len(z), generator.c_dim)):
+        raise GanvasError(f"this model needs labels c of shape [N, {generator.c_dim}]")
+    if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) \
+            or not 0 <= truncation <= 1:
+        raise GanvasError(f"--truncation must be a number from 0 to 1, got {truncation!r:.40}")
+    if noise not in NOISE_MODES:
+        raise GanvasError(f"--noise-mode must be one of {', '.join(NOISE_MODES)}, "
+                          f"got {noise!r:.40}")

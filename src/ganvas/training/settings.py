@@ -1,0 +1,65 @@
+"""Settings left on auto, chosen from the model family, the resolution and the data's size.
+
+Like stylegan2-ada's ``--cfg auto``: a user who names only the data and the model gets the
+batch size, learning rates, loss, penalties and the family's own options (channel widths,
+growth schedule) that suit them; ``ganvas train --dry-run`` shows what was chosen. Chosen
+values are written into the run's config, so a resumed run keeps them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ganvas.config import AUTO_DEFAULTS, TrainConfig
+from ganvas.data import count_images
+from ganvas.data.builtin import parse_builtin
+from ganvas.models.registry import get_model_family
+
+DEFAULT_STEPS = 10_000
+# Built-ins whose pictures are small and grayscale: the lesson's 28 px, one channel.
+_SMALL_GRAYSCALE = ("digits", "mnist", "fashion-mnist")
+
+
+def default_resolution(config: TrainConfig) -> TrainConfig:
+    """Fill resolution/channels left on auto from the kind of data."""
+    builtin = parse_builtin(config.data) if isinstance(config.data, str) else None
+    small = builtin is not None and builtin[0] in _SMALL_GRAYSCALE
+    return config.replace(resolution=config.resolution or (28 if small else 64),
+                          channels=config.channels or (1 if small else 3))
+
+
+def resolve_settings(config: TrainConfig, num_images: int | None = None
+                     ) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config with every auto setting filled in, and what was chosen (name -> value;
+    family options as ``model_options.NAME``). Settings already given are kept."""
+    config = default_resolution(config)
+    family = get_model_family(config.model)
+    if num_images is None:
+        num_images = count_images(config.data) or 10_000
+    preferred = family.auto_settings(config.resolution, num_images, config.loss)
+    chosen: dict[str, Any] = {}
+    for name in TrainConfig.auto_fields():
+        if getattr(config, name) is None:
+            chosen[name] = preferred.get(name, AUTO_DEFAULTS[name])
+    if config.steps is None and config.epochs is None and config.kimg is None \
+            and "kimg" in preferred:
+        chosen["kimg"] = preferred["kimg"]
+    config = config.replace(**chosen)
+    given = dict(config.model_options)
+    options = family.auto_options(config.resolution, num_images, config.batch_size)
+    filled = {k: v for k, v in options.items() if given.get(k) is None}
+    if filled:
+        config = config.replace(model_options={**given, **filled})
+        chosen.update({f"model_options.{k}": v for k, v in filled.items()})
+    return config, chosen
+
+
+def describe_choices(config: TrainConfig, chosen: dict[str, Any], num_images: int | None
+                     ) -> str:
+    """A YAML comment block saying what --dry-run chose, for which model and data."""
+    if not chosen:
+        return ""
+    size = f"{num_images:,} images" if num_images else "data of unknown size"
+    lines = [f"# chosen automatically for {config.model} at {config.resolution} px and {size}:"]
+    lines += [f"#   {name}: {value}" for name, value in chosen.items()]
+    return "\n".join(lines)
