@@ -114,6 +114,10 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
         raise GanvasError(f"--grid tiles at most {MAX_GRID:,} images; use a smaller --num "
                           "or leave out --grid")
     model = load(source, device=device, truncation=truncation, noise_mode=noise_mode)
+    completed = model.generator.completed_resolution
+    if completed < model.generator.resolution:
+        print(f"note: {source} grew to {completed} px of {model.generator.resolution} px before "
+              f"it stopped; images show {completed} px enlarged", file=sys.stderr)
     out = Path(out)
     ensure_writable_dir(out, "--out")
     written, kept = [], []

@@ -13,6 +13,7 @@ examples:
   ganvas generate runs/00000-digits-dcgan-28px --num 64 --grid
   ganvas generate runs/00000-digits-dcgan-28px/checkpoints/step-0002000.pt --seed 7 --out seven
   ganvas generate runs/00000-digits-dcgan-28px/generator --num 16 --grid --no-singles
+  ganvas generate runs/00001-emoji-progressive-64px --grid --truncation 0.7
 """
 
 
@@ -33,6 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also write all images tiled into grid-seedN.png")
     parser.add_argument("--no-singles", action="store_true",
                         help="do not write one PNG per image (use with --grid)")
+    parser.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                        help="below 1, pull the latents towards the mean latent: less variety, "
+                             "more typical images (default: 1, off)")
+    parser.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
+                        help="per-pixel noise of models that have it (default: const)")
     parser.add_argument("--device", default="auto",
                         help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.set_defaults(func=run)
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
                        else Path("generated"))
     written = generate_to_folder(source, out, num=args.num, seed=args.seed,
                                  grid=args.grid or args.no_singles,
-                                 singles=not args.no_singles, device=args.device)
+                                 singles=not args.no_singles, device=args.device,
+                                 truncation=args.truncation, noise_mode=args.noise_mode)
     print_stdout(f"wrote {len(written)} file(s) to {out}")
     return 0

@@ -20,9 +20,9 @@ OPTION_GROUPS = {
     "data": ["data", "resolution", "channels", "mirror", "workers", "max_image_pixels"],
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
-                     "epochs", "seed", "device", "update", "precision"],
+                     "epochs", "kimg", "seed", "device", "update", "precision"],
     "stabilisation (see README: Training health)": [
-        "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "spectral_norm",
+        "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "drift", "spectral_norm",
         "instance_noise", "instance_noise_steps", "n_critic", "d_skip_below",
         "d_accuracy_band"],
     "small data and sampling": ["augment", "diffaugment_policy", "ada_target", "ada_kimg",
@@ -52,6 +52,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def dry_run(config: TrainConfig) -> str:
+    """The resolved configuration, with what was chosen automatically, without any work:
+    the data is counted, not decoded."""
+    from ganvas.data import count_images
+    from ganvas.losses import get_loss
+    from ganvas.models.registry import make_spec
+    from ganvas.training.settings import describe_choices, resolve_settings
+
+    num_images = count_images(config.data)
+    resolved, chosen = resolve_settings(config, num_images)
+    make_spec(resolved.model, resolution=resolved.resolution, channels=resolved.channels,
+              latent_dim=resolved.latent_dim, options=resolved.model_options)
+    get_loss(resolved.loss, resolved.label_smoothing)
+    notes = describe_choices(resolved, chosen, num_images)
+    return (notes + "\n" if notes else "") + dump_yaml(resolved).rstrip()
+
+
 def run(args: argparse.Namespace) -> int:
     from ganvas.training.trainer import resume, train
 
@@ -77,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig.from_dict(values, source="options").validate()
         if args.dry_run:
-            print_stdout(dump_yaml(config).rstrip())
+            print_stdout(dry_run(config))
             return 0
         result = train(config, progress=not args.no_progress)
     print_stdout(f"samples:   {result.samples}")

@@ -80,7 +80,7 @@ class StandardRecipe(LossRecipe):
             return self._joint(inputs)
         if phase.name == "D":
             return self._discriminator(inputs, phase.keep_fakes)
-        return self._generator()
+        return self._generator(inputs)
 
     def _draw(self, inputs: StepInputs, keep_graph: bool) -> tuple[Images, Images]:
         """A batch of reals, shown the way the family's D takes them, and one of fakes."""
@@ -104,7 +104,7 @@ class StandardRecipe(LossRecipe):
             total.backward()
         return ["D"] if update else []
 
-    def _generator(self) -> list[str]:
+    def _generator(self, inputs: StepInputs) -> list[str]:
         """With D frozen, make D call the kept fakes real (alternating update)."""
         if self._kept is None:
             raise GanvasError("internal: the generator phase needs a discriminator phase "
@@ -114,11 +114,9 @@ class StandardRecipe(LossRecipe):
         if update:
             self.D.requires_grad_(False)
             try:
-                images_seen = 0  # instance noise is already decayed per step, see view()
-                fake_logits = self.discriminate(self.view(fake, images_seen=None))
-                real_logits = (self.discriminate(self.view(real, images_seen=None))
+                fake_logits = self.discriminate(self.view(fake, inputs.images_seen))
+                real_logits = (self.discriminate(self.view(real, inputs.images_seen))
                                if self.criterion.relativistic else None)
-                del images_seen
                 loss = self.criterion.generator_loss(fake_logits, real_logits)
                 loss.backward()
             finally:
@@ -208,12 +206,11 @@ class StandardRecipe(LossRecipe):
         with self.forward_precision():
             return self.D(images).float()
 
-    def view(self, images: Images, images_seen: int | None) -> Images:
+    def view(self, images: Images, images_seen: int) -> Images:
         """What D sees of a batch: augmented (the same transform at every scale), plus
-        decaying instance noise."""
+        instance noise decaying with the images seen."""
         images = self.augment(images)
-        sigma = self.instance_noise_sigma(self._noise_clock if images_seen is None
-                                          else images_seen)
+        sigma = self.instance_noise_sigma(images_seen)
         if sigma > 0:
             def noisy(t: torch.Tensor) -> torch.Tensor:
                 noise = torch.randn(t.shape, generator=self.noise_rng)
@@ -222,14 +219,11 @@ class StandardRecipe(LossRecipe):
             images = nested.apply(noisy, images)
         return images
 
-    _noise_clock = 0
-
     def instance_noise_sigma(self, images_seen: int) -> float:
         """Linear decay to 0 over ``--instance-noise-steps`` steps of the base batch."""
         c = self.config
         if not c.instance_noise:
             return 0.0
-        self._noise_clock = images_seen
         return c.instance_noise * max(0.0, 1.0 - images_seen / (c.instance_noise_steps
                                                                 * c.batch_size))
 

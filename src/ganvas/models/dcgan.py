@@ -109,6 +109,14 @@ class DCGAN(ModelFamily):
         "(any power of two from 16 to 1024) the standard DCGAN"
     )
 
+    option_help = {
+        "base_channels": "channels at the largest feature map, doubling as maps halve",
+        "max_channels": "cap for the small feature maps of large resolutions",
+        "slope": "LeakyReLU slope in the discriminator",
+        "discriminator_norm": "batch, instance or none (use instance or none with wgan-gp: "
+                              "its penalty needs images scored independently)",
+    }
+
     @dataclass(frozen=True)
     class Options:
         base_channels: int = 64  # channels at the largest feature map

@@ -54,6 +54,12 @@ class Dense(ModelFamily):
         "D 512-256 (LeakyReLU 0.2, logit); any resolution from 4 to 128 px"
     )
 
+    option_help = {
+        "generator_widths": "widths of the generator's hidden layers, as a list",
+        "discriminator_widths": "widths of the discriminator's hidden layers, as a list",
+        "slope": "LeakyReLU slope",
+    }
+
     @dataclass(frozen=True)
     class Options:
         generator_widths: tuple[int, ...] = (256, 512, 1024)

@@ -72,6 +72,12 @@ class GeneratorNetwork(nn.Module):
     def set_schedule(self, point: SchedulePoint) -> None:
         """Follow the training schedule (a growing family changes its level); no-op here."""
 
+    @property
+    def completed_resolution(self) -> int:
+        """The finest resolution this network has finished learning (a growing model that
+        stopped early samples this one, enlarged to ``resolution``)."""
+        return self.resolution
+
 
 class DiscriminatorNetwork(nn.Module):
     """A discriminator: what its generator's ``forward`` returns -> one logit per image."""

@@ -3,7 +3,11 @@
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-_WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+from ganvas.models.layers import EqualizedConv2d, EqualizedLinear
+
+# Equalised layers scale their normalised weight by a constant, which spectral
+# normalisation then sees through: the product still has a bounded largest singular value.
+_WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, EqualizedConv2d, EqualizedLinear)
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:

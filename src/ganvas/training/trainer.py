@@ -235,6 +235,8 @@ class Trainer:
                     self.elapsed += seconds
                 if self._due(c.sample_every, point):
                     self.save_samples()
+                if self.point.resolution != point.resolution:  # a growing model completed one
+                    self.save_samples(f"grown-{point.resolution:04d}px.png")
                 if self._due(c.checkpoint_every, point) and self.step < c.steps:
                     self.save_checkpoint()
                 if stopping:

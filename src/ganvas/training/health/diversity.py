@@ -14,9 +14,10 @@ FEATURE_SIZE = 16
 DUPLICATE_FRACTION = 0.1  # a near-twin is closer than this fraction of typical real spacing
 
 
-def features(images: torch.Tensor) -> torch.Tensor:
-    """``[N, C, H, W]`` in ``[-1, 1]`` -> ``[N, D]`` float64 features."""
-    size = min(FEATURE_SIZE, images.shape[-1])
+def features(images: torch.Tensor, size: int = FEATURE_SIZE) -> torch.Tensor:
+    """``[N, C, H, W]`` in ``[-1, 1]`` -> ``[N, D]`` float64 features (pooled to at most
+    ``size`` pixels a side)."""
+    size = min(size, images.shape[-1])
     return F.adaptive_avg_pool2d(images.float().cpu(), size).flatten(1).double()
 
 
@@ -34,10 +35,10 @@ def spread(features: torch.Tensor) -> tuple[float, float]:
     return mean, float(nearest.median())
 
 
-def compare(generated: torch.Tensor, real_mean: float, real_nearest: float
-            ) -> tuple[float, float]:
+def compare(generated: torch.Tensor, real_mean: float, real_nearest: float,
+            size: int = FEATURE_SIZE) -> tuple[float, float]:
     """(diversity of ``generated`` relative to the reals, share of near-duplicates)."""
-    d = pairwise(features(generated))
+    d = pairwise(features(generated, size))
     ratio = float(torch.nanmean(d)) / max(real_mean, 1e-12)
     nearest = torch.nan_to_num(d, nan=float("inf")).min(dim=1).values
     duplicates = float((nearest < DUPLICATE_FRACTION * max(real_nearest, 1e-12)).double().mean())

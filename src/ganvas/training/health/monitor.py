@@ -35,7 +35,8 @@ class HealthMonitor(Callback):
         self.history: list[dict[str, Any]] = []
         self.last_reported: dict[str, int] = {}  # finding kind -> tick index
         self.ticks = 0
-        self.real_mean = self.real_nearest = float("nan")
+        self.real: torch.Tensor | None = None
+        self.real_spread: dict[int, tuple[float, float]] = {}  # feature size -> spread
         self.probe: torch.Tensor | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
@@ -44,16 +45,23 @@ class HealthMonitor(Callback):
         pick = numpy_stream(c.seed, HEALTH_REFERENCE).choice(
             len(images), size=min(REFERENCE_IMAGES, len(images)), replace=False)
         real = torch.from_numpy(np.asarray(images[np.sort(pick)], dtype=np.float32))
-        self.real_mean, self.real_nearest = diversity.spread(
-            diversity.features(real / 127.5 - 1))
+        self.real = real / 127.5 - 1
         self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
                                  generator=stream(c.seed, HEALTH_PROBE))
 
+    def spread_of_reals(self, size: int) -> tuple[float, float]:
+        """The reals' spread in the feature space of ``size`` pixels, computed once."""
+        if size not in self.real_spread:
+            self.real_spread[size] = diversity.spread(diversity.features(self.real, size))
+        return self.real_spread[size]
+
     def on_tick(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        # The raw generator, not the average: collapse shows there first.
+        # The raw generator, not the average: collapse shows there first. A growing model
+        # is compared at the resolution it trains at: finer detail is not its job yet.
         generated = trainer.render(self.probe, network=trainer.generator)
         if torch.isfinite(generated).all() and len(self.probe) > 1:
-            ratio, duplicates = diversity.compare(generated, self.real_mean, self.real_nearest)
+            size = min(diversity.FEATURE_SIZE, trainer.point.resolution)
+            ratio, duplicates = diversity.compare(generated, *self.spread_of_reals(size), size)
             record["Health/diversity"] = round(ratio, 4)
             record["Health/duplicates"] = round(duplicates, 4)
         self.ticks += 1

@@ -1,0 +1,224 @@
+"""Architectures at equal CPU time: DCGAN, progressive growing and MSG-GAN on the emoji set.
+
+Each model trains for the same CPU minutes (process time: all threads of this process, so
+other work on the machine does not shorten anyone's budget), one after the other in this
+process, with its own defaults (``ganvas train --data emoji --model NAME --resolution R``)
+plus the settings listed in ``SETTINGS`` below and any ``--set``. Every generator is then
+scored with the code ``ganvas eval`` uses (offline Inception, real statistics cached by
+content, the same latents for every model): FID and KID on ``--num`` samples against as
+many real images. Prints a table per resolution and, with ``--pictures DIR``, writes a
+sample grid per model and the growth picture of the progressive run.
+
+    python benchmarks/models.py                    # 64 px at 20 min each, 128 px at 8 min
+    python benchmarks/models.py --minutes 3 --num 500 --resolutions 64   # a quick look
+    python benchmarks/models.py --only progressive --set progressive:loss=ns
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+import ganvas
+from ganvas.config import TrainConfig
+from ganvas.errors import GanvasError
+from ganvas.metrics import real_statistics
+from ganvas.metrics.evaluation import extract_features
+from ganvas.metrics.inception import load_inception
+from ganvas.metrics.statistics import (
+    feature_statistics,
+    frechet_distance,
+    kernel_inception_distance,
+)
+from ganvas.runs import checkpoint as ckpt
+from ganvas.training.settings import resolve_settings
+from ganvas.utils.images import make_grid, save_image
+
+MODELS = ("dcgan", "progressive", "msg")
+# Settings beyond each model's defaults, per resolution: why each is here is said beside it.
+SETTINGS: dict[int, dict[str, dict]] = {
+    64: {"dcgan": {}, "progressive": {}, "msg": {}},
+    128: {"dcgan": {}, "progressive": {}, "msg": {}},
+}
+GRID = 64  # images in each sample grid
+GROWTH_SAMPLES = 8  # latents followed through the growth picture
+
+
+class CPUBudget(ganvas.Callback):
+    """Stops training once the process has used ``seconds`` of CPU time since the start."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.started, self.wall = seconds, None, None
+
+    def on_train_start(self, trainer):
+        self.started, self.wall = time.process_time(), time.perf_counter()
+
+    def on_step_end(self, trainer):
+        if time.process_time() - self.started >= self.seconds:
+            trainer.request_stop("CPU budget reached")
+
+
+class GrowthPictures(ganvas.Callback):
+    """Keeps the preview of a few fixed latents at the end of each resolution a growing
+    model completes (the step before its next block starts to fade in), and at the end."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, torch.Tensor]] = []
+        self.latents = None
+        self.resolution = None
+
+    def on_train_start(self, trainer):
+        self.latents = trainer.fixed_latents[:GROWTH_SAMPLES]
+        self.resolution = trainer.point.resolution
+
+    def on_step_end(self, trainer):
+        point = trainer.point
+        if point.resolution != self.resolution:
+            self.rows.append((f"{self.resolution} px", trainer.render(self.latents)))
+            self.resolution = point.resolution
+
+    def on_train_end(self, trainer, result):
+        self.rows.append((trainer.point.phase or f"{self.resolution} px",
+                          trainer.render(self.latents)))
+
+
+def parse_settings(pairs: list[str], resolution: int) -> dict[str, dict]:
+    """Each model's settings with the ``--set MODEL:KEY=VALUE`` changes, checked first."""
+    settings = {name: dict(SETTINGS.get(resolution, {}).get(name, {})) for name in MODELS}
+    for pair in pairs:
+        target, sep, assignment = pair.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not sep or not eq or target not in MODELS:
+            raise GanvasError(f"--set needs MODEL:KEY=VALUE with MODEL one of "
+                              f"{', '.join(MODELS)}, got {pair!r}")
+        key = key.replace("-", "_")
+        if key.startswith("model_options."):
+            options = settings[target].setdefault("model_options", {})
+            options[key.split(".", 1)[1]] = yaml.safe_load(value)
+        else:
+            settings[target][key] = yaml.safe_load(value)
+    for name, options in settings.items():
+        config = TrainConfig.from_dict({**options, "data": "emoji", "model": name,
+                                        "resolution": resolution}, source=f"--set {name}")
+        resolve_settings(config.validate())
+    return settings
+
+
+def train(name: str, resolution: int, seconds: float, folder: Path, options: dict) -> dict:
+    budget, growth = CPUBudget(seconds), GrowthPictures()
+    result = ganvas.train(data="emoji", model=name, resolution=resolution, steps=10**9,
+                          out=str(folder), progress=False, log=lambda message: None,
+                          sample_every=10**9, callbacks=[budget, growth], **options)
+    cpu, wall = time.process_time() - budget.started, time.perf_counter() - budget.wall
+    _, state = ckpt.latest_checkpoint(result.run_dir)
+    config = state["config"]
+    changed = " ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+    return {"name": name, "settings": changed, "source": result.run_dir, "steps": result.step,
+            "images": state["images_seen"], "cpu": cpu, "wall": wall,
+            "batch": config["batch_size"], "loss": config["loss"], "growth": growth.rows}
+
+
+def score(source: Path, real, extractor, num: int, seed: int = 0) -> dict:
+    model = ganvas.load(source, device="cpu")
+    fake = np.concatenate([extract_features(extractor, batch)
+                           for batch in model.batches(num, seed, batch_size=50)])
+    fid = frechet_distance(*feature_statistics(fake), real.mu, real.sigma)
+    kid, _ = kernel_inception_distance(fake, real.features, seed=seed)
+    return {"fid": fid, "kid_mean": kid, "grid": model.sample_tensor(GRID, seed=seed)}
+
+
+def growth_picture(rows: list[tuple[str, torch.Tensor]], path: Path) -> Path:
+    """One row per completed resolution (the same latents in every row), labelled."""
+    from PIL import Image, ImageDraw
+
+    strips = [make_grid(images, columns=len(images)) for _, images in rows]
+    label_width = 150
+    width = label_width + strips[0].width
+    canvas = Image.new("RGB", (width, sum(s.height for s in strips)), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for (label, _), strip in zip(rows, strips):
+        canvas.paste(strip.convert("RGB"), (label_width, y))
+        draw.text((8, y + strip.height // 2 - 6), label, fill="black")
+        y += strip.height
+    return save_image(canvas, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=20.0,
+                        help="CPU minutes of training per model at 64 px (default 20)")
+    parser.add_argument("--minutes-128", type=float, default=8.0,
+                        help="CPU minutes per model at 128 px (default 8)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128],
+                        choices=(32, 64, 128))
+    parser.add_argument("--num", type=int, default=2000,
+                        help="generated (and real) images for FID/KID (default 2000)")
+    parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="change one setting of one model (repeatable), e.g. "
+                             "progressive:model_options.fade_kimg=10")
+    parser.add_argument("--pictures", default=None, metavar="DIR",
+                        help="write models-<name>-<res>px.png grids and growth-<res>px.png")
+    parser.add_argument("--keep", default=None, help="keep the run folders here")
+    args = parser.parse_args()
+    # Everything that can fail fails here, before the hours of training and scoring.
+    settings = {r: parse_settings(args.set, r) for r in args.resolutions}
+    extractor = load_inception(device="cpu", log=lambda message: None)
+    wall, cpu = time.perf_counter(), time.process_time()
+    tables = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        for resolution in args.resolutions:
+            minutes = args.minutes if resolution <= 64 else args.minutes_128
+            rows = []
+            for name in args.only:
+                folder = root / f"{name}-{resolution}px"
+                rows.append(train(name, resolution, minutes * 60, folder,
+                                  settings[resolution][name]))
+                print(f"trained {name} at {resolution} px: {rows[-1]['steps']:,} steps, "
+                      f"{rows[-1]['images']:,} images", flush=True)
+            real = real_statistics("emoji", resolution, 3, extractor, num=args.num,
+                                   progress=sys.stderr.isatty(), log=lambda message: None)
+            for row in rows:
+                row.update(score(row["source"], real, extractor, args.num))
+                print(f"scored {row['name']} at {resolution} px: FID {row['fid']:.2f}",
+                      flush=True)
+                if args.pictures:
+                    pictures = Path(args.pictures)
+                    save_image(make_grid(row["grid"]),
+                               pictures / f"models-{row['name']}-{resolution}px.png")
+                    if len(row["growth"]) > 1:
+                        growth_picture(row["growth"], pictures / f"growth-{resolution}px.png")
+            tables.append((resolution, minutes, real.num, rows))
+    for resolution, minutes, real_num, rows in tables:
+        reference = next((r["fid"] for r in rows if r["name"] == "dcgan"), None)
+        print(f"\nemoji at {resolution} px, {minutes:g} CPU minutes per model (process time, "
+              f"{torch.get_num_threads()} threads), FID/KID on {args.num:,} samples against "
+              f"{real_num:,} real images, torch {torch.__version__}\n")
+        print("| model | settings | loss | batch | steps | images seen | images/s | FID | "
+              "KID | FID vs dcgan |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            ratio = f"{row['fid'] / reference:.2f}x" if reference else "-"
+            speed = row["images"] / max(row["wall"], 1e-9)
+            print(f"| {row['name']} | {row['settings']} | {row['loss']} | {row['batch']} | "
+                  f"{row['steps']:,} | {row['images']:,} | {speed:.0f} | {row['fid']:.2f} | "
+                  f"{row['kid_mean']:.4f} | {ratio} |")
+    print(f"\nwall {time.perf_counter() - wall:.0f} s, CPU {time.process_time() - cpu:.0f} s "
+          f"(this process)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except GanvasError as exc:
+        raise SystemExit(f"models.py: error: {exc}") from None
