@@ -166,9 +166,11 @@ class GrowthSchedule:
         grown = self.stage_start(self.stages - 1) + self.fade
         steps = ", ".join(f"{4 * 2**s} px from {self.stage_start(s) / 1000:g} kimg"
                           for s in range(1, self.stages))
+        batch = (f"batch {self.batch_size} throughout" if self.batch_at(4) == self.batch_size
+                 else f"batch {self.batch_at(4)} at 4 px down to {self.batch_size} at "
+                      f"{self.final} px")
         return (f"grows from 4 to {self.final} px ({steps}; each new block fades in over "
-                f"{self.fade / 1000:g} kimg), full size from {grown / 1000:g} kimg; batch "
-                f"{self.batch_at(4)} at 4 px down to {self.batch_size} at {self.final} px")
+                f"{self.fade / 1000:g} kimg), full size from {grown / 1000:g} kimg; {batch}")
 
 
 @register_model("progressive")
