@@ -28,6 +28,9 @@ from ganvas.models.layers import (
     OutputBlock,
     SphericalLatents,
     UpBlock,
+    block_options_problem,
+    chosen_widths,
+    cpu_widths,
     downsample,
     is_power_of_two,
     leaky,
@@ -144,15 +147,9 @@ class MSG(ModelFamily):
         group_size: int = 4
 
         def problem(self) -> str | None:
-            for name in ("base_channels", "max_channels"):
-                value = getattr(self, name)
-                if value is not None and not 1 <= value <= 4096:
-                    return f"{name} must be 1..4096"
             if self.combine not in COMBINES:
                 return f"combine must be one of {', '.join(COMBINES)}"
-            if not 1 <= self.group_size <= 64:
-                return "group_size must be 1..64"
-            return None
+            return block_options_problem(self)
 
     @classmethod
     def resolution_problem(cls, resolution: int) -> str | None:
@@ -171,22 +168,17 @@ class MSG(ModelFamily):
     @classmethod
     def auto_options(cls, resolution: int, num_images: int, batch_size: int
                      ) -> dict[str, Any]:
-        base, cap = msg_widths(resolution)
+        base, cap = cpu_widths(resolution)
         return {"base_channels": base, "max_channels": cap}
 
     @classmethod
-    def _widths(cls, spec: ModelSpec) -> tuple[int, int]:
-        base, cap = msg_widths(spec.resolution)
-        return spec.options.base_channels or base, spec.options.max_channels or cap
-
-    @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
-        return MSGGenerator(spec, *cls._widths(spec))
+        return MSGGenerator(spec, *chosen_widths(spec.options, spec.resolution))
 
     @classmethod
     def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
         o = spec.options
-        return MSGDiscriminator(spec, *cls._widths(spec), o.combine, o.group_size)
+        return MSGDiscriminator(spec, *chosen_widths(o, spec.resolution), o.combine, o.group_size)
 
     @classmethod
     def real_input(cls, spec: ModelSpec, images: torch.Tensor, point: SchedulePoint
@@ -194,10 +186,3 @@ class MSG(ModelFamily):
         """Reals as a pyramid like the generator's: area-shrunk to every scale."""
         return [downsample(images, spec.resolution // r) for r in resolutions(spec.resolution)]
 
-
-def msg_widths(resolution: int) -> tuple[int, int]:
-    """(channels at the final resolution, cap), sized for CPUs like the progressive model's
-    (see ganvas.models.progressive.cpu_widths)."""
-    from ganvas.models.progressive import cpu_widths
-
-    return cpu_widths(resolution)

@@ -26,6 +26,9 @@ from ganvas.models.layers import (
     OutputBlock,
     SphericalLatents,
     UpBlock,
+    block_options_problem,
+    chosen_widths,
+    cpu_widths,
     downsample,
     is_power_of_two,
     pixel_norm,
@@ -204,19 +207,13 @@ class Progressive(ModelFamily):
         group_size: int = 4
 
         def problem(self) -> str | None:
-            for name in ("base_channels", "max_channels"):
-                value = getattr(self, name)
-                if value is not None and not 1 <= value <= 4096:
-                    return f"{name} must be 1..4096"
             for name in ("fade_kimg", "stable_kimg"):
                 value = getattr(self, name)
                 if value is not None and not 0 < value <= 1e6:
                     return f"{name} must be a positive number of thousands of images"
             if not 1 <= self.batch_growth <= 64:
                 return "batch_growth must be 1..64"
-            if not 1 <= self.group_size <= 64:
-                return "group_size must be 1..64"
-            return None
+            return block_options_problem(self)
 
     @classmethod
     def resolution_problem(cls, resolution: int) -> str | None:
@@ -243,18 +240,13 @@ class Progressive(ModelFamily):
                 "stable_kimg": phase_kimg}
 
     @classmethod
-    def _options(cls, spec: ModelSpec):
-        o = spec.options
-        base, cap = cpu_widths(spec.resolution)
-        return (o.base_channels or base, o.max_channels or cap)
-
-    @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
-        return ProgressiveGenerator(spec, *cls._options(spec))
+        return ProgressiveGenerator(spec, *chosen_widths(spec.options, spec.resolution))
 
     @classmethod
     def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
-        return ProgressiveDiscriminator(spec, *cls._options(spec), spec.options.group_size)
+        return ProgressiveDiscriminator(spec, *chosen_widths(spec.options, spec.resolution),
+                                        spec.options.group_size)
 
     @classmethod
     def schedule(cls, spec: ModelSpec, batch_size: int):
@@ -273,14 +265,6 @@ class Progressive(ModelFamily):
         if alpha < 1:
             images = torch.lerp(upsample(downsample(images)), images, alpha)
         return images
-
-
-def cpu_widths(resolution: int) -> tuple[int, int]:
-    """(channels at the final resolution, cap): ProGAN's shape (channels doubling as the
-    resolution halves) at widths a CPU trains in minutes: at 64 px it costs about as much per
-    image as the standard DCGAN. ProGAN itself used 512 at most and 16 at 1024 px; on a GPU
-    try --model-option base_channels=64 --model-option max_channels=512."""
-    return {8: 128, 16: 64, 32: 32}.get(resolution, 16), 256
 
 
 def progan_settings(resolution: int, loss: str) -> dict[str, Any]:
