@@ -267,12 +267,22 @@ class Progressive(ModelFamily):
         return images
 
 
+# Equalised learning rate makes Adam move every weight by about the rate *relative to its
+# scale* at each step: ProGAN's 1e-3 is 0.1 % a step, fine for the paper's hundreds of
+# thousands of steps, but a CPU run has a few thousand (DCGAN's 2e-4 on weights of size 0.02
+# is 1 % a step). On emoji at 64 px, 20 CPU minutes (README: Models built for resolution),
+# FID fell from 218.8 at 1e-3 to 210.4 at 3e-3 and 204.7 at 5e-3 with the default loss.
+FAST_LR = 5e-3
+
+
 def progan_settings(resolution: int, loss: str) -> dict[str, Any]:
-    """ProGAN's optimiser (Adam 1e-3, betas 0 / 0.99), a batch that shrinks as images grow,
-    and the penalty that goes with the loss: epsilon-drift with WGAN-GP (one critic step
-    per generator step, as in the paper), R1 with the logistic losses."""
+    """ProGAN's optimiser (Adam, betas 0 / 0.99) at a rate for short runs (``FAST_LR``; the
+    paper's 1e-3 with its WGAN-GP), a batch that shrinks as images grow, and the penalty
+    that goes with the loss: epsilon-drift with WGAN-GP (one critic step per generator
+    step, as in the paper), R1 with the logistic losses."""
+    lr = 1e-3 if loss == "wgan-gp" else FAST_LR
     settings: dict[str, Any] = {
-        "loss": loss, "lr_g": 1e-3, "lr_d": 1e-3, "beta1": 0.0, "beta2": 0.99,
+        "loss": loss, "lr_g": lr, "lr_d": lr, "beta1": 0.0, "beta2": 0.99,
         "batch_size": 32 if resolution <= 64 else 16 if resolution <= 256 else 8,
         "ema_kimg": 10.0}
     if loss == "wgan-gp":
