@@ -1,4 +1,4 @@
-"""Architectures at equal CPU time: DCGAN, progressive growing and MSG-GAN on the emoji set.
+"""Architectures at equal CPU time: DCGAN, progressive growing, MSG-GAN and StyleGAN2 on emoji.
 
 Each model trains for the same CPU minutes (process time: all threads of this process, so
 other work on the machine does not shorten anyone's budget), one after the other in this
@@ -42,11 +42,11 @@ from ganvas.runs import checkpoint as ckpt
 from ganvas.training.settings import resolve_settings
 from ganvas.utils.images import make_grid, save_image
 
-MODELS = ("dcgan", "progressive", "msg")
+MODELS = ("dcgan", "progressive", "msg", "stylegan2")
 # Settings beyond each model's defaults, per resolution: why each is here is said beside it.
 SETTINGS: dict[int, dict[str, dict]] = {
-    64: {"dcgan": {}, "progressive": {}, "msg": {}},
-    128: {"dcgan": {}, "progressive": {}, "msg": {}},
+    64: {"dcgan": {}, "progressive": {}, "msg": {}, "stylegan2": {}},
+    128: {"dcgan": {}, "progressive": {}, "msg": {}, "stylegan2": {}},
 }
 GRID = 64  # images in each sample grid
 GROWTH_SAMPLES = 8  # latents followed through the growth picture

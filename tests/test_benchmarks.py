@@ -75,11 +75,12 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
                "--set", "progressive:model_options.stable_kimg=0.02",
                "--pictures", str(tmp_path / "pictures"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[1:]] == ["| dcgan", "| progressive", "| msg"]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| dcgan", "| progressive", "| msg",
+                                                         "| stylegan2"]
     assert rows[1].endswith("| 1.00x |")
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
-    assert pictures == ["growth-32px.png", "models-dcgan-32px.png",
-                        "models-msg-32px.png", "models-progressive-32px.png"]
+    assert pictures == ["growth-32px.png", "models-dcgan-32px.png", "models-msg-32px.png",
+                        "models-progressive-32px.png", "models-stylegan2-32px.png"]
 
 
 def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):

@@ -29,6 +29,9 @@ TINY = {
         "base_channels": 8, "max_channels": 16, "fade_kimg": 0.024, "stable_kimg": 0.024,
         "batch_growth": 2}},
     "msg": {"resolution": 16, "model_options": {"base_channels": 8, "max_channels": 16}},
+    # pl_every 2 and r1_every 4 (in _options): every phase runs within a few steps
+    "stylegan2": {"resolution": 16, "r1_every": 4, "model_options": {
+        "base_channels": 8, "max_channels": 16, "w_dim": 16, "pl_every": 2}},
 }
 QUIET = dict(progress=False, log=lambda m: None)
 

@@ -21,6 +21,8 @@ SAMPLES = "samples"  # the fixed latents of the sample grids
 HEALTH_REFERENCE = "health/reference"  # which real images the monitor compares against
 HEALTH_PROBE = "health/probe"  # the monitor's fixed latents
 FID_LATENTS = "fid/latents"  # the fixed latents of --fid-every
+STYLE_MIXING = "stylegan2/mixing"  # style-mixing cutoffs and second latents
+SYNTHESIS_NOISE = "stylegan2/noise"  # per-pixel noise inputs and path-length projections
 
 
 def stream_seed(seed: int, name: str) -> int:

@@ -150,16 +150,17 @@ class StandardRecipe(LossRecipe):
 
     # ---- the discriminator's loss ---------------------------------------------------------
 
-    def discriminator_losses(self, real: Images, fake: Images, step: int, images_seen: int
+    def discriminator_losses(self, real: Images, fake: Images, step: int, images_seen: int,
+                             *, with_r1: bool = True
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
         """D's loss with its penalties, its statistics, and whether the gate lets it update.
 
         Returns ``(loss to minimise, logits on the fakes, logits on the reals, update)``.
         ``fake`` may carry G's graph (the simultaneous update); penalties never
-        differentiate into G.
+        differentiate into G. ``with_r1=False`` leaves lazy R1 to a phase of its own.
         """
         c, D = self.config, self.D
-        lazy_r1 = c.r1_gamma > 0 and step % c.r1_every == 0
+        lazy_r1 = with_r1 and c.r1_gamma > 0 and step % c.r1_every == 0
         if lazy_r1:  # R1 differentiates D with respect to the (un-augmented) real images
             real = nested.apply(lambda t: t.detach().requires_grad_(True), real)
         real_seen = self.view(real, images_seen)

@@ -1,0 +1,169 @@
+"""StyleGAN2's recipe: four phases, as in stylegan2-ada's ``StyleGAN2Loss``.
+
+- ``Gmain`` (every step): G's adversarial loss on a batch drawn with style mixing.
+- ``Greg`` (every ``pl_every`` steps): path length regularisation on half a batch: the
+  gradient of the image, projected on random pixel noise, with respect to the styles should
+  have the same length for every latent (its running mean is part of the checkpoint).
+- ``Dmain`` (every step): D's adversarial loss, with the standard recipe's augmentation,
+  instance noise, balance gate and optional penalties.
+- ``Dreg`` (every ``--r1-every`` steps): lazy R1 on the real batch of that step's ``Dmain``.
+
+A regularisation phase steps its optimiser separately, so the optimiser of a network with a
+lazy phase runs at a ratio ``interval / (interval + 1)`` of the rate, its betas raised to the
+same power (the paper's correction for the extra steps).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ganvas.losses.recipe import Phase, StepInputs, register_recipe
+from ganvas.losses.regularizers import r1_penalty
+from ganvas.losses.standard import StandardRecipe, grad_norm
+from ganvas.rng import STYLE_MIXING, SYNTHESIS_NOISE, stream
+
+PL_DECAY = 0.01  # how fast the running mean of path lengths follows
+PL_BATCH_SHRINK = 2  # the path length penalty runs on this fraction of the batch
+
+
+@register_recipe
+class StyleGAN2Recipe(StandardRecipe):
+    name = "stylegan2"
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        options = self.spec.options
+        self.mixing, self.pl_weight = options.style_mixing, options.pl_weight
+        self.pl_every = options.pl_every
+        self.mixing_rng = stream(config.seed, STYLE_MIXING)
+        self.synthesis_rng = stream(config.seed, SYNTHESIS_NOISE)
+        self.pl_mean = torch.zeros((), device=self.device)
+        self._reals: tuple[int, torch.Tensor] | None = None  # Dmain's batch, for Dreg
+        phases = [Phase("Dmain", ("D",))] * (config.n_critic - 1) + [Phase("Gmain", ("G",))]
+        if self.pl_weight > 0:
+            phases.append(Phase("Greg", ("G",), interval=self.pl_every))
+            lazy_correction(self.optimizers["G"], self.pl_every)
+        phases.append(Phase("Dmain", ("D",)))
+        if config.r1_gamma > 0:
+            phases.append(Phase("Dreg", ("D",), interval=config.r1_every))
+            lazy_correction(self.optimizers["D"], config.r1_every)
+        self.phases = phases
+
+    def accumulate_gradients(self, phase: Phase, inputs: StepInputs) -> list[str]:
+        return {"Gmain": self._generator_main, "Greg": self._path_length,
+                "Dmain": self._discriminator_main, "Dreg": self._r1}[phase.name](inputs)
+
+    # ---- the generator ------------------------------------------------------------------
+
+    def run_generator(self, z: torch.Tensor, update_w_avg: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (float32) and the styles they were drawn from. With probability
+        ``style_mixing`` the layers from a random cutoff on take the styles of other latents,
+        so no layer can count on its neighbours' style."""
+        G = self.G
+        z = z.to(self.device, non_blocking=True)
+        ws = G.broadcast(G.mapping(z, update_w_avg=update_w_avg))  # float32, as in the paper
+        cutoff = int(torch.randint(1, G.num_ws, (), generator=self.mixing_rng))
+        if torch.rand((), generator=self.mixing_rng) < self.mixing:
+            other = torch.randn(z.shape, generator=self.mixing_rng).to(self.device)
+            ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(other))[:, cutoff:]], dim=1)
+        with self.forward_precision():
+            images = G.synthesis(ws, "random", self.synthesis_rng)
+        return images.float(), ws
+
+    def _generator_main(self, inputs: StepInputs) -> list[str]:
+        update = self.gate.update_generator()
+        self.stats.report("G/skipped", 0.0 if update else 1.0)
+        if not update:
+            return []
+        fake, _ = self.run_generator(inputs.latents(inputs.point.batch_size))
+        self.D.requires_grad_(False)
+        try:
+            real_logits = None
+            if self.criterion.relativistic:
+                real, _ = inputs.reals()
+                real = self.family.real_input(self.spec, real, inputs.point)
+                real_logits = self.discriminate(self.view(real, inputs.images_seen))
+            fake_logits = self.discriminate(self.view(fake, inputs.images_seen))
+            loss = self.criterion.generator_loss(fake_logits, real_logits)
+            loss.backward()
+        finally:
+            self.D.requires_grad_(True)
+        self.stats.report("Grad/G", grad_norm(self.G))
+        self.stats.report("Loss/G", loss)
+        return ["G"]
+
+    def _path_length(self, inputs: StepInputs) -> list[str]:
+        n = max(1, inputs.point.batch_size // PL_BATCH_SHRINK)
+        fake, ws = self.run_generator(inputs.latents(n))
+        height, width = fake.shape[-2:]
+        noise = torch.randn(fake.shape, generator=self.synthesis_rng).to(self.device)
+        noise = noise / math.sqrt(height * width)
+        (grads,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()
+        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), PL_DECAY)
+        penalty = (lengths - self.pl_mean).square().mean()
+        (penalty * self.pl_weight * self.pl_every).backward()
+        self.stats.report("Loss/PL", penalty)
+        self.stats.report("PL/mean", self.pl_mean)
+        return ["G"]
+
+    # ---- the discriminator --------------------------------------------------------------
+
+    def _discriminator_main(self, inputs: StepInputs) -> list[str]:
+        real, _ = inputs.reals()
+        self._reals = (inputs.step, real)
+        with torch.no_grad():
+            fake, _ = self.run_generator(inputs.latents(len(real)), update_w_avg=True)
+        total, _, _, update = self.discriminator_losses(
+            self.family.real_input(self.spec, real, inputs.point), fake, inputs.step,
+            inputs.images_seen, with_r1=False)
+        if update:
+            total.backward()
+        return ["D"] if update else []
+
+    def _r1(self, inputs: StepInputs) -> list[str]:
+        if self._reals is not None and self._reals[0] == inputs.step:
+            real = self._reals[1]
+        else:  # no Dmain ran this step (a recipe order that changed)
+            real, _ = inputs.reals()
+        self._reals = None
+        real = self.family.real_input(self.spec, real, inputs.point)
+        real = real.detach().requires_grad_(True)
+        logits = self.discriminate(self.view(real, inputs.images_seen))
+        penalty = r1_penalty(logits, real)
+        (penalty * (self.config.r1_gamma / 2) * self.config.r1_every).backward()
+        self.stats.report("Loss/R1", penalty)
+        return ["D"]
+
+    # ---- checkpoints --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stylegan2": {
+            "pl_mean": float(self.pl_mean), "mixing_rng": self.mixing_rng.get_state(),
+            "synthesis_rng": self.synthesis_rng.get_state()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        own = state.get("stylegan2")
+        if own is None:
+            return
+        pl_mean = own["pl_mean"]
+        if isinstance(pl_mean, bool) or not isinstance(pl_mean, (int, float)) \
+                or not math.isfinite(pl_mean) or pl_mean < 0:
+            raise ValueError(f"path length mean {pl_mean!r:.40}")
+        self.pl_mean = torch.tensor(float(pl_mean), device=self.device)
+        self.mixing_rng.set_state(own["mixing_rng"])
+        self.synthesis_rng.set_state(own["synthesis_rng"])
+
+
+def lazy_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
+    """The rate and betas of an optimiser that also steps every ``interval`` steps for a
+    regulariser (stylegan2's ``mb_ratio``)."""
+    ratio = interval / (interval + 1)
+    for group in optimizer.param_groups:
+        group["lr_scale"] = ratio
+        group["betas"] = tuple(beta**ratio for beta in group["betas"])
