@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ganvas.cli.parsing import HelpFormatter, print_stdout
-from ganvas.generate import generate_to_folder
+from ganvas.errors import GanvasError
+from ganvas.generate import generate_to_folder, parse_numbers
 
 EXAMPLES = """\
 examples:
@@ -14,6 +16,10 @@ examples:
   ganvas generate runs/00000-digits-dcgan-28px/checkpoints/step-0002000.pt --seed 7 --out seven
   ganvas generate runs/00000-digits-dcgan-28px/generator --num 16 --grid --no-singles
   ganvas generate runs/00001-emoji-progressive-64px --grid --truncation 0.7
+  ganvas generate runs/00002-emoji-stylegan2-64px --style-mix 1,2,3,4 10-15
+  ganvas generate runs/00002-emoji-stylegan2-64px --truncation 0.5 --truncation-cutoff 4
+  ganvas generate runs/00002-emoji-stylegan2-64px --latent projections/me/latent.safetensors
+  ganvas generate runs/00003-cats-stylegan2-128px --nearest       # is it copying my pictures?
 """
 
 
@@ -25,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", metavar="RUN_DIR|CKPT|GENERATOR_DIR",
                         help="a run folder (newest checkpoint), a checkpoint .pt file, or an "
                              "exported generator folder")
-    parser.add_argument("--num", type=int, default=64, help="how many images (default: 64)")
+    parser.add_argument("--num", type=int, default=None,
+                        help="how many images (default: 64; 8 with --nearest)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", default=None,
                         help="output folder (default: SOURCE/generated for a run folder, "
@@ -37,8 +44,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
                         help="below 1, pull the latents towards the mean latent: less variety, "
                              "more typical images (default: 1, off)")
+    parser.add_argument("--truncation-cutoff", type=int, default=None, metavar="N",
+                        help="models with style vectors (stylegan2): truncate only the styles "
+                             "of the first N layers (default: all)")
     parser.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                         help="per-pixel noise of models that have it (default: const)")
+    parser.add_argument("--style-mix", nargs=2, default=None, metavar=("ROW_SEEDS", "COL_SEEDS"),
+                        help="models with style vectors: write style-mix.png, each row's "
+                             "picture with its column's coarse styles (seeds such as 1,2,5-8)")
+    parser.add_argument("--mix-layers", default=None, metavar="LAYERS",
+                        help="with --style-mix: the layers whose styles come from the columns "
+                             "(such as 0-3, the default: the 4 and 8 px layers)")
+    parser.add_argument("--latent", default=None, metavar="FILE",
+                        help="draw the latent of a `ganvas project` result (latent.safetensors) "
+                             "instead of random ones")
+    parser.add_argument("--nearest", type=int, nargs="?", const=4, default=None, metavar="K",
+                        help="memorisation check: write nearest.png, each sample beside its K "
+                             "nearest training images (default K: 4) on Inception features, and "
+                             "say which samples look copied")
+    parser.add_argument("--data", default=None,
+                        help="with --nearest: the training images (default: the run's own)")
+    parser.add_argument("--inception", default=None, metavar="FILE",
+                        help="with --nearest: the Inception weights (as for ganvas eval)")
     parser.add_argument("--device", default="auto",
                         help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.set_defaults(func=run)
@@ -48,9 +75,37 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.source)
     out = args.out or (source / "generated" if (source / "checkpoints").is_dir()
                        else Path("generated"))
+    if args.nearest is not None:
+        return _nearest(args, source, Path(out))
+    if args.data is not None or args.inception is not None:
+        raise GanvasError("--data and --inception go with --nearest")
+    args.num = 64 if args.num is None else args.num
+    style_mix = (None if args.style_mix is None else
+                 tuple(parse_numbers(seeds, "--style-mix") for seeds in args.style_mix))
+    layers = None if args.mix_layers is None else parse_numbers(args.mix_layers, "--mix-layers")
     written = generate_to_folder(source, out, num=args.num, seed=args.seed,
                                  grid=args.grid or args.no_singles,
                                  singles=not args.no_singles, device=args.device,
-                                 truncation=args.truncation, noise_mode=args.noise_mode)
+                                 truncation=args.truncation, noise_mode=args.noise_mode,
+                                 truncation_cutoff=args.truncation_cutoff,
+                                 style_mix=style_mix, mix_layers=layers, latent=args.latent)
     print_stdout(f"wrote {len(written)} file(s) to {out}")
+    return 0
+
+
+def _nearest(args: argparse.Namespace, source: Path, out: Path) -> int:
+    from ganvas.metrics.nearest import nearest_training_images
+    from ganvas.runs.folders import ensure_writable_dir
+    from ganvas.utils.images import save_image
+
+    if args.style_mix is not None or args.latent is not None:
+        raise GanvasError("--nearest checks random samples; leave out --style-mix / --latent")
+    ensure_writable_dir(out, "--out")
+    result = nearest_training_images(
+        source, data=args.data, num=8 if args.num is None else args.num, k=args.nearest,
+        seed=args.seed, inception=args.inception, device=args.device,
+        progress=sys.stderr.isatty(), log=lambda message: print(message, file=sys.stderr))
+    path = save_image(result.picture, out / f"nearest-seed{args.seed}.png")
+    print_stdout(result.summary())
+    print_stdout(f"wrote {path}")
     return 0

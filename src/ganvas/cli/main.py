@@ -6,7 +6,7 @@ import os
 import sys
 
 from ganvas import __version__
-from ganvas.cli import doctor, evaluate, generate, models, stylize, train
+from ganvas.cli import doctor, evaluate, generate, models, project, stylize, train
 from ganvas.cli.parsing import HelpFormatter, Parser
 from ganvas.errors import GanvasError
 
@@ -19,6 +19,7 @@ examples:
   ganvas eval runs/00000-digits-dcgan-28px --num 10000   # FID, KID, precision/recall
   ganvas doctor runs/00000-digits-dcgan-28px       # health report of a run
   ganvas models                                    # the architectures and their settings
+  ganvas project photo.jpg --model runs/00002-emoji-stylegan2-64px   # find a photo's latent
   ganvas stylize photo.jpg --style painting.jpg -o out.jpg   # neural style transfer
 
 Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
@@ -32,7 +33,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
-    for command in (train, generate, evaluate, doctor, models, stylize):
+    for command in (train, generate, project, evaluate, doctor, models, stylize):
         command.add_parser(subparsers)
     return parser
 

@@ -1,0 +1,404 @@
+"""Projecting a photo into a trained generator: the latent whose picture looks most like it.
+
+For a model with style vectors (stylegan2) the search is in W, from the mean style, over
+one w shared by every layer, together with the per-pixel noise maps (kept from carrying the
+picture by a penalty on their autocorrelation at every scale, and renormalised after each
+step), as in the StyleGAN2 paper. For the other families it is in z, from the mean latent.
+Adam follows a learning-rate ramp up and down, and the latent is jittered early on so the
+search does not stop at the first nearby optimum. The distance is perceptual: normalised
+VGG features of both pictures at a few depths (ganvas's own backbones; the offline
+``vgg16-hed`` by default), plus a small pixel term that keeps the colours.
+
+Nothing here imports the trainer: a run folder, a checkpoint or an exported generator works.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ganvas.data.preprocess import fit_square, to_mode
+from ganvas.errors import GanvasError
+from ganvas.generate import ImageGenerator
+from ganvas.utils.checks import whole_number
+from ganvas.utils.images import make_grid, save_image, to_pil
+
+LATENT_FORMAT = "ganvas-latent"
+# Layers of each backbone the distance compares (images are small: the deepest are left out).
+DISTANCE_LAYERS = {"vgg16-hed": ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+                   "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+                   "vgg19": ("relu1_2", "relu2_2", "relu3_4", "relu4_4"),
+                   "tiny": ("relu1_2", "relu2_2")}
+FEATURE_SIDE = 128  # pictures are compared at least this large (VGG wants some pixels)
+PIXEL_WEIGHT = 0.1
+NOISE_WEIGHT = 1e5  # the paper's weight of the noise maps' autocorrelation penalty
+LEARNING_RATE = 0.1
+LATENT_JITTER = 0.05  # early jitter of the latent, in units of its spread
+# A final distance above this fraction of the distance between two of the model's own
+# samples means the model cannot draw anything like the photo.
+FAR_FRACTION = 0.5
+MAX_STEPS = 100_000
+
+
+@dataclass
+class Projection:
+    """The result of :func:`project`.
+
+    Attributes:
+        kind: ``"w"`` (a style vector for every layer, ``[1, num_ws, w_dim]``) or ``"z"``.
+        latent: the latent found.
+        image: its picture ``[1, C, R, R]`` in ``[-1, 1]``; ``target`` the photo, alike.
+        distances: the distance to the photo at every step.
+        typical: the distance between two of the model's own samples (the yardstick).
+        noise: the optimised noise map of every noise input (stylegan2), in model order.
+        frames: pictures of the search (target beside the current projection).
+    """
+
+    kind: str
+    latent: torch.Tensor
+    image: torch.Tensor
+    target: torch.Tensor
+    distances: list[float]
+    typical: float
+    noise: list[torch.Tensor] = field(default_factory=list)
+    frames: list[Image.Image] = field(default_factory=list)
+
+    @property
+    def distance(self) -> float:
+        return self.distances[-1]
+
+    @property
+    def far(self) -> bool:
+        return self.distance > FAR_FRACTION * self.typical
+
+
+class PerceptualDistance:
+    """Mean squared difference of channel-normalised VGG features (and pixels) of two
+    batches of pictures in ``[-1, 1]``."""
+
+    def __init__(self, backbone, channels: int):
+        self.backbone, self.channels = backbone, channels
+        self.layers = DISTANCE_LAYERS.get(backbone.name, backbone.defaults.style_layers)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = (images.float() + 1) / 2
+        if self.channels == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-1] < FEATURE_SIDE:
+            x = F.interpolate(x, size=(FEATURE_SIDE, FEATURE_SIDE), mode="bilinear",
+                              align_corners=False)
+        found = self.backbone(self.backbone.preprocess(x), self.layers)
+        return [f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10) for f in found.values()]
+
+    def __call__(self, images: torch.Tensor, target: torch.Tensor,
+                 target_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """One distance per image of ``images`` against ``target`` (``[1, ...]``)."""
+        mine = self.features(images)
+        theirs = target_features if target_features is not None else self.features(target)
+        feature = sum((a - b).square().sum(1).mean((1, 2)) for a, b in zip(mine, theirs))
+        pixel = (images.float() - target.float()).square().mean((1, 2, 3))
+        return feature / len(mine) + PIXEL_WEIGHT * pixel
+
+
+def load_photo(path: str | os.PathLike | Image.Image, resolution: int, channels: int
+               ) -> torch.Tensor:
+    """A photo as ``[1, C, R, R]`` in ``[-1, 1]``: centre-cropped square, resized."""
+    from ganvas.style.images import open_picture
+
+    picture = to_mode(fit_square(open_picture(path, "photo"), resolution), channels)
+    array = torch.from_numpy(np.array(picture, dtype=np.float32).reshape(
+        resolution, resolution, channels)).permute(2, 0, 1)
+    return (array / 127.5 - 1).unsqueeze(0)
+
+
+def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
+            steps: int = 1000, seed: int = 0, backbone=None, frames: int = 40,
+            progress=None) -> Projection:
+    """Find the latent of ``model`` whose picture is closest to ``photo``.
+
+    Args:
+        model: a loaded generator (:func:`ganvas.load`).
+        photo: a picture file or a PIL image (any size: centre-cropped to a square).
+        steps: optimisation steps.
+        seed: seeds the jitter, so the same call gives the same result.
+        backbone: the feature network (default: the offline ``vgg16-hed``).
+        frames: how many pictures of the search to keep (for the GIF).
+        progress: called as ``progress(step, distance)`` after every step, or None.
+    """
+    whole_number(steps, "--steps", 1, MAX_STEPS)
+    whole_number(seed, "--seed", 0, 2**63 - 1)
+    if backbone is None:
+        from ganvas.style.backbones import load_backbone
+
+        backbone = load_backbone("vgg16-hed", device=model.device)
+    G = copy.deepcopy(model.generator).eval().requires_grad_(False)
+    device = model.device
+    target = load_photo(photo, G.resolution, G.channels).to(device)
+    distance = PerceptualDistance(backbone, G.channels)
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        target_features = distance.features(target)
+        typical = _typical_distance(G, distance, rng, device)
+
+    styled = model.has_styles
+    if styled:
+        with torch.no_grad():  # the spread of w around its mean, for the jitter
+            spread_z = torch.randn(1000, G.latent_dim, generator=rng).to(device)
+            ws = G.mapping(spread_z)
+            spread = float((ws - G.w_avg).square().sum(1).mean().sqrt())
+        latent = G.w_avg.detach().clone().view(1, -1).requires_grad_(True)
+        noise_maps = _free_noise_maps(G, rng)
+    else:
+        spread = 1.0
+        # z = 0 is the mean latent; a pinch of noise gives it a direction where a generator
+        # normalises its latent first.
+        latent = (torch.randn(1, G.latent_dim, generator=rng) * 1e-3).to(device)
+        latent.requires_grad_(True)
+        noise_maps = []
+    optimizer = torch.optim.Adam([latent, *noise_maps], lr=LEARNING_RATE, betas=(0.9, 0.999))
+    every = max(1, steps // max(frames, 1))
+    distances, kept = [], []
+    for step in range(steps):
+        t = step / steps
+        for group in optimizer.param_groups:
+            group["lr"] = LEARNING_RATE * _learning_rate_ramp(t)
+        jitter = spread * LATENT_JITTER * max(0.0, 1 - t / 0.75) ** 2
+        noisy = latent + torch.randn(latent.shape, generator=rng).to(device) * jitter
+        images = _draw(G, noisy, styled)
+        loss_per_image = distance(images, target, target_features)
+        loss = loss_per_image.sum() + NOISE_WEIGHT * _noise_penalty(noise_maps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for noise in noise_maps:  # zero mean, unit variance: noise, not a picture
+                noise.sub_(noise.mean()).div_(noise.square().mean().sqrt() + 1e-8)
+        distances.append(float(loss_per_image.detach()))
+        if frames and (step % every == 0 or step == steps - 1):
+            with torch.no_grad():
+                kept.append(_frame(target, _draw(G, latent, styled)))
+        if progress is not None:
+            progress(step + 1, distances[-1])
+    with torch.no_grad():
+        final = _draw(G, latent, styled).clamp(-1, 1)
+        distances[-1] = float(distance(final, target, target_features))
+        result = G.broadcast(latent) if styled else latent
+    return Projection("w" if styled else "z", result.detach().cpu(), final.cpu(), target.cpu(),
+                      distances, typical, [n.detach().cpu() for n in noise_maps], kept)
+
+
+def _draw(G, latent: torch.Tensor, styled: bool) -> torch.Tensor:
+    if styled:
+        return G.synthesis(G.broadcast(latent), "const")
+    return G.sample(latent)
+
+
+def _typical_distance(G, distance: PerceptualDistance, rng: torch.Generator,
+                      device: torch.device) -> float:
+    """Mean distance between two of the model's samples, over 8 pairs."""
+    z = torch.randn(16, G.latent_dim, generator=rng).to(device)
+    images = G.sample(z)
+    a, b = images[:8], images[8:]
+    features = distance.features(b)
+    return float(sum(distance(a[i:i + 1], b[i:i + 1], [f[i:i + 1] for f in features])
+                     for i in range(8)) / 8)
+
+
+def _free_noise_maps(G, rng: torch.Generator) -> list[torch.Tensor]:
+    """Make the constant noise maps of (a copy of) G free to optimise, from fresh noise."""
+    maps = []
+    for module in G.modules():
+        if isinstance(getattr(module, "noise_const", None), torch.Tensor):
+            fresh = torch.randn(module.noise_const.shape, generator=rng)
+            module.noise_const = fresh.to(module.noise_const.device).requires_grad_(True)
+            maps.append(module.noise_const)
+    return maps
+
+
+def _noise_penalty(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Squared autocorrelation of each noise map with its neighbours, at every scale down
+    to 8 px: large when the maps carry structure instead of noise."""
+    total = torch.zeros(())
+    for noise in maps:
+        x = noise[None, None]
+        while True:
+            total = total + (x * torch.roll(x, 1, dims=3)).mean().square() \
+                + (x * torch.roll(x, 1, dims=2)).mean().square()
+            if x.shape[-1] <= 8:
+                break
+            x = F.avg_pool2d(x, 2)
+    return total.to(maps[0].device) if maps else total
+
+
+def _learning_rate_ramp(t: float) -> float:
+    """Up over the first 5 %, a cosine down over the last 25 %."""
+    down = min(1.0, (1 - t) / 0.25)
+    return (0.5 - 0.5 * math.cos(down * math.pi)) * min(1.0, t / 0.05 + 1e-3)
+
+
+def _frame(target: torch.Tensor, image: torch.Tensor) -> Image.Image:
+    return make_grid(torch.cat([target.cpu(), image.clamp(-1, 1).cpu()]), columns=2)
+
+
+# ---- files --------------------------------------------------------------------------------
+
+def save_latent(path: str | os.PathLike, projection: Projection, config: dict) -> Path:
+    """The latent (and its noise maps) as a safetensors file that ``ganvas generate
+    --latent`` renders again."""
+    from safetensors.torch import save
+
+    from ganvas.utils.files import atomic_write
+
+    tensors = {"latent": projection.latent.contiguous()}
+    tensors.update({f"noise.{i}": n.contiguous() for i, n in enumerate(projection.noise)})
+    metadata = {"format": LATENT_FORMAT, "kind": projection.kind,
+                "model": str(config.get("model")), "resolution": str(config.get("resolution")),
+                "distance": f"{projection.distance:.6f}"}
+    path = Path(path)
+    with atomic_write(path) as handle:
+        handle.write(save(tensors, metadata=metadata))
+    return path
+
+
+@dataclass
+class Latent:
+    """A latent file: ``kind`` w or z, ``latent [N, ...]``, and any noise maps."""
+
+    kind: str
+    latent: torch.Tensor
+    noise: list[torch.Tensor]
+
+
+MAX_LATENT_BYTES = 100_000_000
+
+
+def load_latent(path: str | os.PathLike) -> Latent:
+    """What :func:`save_latent` wrote, or a one-line error naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    from ganvas.utils.files import stat_regular_file
+
+    path = Path(path)
+    where = f"--latent {path}"
+    st = stat_regular_file(path, where, missing="no such file; check the path",
+                           wanted="a latent file written by ganvas project")
+    if st.st_size > MAX_LATENT_BYTES:
+        raise GanvasError(f"{where}: too large for a latent file ({st.st_size:,} bytes)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            keys = set(handle.keys())
+            if metadata.get("format") != LATENT_FORMAT or "latent" not in keys:
+                raise GanvasError(f"{where}: not a latent file written by `ganvas project`")
+            latent = handle.get_tensor("latent")
+            noise = [handle.get_tensor(f"noise.{i}") for i in range(len(keys) - 1)
+                     if f"noise.{i}" in keys]
+    except GanvasError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise GanvasError(f"{where}: not a readable latent file ({str(exc)[:80]})") from None
+    kind = metadata.get("kind")
+    tensors = [latent, *noise]
+    if kind not in ("w", "z") or latent.dim() != (3 if kind == "w" else 2) \
+            or not all(t.is_floating_point() and torch.isfinite(t).all() for t in tensors):
+        raise GanvasError(f"{where}: the latent in it is damaged")
+    return Latent(kind, latent.float(), [n.float() for n in noise])
+
+
+def render_latent(model: ImageGenerator, saved: Latent, where: str) -> torch.Tensor:
+    """The pictures of a latent file, checked against ``model``: ``[N, C, R, R]``."""
+    G = model.generator
+    if saved.kind == "w":
+        if not model.has_styles:
+            raise GanvasError(f"{where}: a style-vector (W) latent needs a model with styles, "
+                              "such as the stylegan2 run it was projected into")
+        expected = (G.num_ws, G.w_dim)
+    else:
+        expected = (G.latent_dim,)
+    if tuple(saved.latent.shape[1:]) != expected or len(saved.latent) < 1:
+        raise GanvasError(f"{where}: the latent has shape {tuple(saved.latent.shape)}, this "
+                          f"model takes [N, {', '.join(map(str, expected))}]; was it projected "
+                          "into another model?")
+    noise_mode = model.noise_mode
+    if saved.noise:  # the projection's own noise maps, in place of the model's constant ones
+        G = copy.deepcopy(G)
+        slots = [m for m in G.modules() if isinstance(getattr(m, "noise_const", None),
+                                                      torch.Tensor)]
+        if [tuple(m.noise_const.shape) for m in slots] != [tuple(n.shape) for n in saved.noise]:
+            raise GanvasError(f"{where}: its noise maps do not fit this model; was it "
+                              "projected into another model?")
+        for module, noise in zip(slots, saved.noise):
+            module.noise_const = noise.to(model.device)
+        noise_mode = "const"
+    with torch.inference_mode():
+        latent = saved.latent.to(model.device)
+        images = (G.synthesize(latent, noise_mode) if saved.kind == "w"
+                  else G.sample(latent, noise=noise_mode))
+    return images.float().cpu()
+
+
+def project_to_folder(source: str | os.PathLike, photo: str | os.PathLike,
+                      out: str | os.PathLike, *, steps: int = 1000, seed: int = 0,
+                      device: str = "auto", backbone: str = "vgg16-hed",
+                      backbone_weights: str | None = None, progress: bool = True,
+                      log=print) -> Projection:
+    """``ganvas project``: write ``projection.png`` (photo | projection), ``latent.safetensors``
+    and ``search.gif`` into ``out``; warn when the model cannot draw anything like the
+    photo."""
+    from ganvas.generate import load
+    from ganvas.runs.folders import ensure_writable_dir
+    from ganvas.style.backbones import load_backbone
+
+    whole_number(steps, "--steps", 1, MAX_STEPS)
+    model = load(source, device=device)
+    out = Path(out)
+    ensure_writable_dir(out, "--out")
+    network = load_backbone(backbone, backbone_weights, device=model.device)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc="projecting", unit="step", mininterval=0.5)
+
+    def report(step: int, value: float) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(distance=f"{value:.4f}", refresh=False)
+
+    try:
+        result = project(model, photo, steps=steps, seed=seed, backbone=network,
+                         progress=report)
+    finally:
+        if bar is not None:
+            bar.close()
+    save_image(_frame(result.target, result.image), out / "projection.png")
+    save_image(to_pil(result.image)[0], out / "projected.png")
+    save_latent(out / "latent.safetensors", result, model.config)
+    if result.frames:
+        _save_gif(result.frames, out / "search.gif")
+    log(f"distance {result.distance:.4f} (two of the model's own samples: "
+        f"{result.typical:.4f}); wrote projection.png, projected.png, latent.safetensors and "
+        f"search.gif to {out}")
+    if result.far:
+        log(f"warning: {photo} stays far from anything this model draws (distance "
+            f"{result.distance:.4f}, more than {FAR_FRACTION:g} x {result.typical:.4f}): the "
+            "projection is a rough likeness at best; a model trained on pictures like this "
+            "one projects it better")
+    return result
+
+
+def _save_gif(frames: list[Image.Image], path: Path) -> Path:
+    from ganvas.utils.files import atomic_write
+
+    with atomic_write(path) as handle:
+        frames[0].save(handle, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=80, loop=0)
+    return path
