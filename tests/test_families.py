@@ -31,7 +31,7 @@ TINY = {
     "msg": {"resolution": 16, "model_options": {"base_channels": 8, "max_channels": 16}},
     # pl_every 2 and r1_every 4 (in _options): every phase runs within a few steps
     "stylegan2": {"resolution": 16, "r1_every": 4, "model_options": {
-        "base_channels": 8, "max_channels": 16, "w_dim": 16, "pl_every": 2}},
+        "base_channels": 8, "max_channels": 16, "w_dim": 16, "pl_weight": 2.0, "pl_every": 2}},
 }
 QUIET = dict(progress=False, log=lambda m: None)
 

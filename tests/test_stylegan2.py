@@ -21,7 +21,7 @@ from ganvas.models.stylegan2 import (
 from ganvas.runs import checkpoint as ckpt
 
 LATENT = 8
-OPTIONS = {"base_channels": 8, "max_channels": 16, "w_dim": 16, "pl_every": 2}
+OPTIONS = {"base_channels": 8, "max_channels": 16, "w_dim": 16, "pl_weight": 2.0, "pl_every": 2}
 QUIET = dict(progress=False, log=lambda m: None)
 
 

@@ -43,8 +43,10 @@ NOISE_WEIGHT = 1e5  # the paper's weight of the noise maps' autocorrelation pena
 LEARNING_RATE = 0.1
 LATENT_JITTER = 0.05  # early jitter of the latent, in units of its spread
 # A final distance above this fraction of the distance between two of the model's own
-# samples means the model cannot draw anything like the photo.
-FAR_FRACTION = 0.5
+# samples means the model cannot draw anything like the photo. Set from few pictures: a
+# 64 px StyleGAN2 trained on emoji (two samples 1.10 apart) projected two of its emoji to
+# 0.07 and 0.32 and a cat photo to 0.45.
+FAR_FRACTION = 0.35
 MAX_STEPS = 100_000
 
 
@@ -226,7 +228,7 @@ def _free_noise_maps(G, rng: torch.Generator) -> list[torch.Tensor]:
 def _noise_penalty(maps: list[torch.Tensor]) -> torch.Tensor:
     """Squared autocorrelation of each noise map with its neighbours, at every scale down
     to 8 px: large when the maps carry structure instead of noise."""
-    total = torch.zeros(())
+    total = maps[0].new_zeros(()) if maps else torch.zeros(())
     for noise in maps:
         x = noise[None, None]
         while True:
@@ -235,7 +237,7 @@ def _noise_penalty(maps: list[torch.Tensor]) -> torch.Tensor:
             if x.shape[-1] <= 8:
                 break
             x = F.avg_pool2d(x, 2)
-    return total.to(maps[0].device) if maps else total
+    return total
 
 
 def _learning_rate_ramp(t: float) -> float:

@@ -36,7 +36,7 @@ class StyleGAN2Recipe(StandardRecipe):
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         options = self.spec.options
-        self.mixing, self.pl_weight = options.style_mixing, options.pl_weight
+        self.mixing, self.pl_weight = options.style_mixing, options.pl_weight or 0.0
         self.pl_every = options.pl_every
         self.mixing_rng = stream(config.seed, STYLE_MIXING)
         self.synthesis_rng = stream(config.seed, SYNTHESIS_NOISE)
