@@ -83,6 +83,14 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
                         "models-progressive-32px.png", "models-stylegan2-32px.png"]
 
 
+def test_train_speed_prints_a_row_per_precision(tmp_path):
+    out = _run(tmp_path, "train_speed.py", "--model", "stylegan2", "--resolution", "16",
+               "--steps", "3", "--warmup", "1", "--device", "cpu", "--batch-size", "4")
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| fp32", "| bf16"]
+    assert rows[1].endswith("| 1.00x |") and "| 12 |" in rows[1]  # 3 steps of 4 images
+
+
 def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):
     env = {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
     for script, args, words in [
@@ -90,6 +98,7 @@ def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):
             ("quality.py", ["--set", "lr_g=-1"], "quality.py: error: --lr-g must be"),
             ("throughput.py", ["--data", "nowhere"], "throughput.py: error: --data 'nowhere'"),
             ("models.py", ["--set", "msg=1"], "models.py: error: --set needs MODEL:KEY=VALUE"),
+            ("train_speed.py", ["--model", "nope"], "train_speed.py: error: --model 'nope'"),
             ("models.py", ["--set", "msg:model_options.combine=x"],
              "models.py: error: --model-option for msg: combine must be one of")]:
         done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
