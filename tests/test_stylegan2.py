@@ -10,6 +10,7 @@ from PIL import Image
 
 import ganvas
 from ganvas.cli.main import main
+from ganvas.errors import GanvasError
 from ganvas.losses.stylegan2 import lazy_correction
 from ganvas.models.registry import make_spec
 from ganvas.models.stylegan2 import (
@@ -180,10 +181,12 @@ def test_style_mixing_in_training_mixes_two_latents_styles(pictures, tmp_path):
 def test_lazy_correction_of_rates_and_betas():
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=0.01,
                                  betas=(0.5, 0.99))
-    lazy_correction(optimizer, 16)
+    lazy_correction(optimizer, 16, (0.5, 0.99))
     group = optimizer.param_groups[0]
     assert group["lr_scale"] == pytest.approx(16 / 17)
     assert group["betas"] == pytest.approx((0.5 ** (16 / 17), 0.99 ** (16 / 17)))
+    lazy_correction(optimizer, None, (0.5, 0.99))  # the lazy phase turned off on resume
+    assert group["lr_scale"] == 1.0 and group["betas"] == (0.5, 0.99)
 
 
 def test_generate_style_mix_and_truncation_cutoff(pictures, tmp_path, capsys):
@@ -220,3 +223,35 @@ def test_style_options_on_a_model_without_styles_are_one_clear_line(pictures, tm
         err = capsys.readouterr().err
         assert "has no style vectors" in err and "Traceback" not in err
 
+
+
+def test_a_bad_truncation_cutoff_through_the_api_is_a_clear_error():
+    G = _generator()
+    z = torch.randn(2, LATENT)
+    for bad in (0, -2, 7, 2.5, True):
+        with pytest.raises(GanvasError, match="--truncation-cutoff"):
+            G.sample(z, truncation=0.5, truncation_cutoff=bad)
+
+
+def test_resuming_with_r1_off_drops_the_lazy_correction(pictures, tmp_path):
+    result = _train(pictures, tmp_path / "run", steps=2)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["opt_d"]["param_groups"][0]["lr_scale"] == pytest.approx(4 / 5)
+    resumed = ganvas.resume(result.run_dir, steps=4, r1_gamma=0.0, **QUIET)
+    group = torch.load(resumed.checkpoint, weights_only=True)["opt_d"]["param_groups"][0]
+    assert group["lr_scale"] == 1.0 and tuple(group["betas"]) == (0.0, 0.99)
+
+
+def test_a_discriminator_the_balance_gate_holds_back_is_not_moved_by_r1(pictures, tmp_path):
+    start = {}
+
+    class Keep(ganvas.Callback):
+        def on_train_start(self, trainer):
+            start.update({k: v.clone() for k, v in trainer.discriminator.state_dict().items()})
+
+    result = _train(pictures, tmp_path / "run", steps=5, d_skip_below=1e6, r1_gamma=1.0,
+                    callbacks=[Keep()])
+    after = torch.load(result.checkpoint, weights_only=True)
+    assert start and after["step"] == 5
+    for key, value in start.items():
+        assert torch.equal(value, after["discriminator"][key]), key

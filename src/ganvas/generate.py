@@ -102,8 +102,9 @@ class ImageGenerator:
                   layers: list[int] | None = None) -> Image.Image:
         """StyleGAN's style-mixing grid: the top row draws ``column_seeds``, the left column
         ``row_seeds``; each other cell is its row's picture with the styles of ``layers``
-        (default: the coarse ones, 4 and 8 px) taken from its column's picture. Each seed
-        is the first latent of that seed, as ``generate --seed S --num 1`` draws it."""
+        taken from its column's picture (default: the coarse ones, 0-3: the 4 and 8 px
+        layers and the first of 16 px). Each seed is the first latent of that seed, as
+        ``generate --seed S --num 1`` draws it."""
         total = self.style_layers("--style-mix")
         layers = list(range(min(4, total))) if layers is None else layers
         for layer in layers:

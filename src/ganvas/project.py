@@ -3,7 +3,8 @@
 For a model with style vectors (stylegan2) the search is in W, from the mean style, over
 one w shared by every layer, together with the per-pixel noise maps (kept from carrying the
 picture by a penalty on their autocorrelation at every scale, and renormalised after each
-step), as in the StyleGAN2 paper. For the other families it is in z, from the mean latent.
+step), as in the StyleGAN2 paper. For the other families it is in z, from next to z = 0, the
+mean latent (a family that normalises z first sees a random direction there).
 Adam follows a learning-rate ramp up and down, and the latent is jittered early on so the
 search does not stop at the first nearby optimum. The distance is perceptual: normalised
 VGG features of both pictures at a few depths (ganvas's own backbones; the offline
@@ -330,7 +331,9 @@ def render_latent(model: ImageGenerator, saved: Latent, where: str) -> torch.Ten
                           f"model takes [N, {', '.join(map(str, expected))}]; was it projected "
                           "into another model?")
     noise_mode = model.noise_mode
-    if saved.noise:  # the projection's own noise maps, in place of the model's constant ones
+    if saved.noise and noise_mode == "const":
+        # the projection's own noise maps in place of the model's constant ones (random or
+        # none, when asked for, are honoured)
         G = copy.deepcopy(G)
         slots = [m for m in G.modules() if isinstance(getattr(m, "noise_const", None),
                                                       torch.Tensor)]
@@ -339,7 +342,6 @@ def render_latent(model: ImageGenerator, saved: Latent, where: str) -> torch.Ten
                               "projected into another model?")
         for module, noise in zip(slots, saved.noise):
             module.noise_const = noise.to(model.device)
-        noise_mode = "const"
     with torch.inference_mode():
         latent = saved.latent.to(model.device)
         images = (G.synthesize(latent, noise_mode) if saved.kind == "w"

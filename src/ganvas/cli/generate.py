@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "picture with its column's coarse styles (seeds such as 1,2,5-8)")
     parser.add_argument("--mix-layers", default=None, metavar="LAYERS",
                         help="with --style-mix: the layers whose styles come from the columns "
-                             "(such as 0-3, the default: the 4 and 8 px layers)")
+                             "(default 0-3: the 4 and 8 px layers and the first of 16 px)")
     parser.add_argument("--latent", default=None, metavar="FILE",
                         help="draw the latent of a `ganvas project` result (latent.safetensors) "
                              "instead of random ones")
@@ -98,13 +98,16 @@ def _nearest(args: argparse.Namespace, source: Path, out: Path) -> int:
     from ganvas.runs.folders import ensure_writable_dir
     from ganvas.utils.images import save_image
 
-    if args.style_mix is not None or args.latent is not None:
-        raise GanvasError("--nearest checks random samples; leave out --style-mix / --latent")
+    if args.style_mix is not None or args.latent is not None or args.grid or args.no_singles:
+        raise GanvasError("--nearest writes its own picture of random samples; leave out "
+                          "--style-mix, --latent, --grid and --no-singles")
     ensure_writable_dir(out, "--out")
     result = nearest_training_images(
         source, data=args.data, num=8 if args.num is None else args.num, k=args.nearest,
         seed=args.seed, inception=args.inception, device=args.device,
-        progress=sys.stderr.isatty(), log=lambda message: print(message, file=sys.stderr))
+        truncation=args.truncation, truncation_cutoff=args.truncation_cutoff,
+        noise_mode=args.noise_mode, progress=sys.stderr.isatty(),
+        log=lambda message: print(message, file=sys.stderr))
     path = save_image(result.picture, out / f"nearest-seed{args.seed}.png")
     print_stdout(result.summary())
     print_stdout(f"wrote {path}")

@@ -42,15 +42,30 @@ class StyleGAN2Recipe(StandardRecipe):
         self.synthesis_rng = stream(config.seed, SYNTHESIS_NOISE)
         self.pl_mean = torch.zeros((), device=self.device)
         self._reals: tuple[int, torch.Tensor] | None = None  # Dmain's batch, for Dreg
+        # What the balance gate allowed this step: a network it holds back is not moved by
+        # its regulariser either.
+        self._allowed = {"G": True, "D": True}
         phases = [Phase("Dmain", ("D",))] * (config.n_critic - 1) + [Phase("Gmain", ("G",))]
         if self.pl_weight > 0:
             phases.append(Phase("Greg", ("G",), interval=self.pl_every))
-            lazy_correction(self.optimizers["G"], self.pl_every)
         phases.append(Phase("Dmain", ("D",)))
         if config.r1_gamma > 0:
             phases.append(Phase("Dreg", ("D",), interval=config.r1_every))
-            lazy_correction(self.optimizers["D"], config.r1_every)
         self.phases = phases
+        self.correct_for_lazy_phases()
+
+    def correct_for_lazy_phases(self) -> None:
+        """Rates and betas for the lazy phases of the config (again after a resume, whose
+        checkpoint holds the correction of the settings it was written with)."""
+        c = self.config
+        intervals = {"G": self.pl_every if self.pl_weight > 0 else None,
+                     "D": c.r1_every if c.r1_gamma > 0 else None}
+        for name, interval in intervals.items():
+            lazy_correction(self.optimizers[name], interval, (c.beta1, c.beta2))
+
+    def load_optimizers(self, state: dict[str, Any], where: str) -> None:
+        super().load_optimizers(state, where)
+        self.correct_for_lazy_phases()
 
     def accumulate_gradients(self, phase: Phase, inputs: StepInputs) -> list[str]:
         return {"Gmain": self._generator_main, "Greg": self._path_length,
@@ -75,7 +90,7 @@ class StyleGAN2Recipe(StandardRecipe):
         return images.float(), ws
 
     def _generator_main(self, inputs: StepInputs) -> list[str]:
-        update = self.gate.update_generator()
+        update = self._allowed["G"] = self.gate.update_generator()
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         if not update:
             return []
@@ -97,6 +112,8 @@ class StyleGAN2Recipe(StandardRecipe):
         return ["G"]
 
     def _path_length(self, inputs: StepInputs) -> list[str]:
+        if not self._allowed["G"]:
+            return []
         n = max(1, inputs.point.batch_size // PL_BATCH_SHRINK)
         fake, ws = self.run_generator(inputs.latents(n))
         height, width = fake.shape[-2:]
@@ -121,11 +138,14 @@ class StyleGAN2Recipe(StandardRecipe):
         total, _, _, update = self.discriminator_losses(
             self.family.real_input(self.spec, real, inputs.point), fake, inputs.step,
             inputs.images_seen, with_r1=False)
+        self._allowed["D"] = update
         if update:
             total.backward()
         return ["D"] if update else []
 
     def _r1(self, inputs: StepInputs) -> list[str]:
+        if not self._allowed["D"]:
+            return []
         if self._reals is not None and self._reals[0] == inputs.step:
             real = self._reals[1]
         else:  # no Dmain ran this step (a recipe order that changed)
@@ -160,10 +180,12 @@ class StyleGAN2Recipe(StandardRecipe):
         self.synthesis_rng.set_state(own["synthesis_rng"])
 
 
-def lazy_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
+def lazy_correction(optimizer: torch.optim.Optimizer, interval: int | None,
+                    betas: tuple[float, float]) -> None:
     """The rate and betas of an optimiser that also steps every ``interval`` steps for a
-    regulariser (stylegan2's ``mb_ratio``)."""
-    ratio = interval / (interval + 1)
+    regulariser (stylegan2's ``mb_ratio``): ``interval / (interval + 1)`` of the rate, the
+    betas raised to that power; None: no lazy phase, the rate and betas as given."""
+    ratio = 1.0 if interval is None else interval / (interval + 1)
     for group in optimizer.param_groups:
         group["lr_scale"] = ratio
-        group["betas"] = tuple(beta**ratio for beta in group["betas"])
+        group["betas"] = tuple(beta**ratio for beta in betas)

@@ -75,19 +75,36 @@ def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - a @ b.T, 0.0, 2.0)
 
 
+def nearest_other(features: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Each row's cosine distance to its nearest other row, a block of rows at a time (the
+    whole matrix of a 70,000-image set would not fit in memory)."""
+    unit = (features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+            ).astype(np.float32)
+    nearest = np.empty(len(unit))
+    for start in range(0, len(unit), block):
+        similarity = unit[start:start + block] @ unit.T
+        rows = np.arange(len(similarity))
+        similarity[rows, start + rows] = -np.inf  # not itself
+        nearest[start:start + block] = np.clip(1.0 - similarity.max(axis=1), 0.0, 2.0)
+    return nearest
+
+
 def nearest_training_images(source: str | os.PathLike, *, data: str | None = None,
                             num: int = 8, k: int = 4, seed: int = 0,
                             inception: str | os.PathLike | FeatureExtractor | None = None,
-                            device: str = "auto", progress: bool = True, log=print
-                            ) -> NearestResult:
-    """``num`` samples of ``source`` (seed ``seed``), each with its ``k`` nearest images of
-    the training data (default: the run's own ``data``)."""
+                            device: str = "auto", truncation: float = 1.0,
+                            truncation_cutoff: int | None = None, noise_mode: str = "const",
+                            progress: bool = True, log=print) -> NearestResult:
+    """``num`` samples of ``source`` (seed ``seed``, drawn as ``ganvas generate`` draws them
+    with the same truncation and noise), each with its ``k`` nearest images of the training
+    data (default: the run's own ``data``)."""
     import ganvas
     from ganvas.data import load_images
 
     num = whole_number(num, "--num", 1, MAX_SAMPLES)
     k = whole_number(k, "--nearest", 1, MAX_NEIGHBOURS)
-    model = ganvas.load(source, device=device)
+    model = ganvas.load(source, device=device, truncation=truncation,
+                        truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
     config = model.config if isinstance(model.config, dict) else {}
     resolution, channels = config.get("resolution"), config.get("channels")
     data = data if data is not None else config.get("data")
@@ -109,9 +126,7 @@ def nearest_training_images(source: str | os.PathLike, *, data: str | None = Non
     distances = cosine_distances(features, real.features)
     neighbours = np.argsort(distances, axis=1, kind="stable")[:, :k]
     chosen = np.take_along_axis(distances, neighbours, axis=1)
-    among = cosine_distances(real.features, real.features)
-    np.fill_diagonal(among, np.inf)
-    training_nearest = among.min(axis=1)
+    training_nearest = nearest_other(real.features)
     threshold = float(np.percentile(training_nearest, COPY_PERCENTILE))
     # uint8 [N, C, R, R], as training sees them
     shown = torch.from_numpy(np.asarray(images[neighbours.ravel()])).float() / 127.5 - 1

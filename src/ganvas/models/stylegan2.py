@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganvas.errors import GanvasError
 from ganvas.models.layers import (
     EqualizedConv2d,
     EqualizedLinear,
@@ -79,8 +80,16 @@ def downsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def float32(x: torch.Tensor):
     """``x`` in float32 with autocast off: oneDNN's depthwise convolutions in bfloat16 take
     the slow path on CPU (13 ms against 0.4 ms in float32 for a batch of 4x4 maps)."""
-    with torch.autocast(x.device.type, enabled=False):
+    with autocast_off(x.device):
         yield x.float()
+
+
+def autocast_off(device: torch.device):
+    # Older PyTorch refuses autocast contexts, even disabled ones, on devices such as MPS
+    # where it never runs mixed precision anyway.
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def activate(x: torch.Tensor) -> torch.Tensor:
@@ -135,8 +144,10 @@ class ModulatedConv2d(nn.Module):
             x = upsample2d(x, up)
         x = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         if self.demodulate:
-            # sum over input channels and taps of (w * s)^2 = s^2 . sum_taps w^2
-            power = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # [N, out]
+            # sum over input channels and taps of (w * s)^2 = s^2 . sum_taps w^2, in float32
+            # whatever the training precision (as the paper's code does)
+            with autocast_off(x.device):
+                power = styles.float().square() @ weight.float().square().sum(dim=(2, 3)).t()
             x = x * torch.rsqrt(power + 1e-8).to(x.dtype)[:, :, None, None]
         return x
 
@@ -248,6 +259,11 @@ class StyleGAN2Generator(GeneratorNetwork):
             truncation_cutoff: int | None = None) -> torch.Tensor:
         """Latents -> styles ``[N, num_ws, w_dim]``, truncated towards ``w_avg`` (the style of
         the average image) in the first ``truncation_cutoff`` layers (None: all)."""
+        if truncation_cutoff is not None and (
+                isinstance(truncation_cutoff, bool) or not isinstance(truncation_cutoff, int)
+                or not 1 <= truncation_cutoff <= self.num_ws):
+            raise GanvasError(f"--truncation-cutoff must be a whole number from 1 to "
+                              f"{self.num_ws}, got {truncation_cutoff!r:.40}")
         ws = self.broadcast(self.mapping(z))
         if truncation != 1.0:
             average = self.w_avg.to(ws.dtype)
@@ -273,7 +289,9 @@ class StyleGAN2Generator(GeneratorNetwork):
 
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions and a halving, beside a shortcut (halve, 1x1); the sum is scaled
-    by sqrt(1/2) to keep the variance."""
+    by sqrt(1/2) to keep the variance. Unlike stylegan2-ada, whose second convolution is a
+    stride-2 one over the blurred full-size map, ours runs on the blurred, halved map: a
+    quarter of the work, taps twice as far apart."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
