@@ -1,5 +1,6 @@
-"""No work is lost to a SIGKILL: a run killed mid-fade (no chance to save anything) and
-resumed from its last checkpoint ends with exactly the weights of an uninterrupted run."""
+"""No work is lost to a SIGKILL: a run killed mid-fade (progressive) or between its lazy
+phases (stylegan2), with no chance to save anything, and resumed from its last checkpoint
+ends with exactly the weights of an uninterrupted run."""
 
 import os
 import signal
@@ -10,12 +11,19 @@ import time
 import pytest
 import torch
 
-ARGS = ["train", "--data", "PICTURES", "--model", "progressive", "--resolution", "16",
-        "--steps", "30", "--batch-size", "8", "--latent-dim", "8", "--precision", "fp32",
-        "--checkpoint-every", "3", "--log-every", "2", "--sample-every", "10",
-        "--model-option", "base_channels=8", "--model-option", "max_channels=16",
-        "--model-option", "fade_kimg=0.04", "--model-option", "stable_kimg=0.04",
-        "--augment", "ada", "--ada-kimg", "0.2", "--mirror", "--no-progress"]
+COMMON = ["train", "--data", "PICTURES", "--resolution", "16", "--steps", "30",
+          "--batch-size", "8", "--latent-dim", "8", "--precision", "fp32",
+          "--checkpoint-every", "3", "--log-every", "2", "--sample-every", "10",
+          "--model-option", "base_channels=8", "--model-option", "max_channels=16",
+          "--augment", "ada", "--ada-kimg", "0.2", "--mirror", "--no-progress"]
+MODELS = {
+    "progressive": ["--model", "progressive", "--model-option", "fade_kimg=0.04",
+                    "--model-option", "stable_kimg=0.04"],
+    # path length every 2nd step, R1 every 4th: the kill falls between lazy phases
+    "stylegan2": ["--model", "stylegan2", "--model-option", "w_dim=16",
+                  "--model-option", "pl_weight=2", "--model-option", "pl_every=2",
+                  "--r1-every", "4"],
+}
 
 
 def _ganvas(*args, env):
@@ -28,21 +36,22 @@ def env(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_mid_fade_then_resume_equals_an_uninterrupted_run(tmp_path, env):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, model):
     from PIL import Image
 
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for i in range(24):
         Image.new("RGB", (20, 20), (10 * i, 255 - 10 * i, 128)).save(pictures / f"{i}.png")
-    args = [str(pictures) if a == "PICTURES" else a for a in ARGS]
+    args = [str(pictures) if a == "PICTURES" else a for a in COMMON + MODELS[model]]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(_ganvas(*args, "--out", str(straight), env=env), env=env, check=True,
                    capture_output=True, timeout=300)
 
     process = subprocess.Popen(_ganvas(*args, "--out", str(killed), env=env), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints" / "step-0000009.pt"  # 8 px is fading in at step 9
+    marker = killed / "checkpoints" / "step-0000009.pt"  # progressive: 8 px fades in then
     deadline = time.monotonic() + 240
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
