@@ -112,19 +112,25 @@ class StandardRecipe(LossRecipe):
         (real, fake), self._kept = self._kept, None
         update = self.gate.update_generator()
         if update:
-            self.D.requires_grad_(False)
-            try:
-                fake_logits = self.discriminate(self.view(fake, inputs.images_seen))
-                real_logits = (self.discriminate(self.view(real, inputs.images_seen))
-                               if self.criterion.relativistic else None)
-                loss = self.criterion.generator_loss(fake_logits, real_logits)
-                loss.backward()
-            finally:
-                self.D.requires_grad_(True)
-            self.stats.report("Grad/G", grad_norm(self.G))
-            self.stats.report("Loss/G", loss)
+            self.generator_backward(fake, real if self.criterion.relativistic else None,
+                                    inputs.images_seen)
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         return ["G"] if update else []
+
+    def generator_backward(self, fake: Images, real: Images | None, images_seen: int) -> None:
+        """G's loss against a frozen D, differentiated into G (``real``: the reals a
+        relativistic criterion compares with, else None)."""
+        self.D.requires_grad_(False)
+        try:
+            fake_logits = self.discriminate(self.view(fake, images_seen))
+            real_logits = (self.discriminate(self.view(real, images_seen))
+                           if real is not None else None)
+            loss = self.criterion.generator_loss(fake_logits, real_logits)
+            loss.backward()
+        finally:
+            self.D.requires_grad_(True)
+        self.stats.report("Grad/G", grad_norm(self.G))
+        self.stats.report("Loss/G", loss)
 
     def _joint(self, inputs: StepInputs) -> list[str]:
         """Both players from one forward of D on the fakes: D's loss is differentiated for

@@ -22,7 +22,7 @@ import torch
 
 from ganvas.losses.recipe import Phase, StepInputs, register_recipe
 from ganvas.losses.regularizers import r1_penalty
-from ganvas.losses.standard import StandardRecipe, grad_norm
+from ganvas.losses.standard import StandardRecipe
 from ganvas.rng import STYLE_MIXING, SYNTHESIS_NOISE, stream
 
 PL_DECAY = 0.01  # how fast the running mean of path lengths follows
@@ -95,20 +95,10 @@ class StyleGAN2Recipe(StandardRecipe):
         if not update:
             return []
         fake, _ = self.run_generator(inputs.latents(inputs.point.batch_size))
-        self.D.requires_grad_(False)
-        try:
-            real_logits = None
-            if self.criterion.relativistic:
-                real, _ = inputs.reals()
-                real = self.family.real_input(self.spec, real, inputs.point)
-                real_logits = self.discriminate(self.view(real, inputs.images_seen))
-            fake_logits = self.discriminate(self.view(fake, inputs.images_seen))
-            loss = self.criterion.generator_loss(fake_logits, real_logits)
-            loss.backward()
-        finally:
-            self.D.requires_grad_(True)
-        self.stats.report("Grad/G", grad_norm(self.G))
-        self.stats.report("Loss/G", loss)
+        real = None
+        if self.criterion.relativistic:
+            real = self.family.real_input(self.spec, inputs.reals()[0], inputs.point)
+        self.generator_backward(fake, real, inputs.images_seen)
         return ["G"]
 
     def _path_length(self, inputs: StepInputs) -> list[str]:
