@@ -120,7 +120,8 @@ def nearest_training_images(source: str | os.PathLike, *, data: str | None = Non
         raise GanvasError(f"--data {data}: needs at least 2 training images to compare with")
     k = min(k, real.num)
     images = load_images(os.fspath(data), resolution=resolution, channels=channels,
-                         progress=False, log=log).images  # the same arrays, from the cache
+                         progress=False, log=lambda message: None
+                         ).images  # the same arrays again, from the cache
     samples = model.sample_tensor(num, seed)
     features = extract_features(extractor, samples)
     distances = cosine_distances(features, real.features)
