@@ -1,4 +1,5 @@
-"""Architectures at equal CPU time: DCGAN, progressive growing, MSG-GAN and StyleGAN2 on emoji.
+"""Architectures at equal CPU time: DCGAN, progressive growing, MSG-GAN, StyleGAN2 and FastGAN on
+emoji, and a few-shot table (100 emoji at 128 px, FastGAN against DCGAN with DiffAugment).
 
 Each model trains for the same CPU minutes (process time: all threads of this process, so
 other work on the machine does not shorten anyone's budget), one after the other in this
@@ -12,6 +13,7 @@ sample grid per model and the growth picture of the progressive run.
     python benchmarks/models.py                    # 64 px at 20 min each, 128 px at 8 min
     python benchmarks/models.py --minutes 3 --num 500 --resolutions 64   # a quick look
     python benchmarks/models.py --only progressive --set progressive:loss=ns
+    python benchmarks/models.py --resolutions --few-shot   # only the few-shot table
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ from ganvas.runs import checkpoint as ckpt
 from ganvas.training.settings import resolve_settings
 from ganvas.utils.images import make_grid, save_image
 
-MODELS = ("dcgan", "progressive", "msg", "stylegan2")
+MODELS = ("dcgan", "progressive", "msg", "stylegan2", "fastgan")
 # Settings beyond each model's defaults, per resolution: why each is here is said beside it.
 SETTINGS: dict[int, dict[str, dict]] = {
-    64: {"dcgan": {}, "progressive": {}, "msg": {}, "stylegan2": {}},
-    128: {"dcgan": {}, "progressive": {}, "msg": {}, "stylegan2": {}},
+    64: {name: {} for name in MODELS},
+    128: {name: {} for name in MODELS},
 }
+# The few-shot table: FastGAN (DiffAugment is its default) against DCGAN given the same
+# cure for small data.
+FEW_SHOT_PICTURES, FEW_SHOT_RESOLUTION = 100, 128
+FEW_SHOT: dict[str, dict] = {"fastgan": {}, "dcgan": {"augment": "diffaugment"}}
 GRID = 64  # images in each sample grid
 GROWTH_SAMPLES = 8  # latents followed through the growth picture
 
@@ -90,9 +96,27 @@ class GrowthPictures(ganvas.Callback):
                           trainer.render(self.latents)))
 
 
-def parse_settings(pairs: list[str], resolution: int) -> dict[str, dict]:
+def few_shot_folder(root: Path, count: int, resolution: int) -> Path:
+    """``count`` emoji spread evenly over the set (neighbours in the font are often skin-tone
+    variants of one picture), written as PNG files: the few-shot training set."""
+    from PIL import Image
+
+    from ganvas.data import load_images
+
+    images = load_images("emoji", resolution=resolution, channels=3, progress=False,
+                         log=lambda message: None).images
+    folder = root / f"emoji-{count}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, index in enumerate(np.linspace(0, len(images) - 1, count).round().astype(int)):
+        Image.fromarray(images[index].transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def parse_settings(pairs: list[str], resolution: int,
+                   defaults: dict[str, dict] | None = None) -> dict[str, dict]:
     """Each model's settings with the ``--set MODEL:KEY=VALUE`` changes, checked first."""
-    settings = {name: dict(SETTINGS.get(resolution, {}).get(name, {})) for name in MODELS}
+    defaults = SETTINGS.get(resolution, {}) if defaults is None else defaults
+    settings = {name: dict(defaults.get(name, {})) for name in MODELS}
     for pair in pairs:
         target, sep, assignment = pair.partition(":")
         key, eq, value = assignment.partition("=")
@@ -114,9 +138,10 @@ def parse_settings(pairs: list[str], resolution: int) -> dict[str, dict]:
     return settings
 
 
-def train(name: str, resolution: int, seconds: float, folder: Path, options: dict) -> dict:
+def train(name: str, resolution: int, seconds: float, folder: Path, options: dict,
+          data: str = "emoji") -> dict:
     budget, growth = CPUBudget(seconds), GrowthPictures()
-    result = ganvas.train(data="emoji", model=name, resolution=resolution, steps=10**9,
+    result = ganvas.train(data=data, model=name, resolution=resolution, steps=10**9,
                           out=str(folder), progress=False, log=lambda message: None,
                           sample_every=10**9, callbacks=[budget, growth], **options)
     cpu, wall = time.process_time() - budget.started, time.perf_counter() - budget.wall
@@ -160,55 +185,76 @@ def main() -> None:
                         help="CPU minutes of training per model at 64 px (default 20)")
     parser.add_argument("--minutes-128", type=float, default=8.0,
                         help="CPU minutes per model at 128 px (default 8)")
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128],
-                        choices=(32, 64, 128))
+    parser.add_argument("--resolutions", type=int, nargs="*", default=[64, 128],
+                        choices=(32, 64, 128), help="none: only the few-shot table")
     parser.add_argument("--num", type=int, default=2000,
                         help="generated (and real) images for FID/KID (default 2000)")
     parser.add_argument("--num-128", type=int, default=1000,
                         help="the same at 128 px (default 1000: Inception at about 9 images/s "
                              "on 2 cores makes scoring the longest part)")
     parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--few-shot", action="store_true",
+                        help=f"also the few-shot table: {FEW_SHOT_PICTURES} emoji at "
+                             f"{FEW_SHOT_RESOLUTION} px, " + " vs ".join(FEW_SHOT))
+    parser.add_argument("--few-shot-minutes", type=float, default=20.0,
+                        help="CPU minutes per model in the few-shot table (default 20)")
+    parser.add_argument("--few-shot-resolution", type=int, default=FEW_SHOT_RESOLUTION,
+                        choices=(32, 64, 128, 256))
+    parser.add_argument("--few-shot-num", type=int, default=1000,
+                        help="generated images scored against the few pictures (default 1000)")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
-                        help="change one setting of one model (repeatable), e.g. "
-                             "progressive:model_options.fade_kimg=10")
+                        help="change one setting of one model (repeatable; in every table), "
+                             "e.g. progressive:model_options.fade_kimg=10")
     parser.add_argument("--pictures", default=None, metavar="DIR",
                         help="write models-<name>-<res>px.png grids and growth-<res>px.png")
     parser.add_argument("--keep", default=None, help="keep the run folders here")
     args = parser.parse_args()
     # Everything that can fail fails here, before the hours of training and scoring.
-    settings = {r: parse_settings(args.set, r) for r in args.resolutions}
+    sections = []  # (title, data, resolution, minutes, num, models, settings)
+    for r in args.resolutions:
+        sections.append((f"emoji at {r} px", "emoji", r,
+                         args.minutes if r <= 64 else args.minutes_128,
+                         args.num if r <= 64 else args.num_128, args.only,
+                         parse_settings(args.set, r)))
+    if args.few_shot:
+        r = args.few_shot_resolution
+        sections.append((f"{FEW_SHOT_PICTURES} emoji at {r} px (few-shot)", None, r,
+                         args.few_shot_minutes, args.few_shot_num, list(FEW_SHOT),
+                         parse_settings(args.set, r, FEW_SHOT)))
     extractor = load_inception(device="cpu", log=lambda message: None)
     wall, cpu = time.perf_counter(), time.process_time()
     tables = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        for resolution in args.resolutions:
-            minutes = args.minutes if resolution <= 64 else args.minutes_128
-            num = args.num if resolution <= 64 else args.num_128
+        for title, data, resolution, minutes, num, names, settings in sections:
+            few_shot = data is None
+            if few_shot:
+                data = str(few_shot_folder(root, FEW_SHOT_PICTURES, resolution))
             rows = []
-            for name in args.only:
-                folder = root / f"{name}-{resolution}px"
-                rows.append(train(name, resolution, minutes * 60, folder,
-                                  settings[resolution][name]))
-                print(f"trained {name} at {resolution} px: {rows[-1]['steps']:,} steps, "
+            for name in names:
+                tag = f"{name}-{resolution}px" + ("-few-shot" if few_shot else "")
+                rows.append(train(name, resolution, minutes * 60, root / tag, settings[name],
+                                  data=data))
+                rows[-1]["tag"] = tag
+                print(f"trained {name} on {title}: {rows[-1]['steps']:,} steps, "
                       f"{rows[-1]['images']:,} images", flush=True)
-            real = real_statistics("emoji", resolution, 3, extractor, num=num,
+            # few-shot: the samples are scored against every one of the training pictures
+            real = real_statistics(data, resolution, 3, extractor,
+                                   num=None if few_shot else num,
                                    progress=sys.stderr.isatty(), log=lambda message: None)
             for row in rows:
                 row.update(score(row["source"], real, extractor, num))
-                print(f"scored {row['name']} at {resolution} px: FID {row['fid']:.2f}",
-                      flush=True)
+                print(f"scored {row['name']} on {title}: FID {row['fid']:.2f}", flush=True)
                 if args.pictures:
                     pictures = Path(args.pictures)
-                    save_image(make_grid(row["grid"]),
-                               pictures / f"models-{row['name']}-{resolution}px.png")
+                    save_image(make_grid(row["grid"]), pictures / f"models-{row['tag']}.png")
                     if len(row["growth"]) > 1:
                         growth_picture(row["growth"], pictures / f"growth-{resolution}px.png")
-            tables.append((resolution, minutes, num, real.num, rows))
-    for resolution, minutes, num, real_num, rows in tables:
+            tables.append((title, minutes, num, real.num, rows))
+    for title, minutes, num, real_num, rows in tables:
         reference = next((r["fid"] for r in rows if r["name"] == "dcgan"), None)
-        print(f"\nemoji at {resolution} px, {minutes:g} CPU minutes per model (process time, "
+        print(f"\n{title}, {minutes:g} CPU minutes per model (process time, "
               f"{torch.get_num_threads()} threads), FID/KID on {num:,} samples against "
               f"{real_num:,} real images, torch {torch.__version__}\n")
         print("| model | settings | loss | batch | steps | images seen | images/s | FID | "

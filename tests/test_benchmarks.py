@@ -73,13 +73,21 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
     out = _run(tmp_path, "models.py", "--minutes", "0.02", "--num", "16", "--resolutions", "32",
                "--set", "progressive:model_options.fade_kimg=0.02",
                "--set", "progressive:model_options.stable_kimg=0.02",
-               "--pictures", str(tmp_path / "pictures"))
+               "--few-shot", "--few-shot-minutes", "0.02", "--few-shot-resolution", "32",
+               "--few-shot-num", "16", "--pictures", str(tmp_path / "pictures"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[1:]] == ["| dcgan", "| progressive", "| msg",
-                                                         "| stylegan2"]
+    header = next(i for i, r in enumerate(rows) if i and r.startswith("| model"))
+    assert [row.split(" | ")[0] for row in rows[1:header]] == [
+        "| dcgan", "| progressive", "| msg", "| stylegan2", "| fastgan"]
     assert rows[1].endswith("| 1.00x |")
+    assert "100 emoji at 32 px (few-shot)" in out and "against 100 real images" in out
+    few_shot = [row.split(" | ")[:2] for row in rows[header + 1:]]
+    assert few_shot == [["| fastgan", "defaults"], ["| dcgan", "augment=diffaugment"]]
+    assert rows[-1].endswith("| 1.00x |")
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
-    assert pictures == ["growth-32px.png", "models-dcgan-32px.png", "models-msg-32px.png",
+    assert pictures == ["growth-32px.png", "models-dcgan-32px-few-shot.png",
+                        "models-dcgan-32px.png", "models-fastgan-32px-few-shot.png",
+                        "models-fastgan-32px.png", "models-msg-32px.png",
                         "models-progressive-32px.png", "models-stylegan2-32px.png"]
 
 

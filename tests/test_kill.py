@@ -1,5 +1,5 @@
-"""No work is lost to a SIGKILL: a run killed mid-fade (progressive) or between its lazy
-phases (stylegan2), with no chance to save anything, and resumed from its last checkpoint
+"""No work is lost to a SIGKILL: a run killed mid-fade (progressive), between its lazy
+phases (stylegan2) or between reconstruction draws (fastgan), with no chance to save anything, and resumed from its last checkpoint
 ends with exactly the weights of an uninterrupted run."""
 
 import os
@@ -14,15 +14,17 @@ import torch
 COMMON = ["train", "--data", "PICTURES", "--resolution", "16", "--steps", "30",
           "--batch-size", "8", "--latent-dim", "8", "--precision", "fp32",
           "--checkpoint-every", "3", "--log-every", "2", "--sample-every", "10",
-          "--model-option", "base_channels=8", "--model-option", "max_channels=16",
           "--augment", "ada", "--ada-kimg", "0.2", "--mirror", "--no-progress"]
+SMALL = ["--model-option", "base_channels=8", "--model-option", "max_channels=16"]
 MODELS = {
-    "progressive": ["--model", "progressive", "--model-option", "fade_kimg=0.04",
+    "progressive": ["--model", "progressive", *SMALL, "--model-option", "fade_kimg=0.04",
                     "--model-option", "stable_kimg=0.04"],
     # path length every 2nd step, R1 every 4th: the kill falls between lazy phases
-    "stylegan2": ["--model", "stylegan2", "--model-option", "w_dim=16",
+    "stylegan2": ["--model", "stylegan2", *SMALL, "--model-option", "w_dim=16",
                   "--model-option", "pl_weight=2", "--model-option", "pl_every=2",
                   "--r1-every", "4"],
+    # its smallest size; the later --resolution wins
+    "fastgan": ["--model", "fastgan", "--resolution", "32", "--model-option", "base_channels=2"],
 }
 
 

@@ -36,6 +36,7 @@ LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "wor
 AUTO_DEFAULTS: dict[str, Any] = {
     "loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,
     "batch_size": 64, "r1_gamma": 0.0, "drift": 0.0, "ema_kimg": 10.0,
+    "augment": "none", "diffaugment_policy": "color,translation,cutout",
 }
 _short = reprlib.Repr()
 _short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist = 60, 60, 2, 4
@@ -140,10 +141,13 @@ class TrainConfig:
         None, "adaptive balance: keep D's accuracy between LOW and HIGH (e.g. 0.6 0.85) by "
         "pausing D above the band and G below it", metavar=("LOW", "HIGH"))
     # small data
-    augment: str = _opt(
-        "none", "augment every image D sees: none, diffaugment (fixed policy) or ada "
-        "(strength adapts to D's overfitting); use for a few thousand images or fewer")
-    diffaugment_policy: str = _opt("color,translation,cutout", "what --augment diffaugment does")
+    augment: str | None = _opt(
+        None, "augment every image D sees: none, diffaugment (fixed policy) or ada "
+        "(strength adapts to D's overfitting); use for a few thousand images or fewer",
+        auto=True)
+    diffaugment_policy: str | None = _opt(
+        None, "what --augment diffaugment does: color, translation and/or cutout, "
+        "comma-separated", auto=True)
     ada_target: float = _opt(0.6, "ADA's target for r_t = E[sign(D(real))]")
     ada_kimg: float = _opt(100.0, "ADA's speed: thousands of images for p to go from 0 to 1")
     ema: bool = _opt(True, "sample from an exponential moving average of the generator")

@@ -23,6 +23,7 @@ HEALTH_PROBE = "health/probe"  # the monitor's fixed latents
 FID_LATENTS = "fid/latents"  # the fixed latents of --fid-every
 STYLE_MIXING = "stylegan2/mixing"  # style-mixing cutoffs and second latents
 SYNTHESIS_NOISE = "stylegan2/noise"  # per-pixel noise inputs and path-length projections
+RECONSTRUCTION_PARTS = "fastgan/parts"  # which quarter FastGAN's discriminator reconstructs
 
 
 def stream_seed(seed: int, name: str) -> int:

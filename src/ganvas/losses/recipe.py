@@ -127,7 +127,7 @@ def register_recipe(recipe: type[LossRecipe]) -> type[LossRecipe]:
 
 
 def get_recipe(name: str) -> type[LossRecipe]:
-    from ganvas.losses import standard, stylegan2  # noqa: F401  (registers the built-ins)
+    from ganvas.losses import fastgan, standard, stylegan2  # noqa: F401  (registers the built-ins)
 
     try:
         return _RECIPES[name]

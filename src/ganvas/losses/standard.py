@@ -46,6 +46,8 @@ class StandardRecipe(LossRecipe):
     """
 
     name = "standard"
+    # True for a recipe whose D has a task of its own on the reals (see score_reals).
+    has_real_objective = False
 
     def __init__(self, config: TrainConfig, *, generator: torch.nn.Module,
                  discriminator: torch.nn.Module, family, spec, stats, device: torch.device,
@@ -172,16 +174,19 @@ class StandardRecipe(LossRecipe):
         real_seen = self.view(real, images_seen)
         fake_seen = self.view(fake, images_seen)
         n = nested.batch_size(real_seen)
-        if n == nested.batch_size(fake_seen) and scores_are_independent(D, n):
+        real_objective = None
+        if not self.has_real_objective and n == nested.batch_size(fake_seen) \
+                and scores_are_independent(D, n):
             # One forward of twice the batch uses the CPU better than two (about 9 % of a
             # step for the lesson's DCGAN); when each image's score is independent of the
             # others, nothing but speed changes.
             real_logits, fake_logits = self.discriminate(
                 nested.cat(real_seen, fake_seen)).chunk(2)
         else:
-            real_logits, fake_logits = self.discriminate(real_seen), self.discriminate(fake_seen)
+            real_logits, real_objective = self.score_reals(real_seen)
+            fake_logits = self.discriminate(fake_seen)
         loss_d = self.criterion.discriminator_loss(real_logits, fake_logits)
-        total = loss_d
+        total = loss_d if real_objective is None else loss_d + real_objective
         if self.gp_weight:  # its own forward of D, outside autocast: a gradient norm in float32
             penalty = gradient_penalty(D, real_seen, nested.apply(torch.Tensor.detach,
                                                                   fake_seen),
@@ -207,6 +212,11 @@ class StandardRecipe(LossRecipe):
         self.stats.report("D/real", to_score(real_detached))
         self.stats.report("D/fake", to_score(fake_detached))
         return total, fake_logits, real_logits, update
+
+    def score_reals(self, real_seen: Images) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's logits on the reals it sees and, for recipes with ``has_real_objective``, a
+        loss of D's own on them from the same forward pass (None here)."""
+        return self.discriminate(real_seen), None
 
     def discriminate(self, images: Images) -> torch.Tensor:
         """D's float32 logits for what it sees, its forward in the training precision."""

@@ -1,6 +1,6 @@
 """Generator/discriminator architectures, built by short name from the registry."""
 
-from ganvas.models import dcgan, dense, msg, progressive, stylegan2  # noqa: F401  (registers them)
+from ganvas.models import dcgan, dense, fastgan, msg, progressive, stylegan2  # noqa: F401  (registers them)
 from ganvas.models.registry import (
     ModelFamily,
     ModelSpec,
