@@ -1,6 +1,7 @@
 """No work is lost to a SIGKILL: a run killed mid-fade (progressive), between its lazy
-phases (stylegan2) or between reconstruction draws (fastgan), with no chance to save anything, and resumed from its last checkpoint
-ends with exactly the weights of an uninterrupted run."""
+phases (stylegan2) or between reconstruction draws (fastgan), with no chance to save
+anything, and resumed from its last checkpoint ends with exactly the weights of an
+uninterrupted run."""
 
 import os
 import signal
