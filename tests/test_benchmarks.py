@@ -82,7 +82,8 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
     assert rows[1].endswith("| 1.00x |")
     assert "100 emoji at 32 px (few-shot)" in out and "against 100 real images" in out
     few_shot = [row.split(" | ")[:2] for row in rows[header + 1:]]
-    assert few_shot == [["| fastgan", "defaults"], ["| dcgan", "augment=diffaugment"]]
+    assert few_shot == [["| fastgan", "defaults"],
+                        ["| dcgan", "augment=diffaugment diffaugment_policy=color,translation"]]
     assert rows[-1].endswith("| 1.00x |")
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert pictures == ["growth-32px.png", "models-dcgan-32px-few-shot.png",

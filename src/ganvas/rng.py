@@ -24,6 +24,8 @@ FID_LATENTS = "fid/latents"  # the fixed latents of --fid-every
 STYLE_MIXING = "stylegan2/mixing"  # style-mixing cutoffs and second latents
 SYNTHESIS_NOISE = "stylegan2/noise"  # per-pixel noise inputs and path-length projections
 RECONSTRUCTION_PARTS = "fastgan/parts"  # which quarter FastGAN's discriminator reconstructs
+FASTGAN_NOISE = "fastgan/noise"  # FastGAN's per-pixel noise inputs during training
+EMA_STATISTICS = "ema/statistics"  # latents of the average's own BatchNorm passes
 
 
 def stream_seed(seed: int, name: str) -> int:

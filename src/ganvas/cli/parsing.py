@@ -38,6 +38,14 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+def families_choosing(name: str) -> list[str]:
+    """The model families whose auto settings choose TrainConfig field ``name``."""
+    from ganvas.models import available_models
+
+    return [family for family, cls in available_models().items()
+            if name in cls.auto_settings(64, 10_000, None)]
+
+
 def _base_type(hint: Any) -> Any:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return next(a for a in typing.get_args(hint) if a is not type(None))
@@ -59,8 +67,12 @@ def add_config_options(parser: argparse.ArgumentParser, groups: dict[str, list[s
             if name == "data":
                 help_text += " (required unless --config or --resume gives it)"
             elif f.metadata.get("auto"):
-                help_text += (f" (default: {AUTO_DEFAULTS[name]}) for dense and dcgan; other "
-                              "models choose their own (see --dry-run)")
+                choosers = families_choosing(name)
+                help_text += f" (default: {AUTO_DEFAULTS[name]}" + (
+                    f"; {', '.join(choosers)} "
+                    f"{'chooses its' if len(choosers) == 1 else 'choose their'} own, "
+                    "see --dry-run)"
+                    if choosers else ")")
             elif default is not None:
                 help_text += f" (default: {default})"
             kind = _base_type(hints[name])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ganvas.losses.recipe import register_recipe
 from ganvas.losses.standard import StandardRecipe
 from ganvas.models.fastgan import PARTS, reconstruction_targets
-from ganvas.rng import RECONSTRUCTION_PARTS, stream
+from ganvas.rng import FASTGAN_NOISE, RECONSTRUCTION_PARTS, stream
 from ganvas.utils.nested import Images
 
 
@@ -33,6 +33,12 @@ class FastGANRecipe(StandardRecipe):
         self.reconstruction_weight = self.spec.options.reconstruction_weight
         self.has_real_objective = self.reconstruction_weight > 0
         self.parts_rng = stream(config.seed, RECONSTRUCTION_PARTS)
+        self.noise_inputs_rng = stream(config.seed, FASTGAN_NOISE)
+
+    def generate(self, z: torch.Tensor) -> Images:
+        """Training images with per-pixel noise from the recipe's own stream: the same on
+        every device, and saved with the checkpoint."""
+        return self.G.render(z, "random", self.noise_inputs_rng)
 
     def score_reals(self, real_seen: Images) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.has_real_objective:
@@ -46,10 +52,13 @@ class FastGANRecipe(StandardRecipe):
         return logits.float(), self.reconstruction_weight * loss
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "fastgan": {"parts_rng": self.parts_rng.get_state()}}
+        return {**super().state_dict(), "fastgan": {
+            "parts_rng": self.parts_rng.get_state(),
+            "noise_rng": self.noise_inputs_rng.get_state()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         own = state.get("fastgan")
         if own is not None:
             self.parts_rng.set_state(own["parts_rng"])
+            self.noise_inputs_rng.set_state(own["noise_rng"])

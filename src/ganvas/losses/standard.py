@@ -89,10 +89,14 @@ class StandardRecipe(LossRecipe):
         real, _labels = inputs.reals()
         z = inputs.latents(len(real))
         with torch.set_grad_enabled(keep_graph), self.forward_precision():
-            fake = self.G(z.to(self.device, non_blocking=True))
+            fake = self.generate(z.to(self.device, non_blocking=True))
         # Augmentation, noise, penalties and monitors all see float32 images.
         fake = nested.apply(lambda t: t.float(), fake)
         return self.family.real_input(self.spec, real, inputs.point), fake
+
+    def generate(self, z: torch.Tensor) -> Images:
+        """G's training output for latents ``z`` (what its D takes)."""
+        return self.G(z)
 
     def _discriminator(self, inputs: StepInputs, keep_fakes: bool) -> list[str]:
         """D alone on a batch of real and (detached) generated images. The last one before

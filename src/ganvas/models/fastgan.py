@@ -34,11 +34,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganvas.models.layers import downsample, is_power_of_two
-from ganvas.models.networks import (
-    DiscriminatorNetwork,
-    GeneratorNetwork,
-    check_sampling_arguments,
-)
+from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
 from ganvas.models.registry import ModelFamily, ModelSpec, register_model
 from ganvas.models.schedule import SchedulePoint
 
@@ -103,10 +99,15 @@ class NoiseInjection(nn.Module):
         self.strength = nn.Parameter(torch.zeros(()))
         self.register_buffer("noise_const", torch.randn(size, size))
 
-    def forward(self, x: torch.Tensor, noise: str) -> torch.Tensor:
-        if noise == "random":
+    def forward(self, x: torch.Tensor, noise: str, rng: torch.Generator | None = None
+                ) -> torch.Tensor:
+        if noise == "random":  # from ``rng`` (a CPU generator) when given, else the global one
             n, _, h, w = x.shape
-            return x + self.strength * torch.randn(n, 1, h, w, device=x.device, dtype=x.dtype)
+            if rng is None:
+                drawn = torch.randn(n, 1, h, w, device=x.device, dtype=x.dtype)
+            else:
+                drawn = torch.randn(n, 1, h, w, generator=rng).to(x.device, x.dtype)
+            return x + self.strength * drawn
         if noise == "const":
             return x + (self.strength * self.noise_const).to(x.dtype)
         return x
@@ -126,19 +127,23 @@ class UpBlock(nn.Module):
             self.conv2 = conv(out_channels, out_channels * 2, 3, padding=1)
             self.norm2 = nn.BatchNorm2d(out_channels * 2)
 
-    def forward(self, x: torch.Tensor, noise: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: str, rng: torch.Generator | None = None
+                ) -> torch.Tensor:
         x = self.conv1(F.interpolate(x, scale_factor=2, mode="nearest"))
         if self.twice:
-            x = self.noise1(x, noise)
+            x = self.noise1(x, noise, rng)
         x = F.glu(self.norm1(x), dim=1)
         if self.twice:
-            x = F.glu(self.norm2(self.noise2(self.conv2(x), noise)), dim=1)
+            x = F.glu(self.norm2(self.noise2(self.conv2(x), noise, rng)), dim=1)
         return x
 
 
 class FastGANGenerator(GeneratorNetwork):
     """``forward(z)`` returns ``[half-size image, image]`` (random noise, from the global
-    generator); ``sample`` draws the image alone."""
+    generator; the recipe calls ``render`` with its own stream); ``sample`` draws the image
+    alone."""
+
+    average_needs_own_statistics = True  # BatchNorm after every convolution
 
     def __init__(self, spec: ModelSpec, base: int):
         super().__init__()
@@ -161,10 +166,13 @@ class FastGANGenerator(GeneratorNetwork):
         self.to_small = conv(ch[self.small], spec.channels, 1)
         init_norms(self)
 
-    def render(self, z: torch.Tensor, noise: str) -> list[torch.Tensor]:
+    def render(self, z: torch.Tensor, noise: str, rng: torch.Generator | None = None
+               ) -> list[torch.Tensor]:
+        """``[half-size image, image]``; ``rng`` draws random noise (None: the global
+        generator)."""
         features = {4: self.start(z.view(len(z), -1, 1, 1))}
         for s in self.sizes[1:]:
-            x = self.ups[str(s)](features[s // 2], noise)
+            x = self.ups[str(s)](features[s // 2], noise, rng)
             if str(s) in self.excite:
                 x = self.excite[str(s)](x, features[s // 16])
             features[s] = x
@@ -176,10 +184,6 @@ class FastGANGenerator(GeneratorNetwork):
 
     def synthesize_images(self, z, c, noise):
         return self.render(z, noise)[-1].clamp(-1, 1)
-
-    def sample(self, z, c=None, *, truncation=1.0, noise="const"):
-        check_sampling_arguments(self, z, c, truncation, noise)
-        return self.synthesize_images(self.truncate(z, truncation), c, noise)
 
 
 def down_block(in_channels: int, out_channels: int) -> nn.Sequential:

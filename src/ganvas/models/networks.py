@@ -30,6 +30,9 @@ class GeneratorNetwork(nn.Module):
     c_dim: int = 0
     resolution: int
     channels: int
+    # True for a generator normalised by BatchNorm throughout: its moving average then keeps
+    # BatchNorm statistics of its own instead of copying the live network's (training/ema.py).
+    average_needs_own_statistics: bool = False
 
     def declare(self, *, latent_dim: int, resolution: int, channels: int, c_dim: int = 0
                 ) -> None:
@@ -91,10 +94,14 @@ class DiscriminatorNetwork(nn.Module):
         """Follow the training schedule; no-op here."""
 
 
+def uses_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
 def scores_are_independent(discriminator: nn.Module, batch_size: int) -> bool:
     """Whether scoring reals and fakes in one concatenated batch gives each the scores it
     would get alone (then one forward of twice the batch can replace two)."""
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+    if uses_batchnorm(discriminator):
         return False
     group = getattr(discriminator, "batch_group", 1)
     return batch_size % group == 0

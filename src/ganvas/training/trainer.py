@@ -34,7 +34,7 @@ from ganvas.errors import GanvasError
 from ganvas.losses import get_loss
 from ganvas.losses.recipe import StepInputs, get_recipe
 from ganvas.models.export import load_weights, save_generator
-from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
+from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_batchnorm
 from ganvas.models.registry import make_spec
 from ganvas.models.schedule import SchedulePoint, steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
@@ -125,12 +125,18 @@ class Trainer:
         # faster for the lesson's DCGAN on 2 CPU cores); it changes layout, not values.
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
         self.discriminator = discriminator.to(self.device, memory_format=torch.channels_last)
-        self.ema = (GeneratorEMA(self.generator, config.ema_kimg) if config.ema else None)
+        self.ema = (GeneratorEMA(self.generator, config.ema_kimg, seed=config.seed)
+                    if config.ema else None)
         self.stats = StatsCollector()
         self.recipe = get_recipe(self.family.recipe)(
             config, generator=self.generator, discriminator=self.discriminator,
             family=self.family, spec=self.spec, stats=self.stats, device=self.device,
             autocast_dtype=self.autocast_dtype)
+        if self.recipe.gp_weight and uses_batchnorm(self.discriminator):
+            self.log(f"warning: the gradient penalty of --loss {config.loss} assumes every "
+                     f"image is scored alone, but the discriminator of model {config.model} "
+                     "uses BatchNorm, which mixes the images of a batch: it trains, less "
+                     "reliably (see `ganvas models` for a discriminator_norm option)")
         self.schedule = self.family.schedule(self.spec, config.batch_size)
         self.step = 0
         self.images_seen = 0  # the run's clock
