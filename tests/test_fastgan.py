@@ -161,9 +161,9 @@ def test_few_shot_defaults_are_the_papers(pictures, capsys):
 def test_the_average_keeps_batchnorm_statistics_of_its_own(pictures, tmp_path):
     """The averaged weights are sampled with statistics measured on them, not the live
     network's; in mixed precision too."""
-    result = ganvas.train(data=str(pictures), model="fastgan", resolution=32, steps=16,
+    result = ganvas.train(data=str(pictures), model="fastgan", resolution=32, steps=40,
                           batch_size=8, latent_dim=LATENT, log_every=4, precision="bf16",
-                          sample_every=100, checkpoint_every=16, num_samples=4,
+                          sample_every=100, checkpoint_every=40, num_samples=4,
                           model_options={"base_channels": 2}, lr_g=2e-3, lr_d=2e-3,
                           out=str(tmp_path / "run"), **QUIET)
     state = torch.load(result.checkpoint, weights_only=True)

@@ -15,8 +15,8 @@ from torch import nn
 from ganvas.rng import EMA_STATISTICS, stream_seed
 
 BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-STATISTICS_EVERY = 4  # steps between the average's own BatchNorm passes (see own_statistics)
-STATISTICS_BATCH = 32
+STATISTICS_EVERY = 8  # steps between the average's own BatchNorm passes (see own_statistics)
+STATISTICS_BATCH = 16  # with BatchNorm's momentum of 0.1: about the last 80 steps
 
 
 class GeneratorEMA:
