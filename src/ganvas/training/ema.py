@@ -33,10 +33,10 @@ class GeneratorEMA:
         self.half_life_kimg = half_life_kimg
         self.rampup = rampup
         self.seed = seed
-        # A network normalised by BatchNorm throughout cannot borrow the live network's
-        # statistics: they belong to other weights, and the averaged weights sampled with
-        # them draw washed-out or noisy pictures. Such a generator says so, and the average
-        # keeps statistics of its own, from passes of its own.
+        # A network normalised by BatchNorm throughout should not borrow the live network's
+        # statistics: they describe the activations of other weights, and the error grows
+        # with every normalised layer. Such a generator says so, and the average keeps
+        # statistics of its own, from passes of its own.
         self.own_statistics = bool(getattr(generator, "average_needs_own_statistics", False))
 
     def beta(self, batch_size: int, images_seen: int) -> float:
