@@ -65,7 +65,10 @@ def test_train_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--lr-d X" in out and "(default: 0.0002)" in out and "(default: dcgan)" in out
+    assert "--lr-d X" in out and "(default: 0.0002;" in out and "(default: dcgan)" in out
+    flat = " ".join(out.split())  # auto settings name the families that choose their own
+    assert "(default: none; fastgan chooses its own, see --dry-run)" in flat
+    assert "(default: 0.0; progressive, stylegan2 choose their own, see --dry-run)" in flat
 
 
 def test_models_lists_architectures(capsys):

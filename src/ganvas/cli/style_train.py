@@ -1,0 +1,84 @@
+"""``ganvas style-train``: teach a network one style, to apply it in one forward pass."""
+
+from __future__ import annotations
+
+import argparse
+
+from ganvas.cli.parsing import HelpFormatter
+
+EXAMPLES = """\
+examples:
+  ganvas style-train --style painting.jpg --content ~/photos -o styler/ --backbone vgg16-hed
+  ganvas style-train --style painting.jpg --content ~/photos -o styler/ --width 16   # CPU
+  ganvas style-train --resume styler/ --steps 4000        # continue, or train longer
+  ganvas stylize photo.jpg --model styler/ -o out.jpg     # then: one forward pass
+  ganvas stylize ~/photos --model styler/ -o painted/     # a whole folder
+
+The photos are centre-cropped to squares of --size pixels; a few hundred are enough. The
+style picture is shown at --style-size pixels (its longest side): smaller gives finer
+strokes. Progress pictures go to OUT/previews/, the styliser to OUT/styliser.safetensors
+(usable while training runs), the training state to OUT/checkpoint.pt (Ctrl-C keeps it).
+"""
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "style-train", help="train a feed-forward styliser for one style (Johnson et al.)",
+        description="Train a network that repaints any photo in the style of one picture in "
+                    "one forward pass, with the perceptual losses of `ganvas stylize`.",
+        epilog=EXAMPLES, formatter_class=HelpFormatter)
+    parser.add_argument("--style", metavar="PICTURE", help="the style picture")
+    parser.add_argument("--content", metavar="FOLDER", help="a folder of training photos")
+    parser.add_argument("-o", "--out", metavar="DIR", help="the styliser folder to write")
+    parser.add_argument("--resume", metavar="DIR", help="continue the styliser in DIR")
+    parser.add_argument("--steps", type=int, help="training steps in all (default: 2000)")
+    parser.add_argument("--batch-size", type=int, help="photos per step (default: 4)")
+    parser.add_argument("--size", type=int, help="side of the training crops (default: 256)")
+    parser.add_argument("--style-size", type=int,
+                        help="longest side of the style picture (default: --size)")
+    parser.add_argument("--width", type=int, choices=(32, 16),
+                        help="32: the paper's network (default); 16: half width, for CPUs")
+    parser.add_argument("--backbone", help="vgg19 (default), vgg16 or vgg16-hed (offline)")
+    parser.add_argument("--weights", metavar="FILE", help="the backbone's weights file")
+    parser.add_argument("--content-weight", type=_float, help="default: per backbone")
+    parser.add_argument("--style-weight", type=_float, help="default: per backbone")
+    parser.add_argument("--tv-weight", type=_float, help="default: per backbone")
+    parser.add_argument("--lr", type=_float, dest="learning_rate",
+                        help="Adam's learning rate (default: 0.001)")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--preview-every", type=int, metavar="N",
+                        help="steps between preview pictures (default: 100)")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N",
+                        help="steps between checkpoints (default: 200)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganvas.errors import GanvasError
+    from ganvas.stylisers.training import train_styliser
+
+    names = ("style", "content", "out", "steps", "batch_size", "size", "style_size", "width",
+             "backbone", "weights", "content_weight", "style_weight", "tv_weight",
+             "learning_rate", "seed", "preview_every", "checkpoint_every", "device")
+    options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.resume:
+        given = sorted(set(options) - {"steps", "device"})
+        if given:
+            raise GanvasError(f"--resume continues with the saved settings; only --steps and "
+                              f"--device can change (drop --{given[0].replace('_', '-')})")
+        train_styliser(resume=args.resume, progress=not args.no_progress, **options)
+        return 0
+    missing = [f"--{n}" for n in ("style", "content", "out") if n not in options]
+    if missing:
+        raise GanvasError(f"style-train needs {', '.join(missing)} (or --resume DIR)")
+    train_styliser(progress=not args.no_progress, **options)
+    return 0
