@@ -109,3 +109,11 @@ def print_stdout(text: str) -> None:
         print(text, flush=True)
     except BrokenPipeError:  # `ganvas ... | head` closed the pipe; that is not an error
         sys.stderr.close()
+
+
+def number(text: str) -> float:
+    """argparse type: a float, with a one-line error for anything else."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ganvas.cli.parsing import HelpFormatter
+from ganvas.cli.parsing import HelpFormatter, number
 
 EXAMPLES = """\
 examples:
@@ -19,13 +19,6 @@ style picture is shown at --style-size pixels (its longest side): smaller gives 
 strokes. Progress pictures go to OUT/previews/, the styliser to OUT/styliser.safetensors
 (usable while training runs), the training state to OUT/checkpoint.pt (Ctrl-C keeps it).
 """
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,10 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="32: the paper's network (default); 16: half width, for CPUs")
     parser.add_argument("--backbone", help="vgg19 (default), vgg16 or vgg16-hed (offline)")
     parser.add_argument("--weights", metavar="FILE", help="the backbone's weights file")
-    parser.add_argument("--content-weight", type=_float, help="default: per backbone")
-    parser.add_argument("--style-weight", type=_float, help="default: per backbone")
-    parser.add_argument("--tv-weight", type=_float, help="default: per backbone")
-    parser.add_argument("--lr", type=_float, dest="learning_rate",
+    parser.add_argument("--content-weight", type=number, help="default: per backbone")
+    parser.add_argument("--style-weight", type=number, help="default: per backbone")
+    parser.add_argument("--tv-weight", type=number, help="default: per backbone")
+    parser.add_argument("--lr", type=number, dest="learning_rate",
                         help="Adam's learning rate (default: 0.001)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--preview-every", type=int, metavar="N",

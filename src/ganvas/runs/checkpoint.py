@@ -64,7 +64,7 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
             pass
 
 
-def _refuse_zip_bomb(path: Path) -> None:
+def refuse_zip_bomb(path: Path) -> None:
     """torch.save stores its members uncompressed; a compressed member that unpacks to far
     more than the file holds is a decompression bomb, not a checkpoint."""
     try:
@@ -94,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise GanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not is_archive:  # every torch.save since PyTorch 1.6 is a zip archive
         raise GanvasError(f"{path}: not a checkpoint (not a PyTorch file, or truncated)")
-    _refuse_zip_bomb(path)
+    refuse_zip_bomb(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

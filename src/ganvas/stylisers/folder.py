@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from ganvas.errors import GanvasError
 from ganvas.models.export import check_version
+from ganvas.runs.checkpoint import refuse_zip_bomb
 from ganvas.stylisers.network import WIDTHS, Styliser
 from ganvas.utils.files import atomic_write, atomic_write_text, default_mode
 
@@ -87,15 +88,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise GanvasError(f"--resume: {path} is missing; not a styliser in training"
                           if not path.exists() else f"--resume: {path} is not a file")
+    if not zipfile.is_zipfile(path):  # every torch.save since PyTorch 1.6 is a zip archive
+        raise GanvasError(f"{path}: not a readable checkpoint (corrupt or truncated?)")
+    refuse_zip_bomb(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-        unpacked = sum(m.file_size for m in members)
-        if unpacked > 4 * path.stat().st_size + 1_000_000:
-            raise GanvasError(f"{path}: refusing to load: it unpacks to {unpacked:,} bytes")
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except GanvasError:
-        raise
     except pickle.UnpicklingError:
         raise GanvasError(f"{path}: refusing to load: it holds Python objects, not just "
                           "tensors (not written by ganvas)") from None
