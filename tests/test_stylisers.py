@@ -194,3 +194,22 @@ def test_bad_stylisers_and_options_get_one_line(tmp_path, photos, capsys):
     (out / "checkpoint.pt").write_bytes(b"garbage")
     assert main(["style-train", "--resume", str(out)]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_the_temporal_loss_measures_how_a_network_follows_a_moved_photo():
+    from ganvas.stylisers.training import MOTION_NOISE, temporal_term
+
+    batch = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    steady = lambda x: x.clamp(0, 1)  # noqa: E731 -- moves with its input exactly
+    pattern = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    fixed = lambda x: (x + pattern[..., :x.shape[-2], :x.shape[-1]]) / 2  # noqa: E731
+    for step in range(3):
+        follows = temporal_term(steady, batch, steady(batch), step, seed=0)
+        assert float(follows) < 2 * MOTION_NOISE ** 2
+        assert float(temporal_term(fixed, batch, fixed(batch), step, seed=0)) > 50 * float(follows)
+
+
+def test_training_with_the_temporal_loss_reports_it(tmp_path, photos):
+    result = train_styliser(out=str(tmp_path / "steady"), progress=False, log=lambda m: None,
+                            **_options(tmp_path, photos, steps=3, temporal_weight=5.0))
+    assert result.losses["temporal"] > 0

@@ -13,11 +13,17 @@ examples:
   ganvas style-train --resume styler/ --steps 4000        # continue, or train longer
   ganvas stylize photo.jpg --model styler/ -o out.jpg     # then: one forward pass
   ganvas stylize ~/photos --model styler/ -o painted/     # a whole folder
+  ganvas style-train --style painting.jpg --content ~/photos -o styler/ --temporal-weight 10
+  ganvas style-train --arbitrary --content ~/photos --styles ~/paintings -o anystyle/
+  ganvas stylize photo.jpg --model anystyle/ --style any.jpg --alpha 0.7 -o out.jpg
 
 The photos are centre-cropped to squares of --size pixels; a few hundred are enough. The
 style picture is shown at --style-size pixels (its longest side): smaller gives finer
 strokes. Progress pictures go to OUT/previews/, the styliser to OUT/styliser.safetensors
 (usable while training runs), the training state to OUT/checkpoint.pt (Ctrl-C keeps it).
+--temporal-weight teaches the network to follow small motions steadily, for video.
+--arbitrary trains a decoder that applies any style picture given later (AdaIN or WCT);
+without --styles the photos serve as styles too (paintings teach it brush strokes).
 """
 
 
@@ -31,6 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--content", metavar="FOLDER", help="a folder of training photos")
     parser.add_argument("-o", "--out", metavar="DIR", help="the styliser folder to write")
     parser.add_argument("--resume", metavar="DIR", help="continue the styliser in DIR")
+    parser.add_argument("--arbitrary", action="store_true",
+                        help="train a decoder for any style instead of a network for one")
+    parser.add_argument("--styles", metavar="FOLDER",
+                        help="with --arbitrary: style pictures to learn from (default: the "
+                             "photos)")
+    parser.add_argument("--temporal-weight", type=number,
+                        help="weight of the loss against flicker on video (default: 0)")
     parser.add_argument("--steps", type=int, help="training steps in all (default: 2000)")
     parser.add_argument("--batch-size", type=int, help="photos per step (default: 4)")
     parser.add_argument("--size", type=int, help="side of the training crops (default: 256)")
@@ -59,10 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from ganvas.errors import GanvasError
     from ganvas.stylisers.training import train_styliser
 
-    names = ("style", "content", "out", "steps", "batch_size", "size", "style_size", "width",
-             "backbone", "weights", "content_weight", "style_weight", "tv_weight",
+    names = ("style", "content", "out", "styles", "temporal_weight", "steps", "batch_size",
+             "size", "style_size", "width", "backbone", "weights", "content_weight",
+             "style_weight", "tv_weight",
              "learning_rate", "seed", "preview_every", "checkpoint_every", "device")
     options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.arbitrary:
+        options["arbitrary"] = True
     if args.resume:
         given = sorted(set(options) - {"steps", "device"})
         if given:
@@ -70,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                               f"--device can change (drop --{given[0].replace('_', '-')})")
         train_styliser(resume=args.resume, progress=not args.no_progress, **options)
         return 0
-    missing = [f"--{n}" for n in ("style", "content", "out") if n not in options]
+    needed = ("content", "out") if args.arbitrary else ("style", "content", "out")
+    missing = [f"--{n}" for n in needed if n not in options]
     if missing:
         raise GanvasError(f"style-train needs {', '.join(missing)} (or --resume DIR)")
     train_styliser(progress=not args.no_progress, **options)

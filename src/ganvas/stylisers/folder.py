@@ -1,6 +1,8 @@
 """A styliser folder: ``styliser.safetensors`` + ``styliser.json`` for inference, and the
-training checkpoint ``checkpoint.pt`` beside them. Every file is written atomically and
-read with one clear line for anything that is not what ganvas wrote."""
+training checkpoint ``checkpoint.pt`` beside them. The description says which kind of
+network it holds: ``per-style`` (:class:`Styliser`) or ``arbitrary`` (encoder + decoder,
+:class:`ArbitraryStyliser`). Every file is written atomically and read with one clear line
+for anything that is not what ganvas wrote."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from safetensors.torch import load_file, save_file
 from ganvas.errors import GanvasError
 from ganvas.models.export import check_version
 from ganvas.runs.checkpoint import refuse_zip_bomb
+from ganvas.style.backbones import empty_backbone
+from ganvas.stylisers.arbitrary import ENCODER_LAYERS, ArbitraryStyliser
 from ganvas.stylisers.network import WIDTHS, Styliser
 from ganvas.utils.files import atomic_write, atomic_write_text, default_mode
 
@@ -27,9 +31,10 @@ WEIGHTS_NAME, META_NAME = "styliser.safetensors", "styliser.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "ganvas-styliser-checkpoint"
 MAX_META_BYTES = 1 << 20
+KIND_PER_STYLE, KIND_ARBITRARY = "per-style", "arbitrary"
 
 
-def write_styliser(folder: Path, net: Styliser, meta: dict[str, Any]) -> None:
+def write_styliser(folder: Path, net: torch.nn.Module, meta: dict[str, Any]) -> None:
     """The weights (safetensors) and what they are (JSON), each replaced atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -41,8 +46,10 @@ def write_styliser(folder: Path, net: Styliser, meta: dict[str, Any]) -> None:
         {"format": FORMAT, "version": VERSION, **meta}, indent=2) + "\n")
 
 
-def load_styliser(folder: str | os.PathLike) -> tuple[Styliser, dict[str, Any]]:
-    """The styliser of a folder written by ``ganvas style-train``, in eval mode."""
+def load_styliser(folder: str | os.PathLike
+                  ) -> tuple[Styliser | ArbitraryStyliser, dict[str, Any]]:
+    """The network of a folder written by ``ganvas style-train``, in eval mode; the
+    description's ``kind`` says which one it is."""
     folder = Path(folder)
     if not folder.is_dir():
         raise GanvasError(f"--model {folder}: no such styliser folder" if not folder.exists()
@@ -65,7 +72,16 @@ def load_styliser(folder: str | os.PathLike) -> tuple[Styliser, dict[str, Any]]:
     width = meta.get("width")
     if width not in WIDTHS:
         raise GanvasError(f"{meta_path}: unknown network width {width!r:.40}")
-    net = Styliser(width)
+    kind = meta.setdefault("kind", KIND_PER_STYLE)
+    if kind == KIND_PER_STYLE:
+        net: torch.nn.Module = Styliser(width)
+    elif kind == KIND_ARBITRARY:
+        backbone = meta.get("backbone")
+        if backbone not in ENCODER_LAYERS:
+            raise GanvasError(f"{meta_path}: unknown encoder {backbone!r:.40}")
+        net = ArbitraryStyliser(empty_backbone(backbone), half=width == 16)
+    else:
+        raise GanvasError(f"{meta_path}: unknown kind of styliser {kind!r:.40}")
     try:
         state = load_file(str(weights_path))
         net.load_state_dict(state)

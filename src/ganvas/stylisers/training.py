@@ -1,10 +1,18 @@
-"""Training a feed-forward styliser for one style (Johnson et al. 2016).
+"""Training a feed-forward styliser: for one style (Johnson et al. 2016), or a decoder
+for any style (Huang & Belongie 2017).
 
-The network learns, on a folder of photos, to do in one forward pass what ``ganvas
-stylize`` does by optimisation: keep each photo's content features and match the style
-picture's Gram matrices, with the same backbones, layers and loss definitions
+The per-style network learns, on a folder of photos, to do in one forward pass what
+``ganvas stylize`` does by optimisation: keep each photo's content features and match the
+style picture's Gram matrices, with the same backbones, layers and loss definitions
 (:mod:`ganvas.style`). The style picture is shown at ``style_size`` pixels (its longest
-side): a smaller one gives finer strokes.
+side): a smaller one gives finer strokes. With ``temporal_weight`` it also learns to
+answer a photo moved by a few pixels with its result moved alike (the cause of flicker on
+video is a network that does not), see :func:`temporal_term`.
+
+The arbitrary decoder (:mod:`ganvas.stylisers.arbitrary`) learns to turn AdaIN-transformed
+encoder features back into a picture whose features are those (content loss) and whose
+per-layer feature statistics are the style's (style loss), over pairs of a photo and a
+style picture from ``styles`` (without it, other photos of the folder).
 
 Everything is a function of the step: the photos of step ``s`` are positions
 ``s * batch .. s * batch + batch - 1`` of a shuffled order drawn anew for each pass over
@@ -34,10 +42,19 @@ from ganvas.losses.recipe import complete_groups
 from ganvas.losses.standard import check_optimizer
 from ganvas.rng import numpy_stream
 from ganvas.style.backbones import Backbone, load_backbone, tiny_backbone
-from ganvas.style.images import open_picture, to_tensor
+from ganvas.style.images import fitted_size, open_picture, resized, to_tensor
 from ganvas.style.losses import total_variation
+from ganvas.stylisers.arbitrary import (
+    ENCODER_LAYERS,
+    ArbitraryStyliser,
+    adain,
+    measure,
+    style_layers,
+)
 from ganvas.stylisers.folder import (
     CHECKPOINT_NAME,
+    KIND_ARBITRARY,
+    KIND_PER_STYLE,
     read_checkpoint,
     write_checkpoint,
     write_styliser,
@@ -49,16 +66,24 @@ from ganvas.utils.device import resolve_device
 from ganvas.utils.images import make_grid, save_image
 
 DATA_STREAM = "styliser/data"
+STYLES_STREAM = "styliser/styles"
+MOTION_STREAM = "styliser/motion"
 PREVIEWS = 4  # photos in each preview picture
+MOTION = 8  # the largest shift, in pixels, of the temporal loss's moved photo
+MOTION_NOISE = 2 / 255  # and the camera noise added to it
+ADAIN_STYLE_WEIGHT = 10.0  # Huang & Belongie's lambda
 
 
 @dataclass
 class StyliserConfig:
     """Every setting of a styliser's training; saved in its checkpoint and its folder."""
 
-    style: str
+    style: str | None
     content: str
     out: str
+    arbitrary: bool = False  # a decoder for any style instead of a network for one
+    styles: str | None = None  # arbitrary: a folder of style pictures; None: the photos
+    temporal_weight: float = 0.0  # per-style: weight of the loss against flicker on video
     steps: int = 2000
     batch_size: int = 4
     size: int = 256  # side of the (centre-cropped, square) training photos
@@ -91,11 +116,23 @@ class StyliserConfig:
                 math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
             raise GanvasError(f"--lr must be a positive number up to 1, got "
                               f"{self.learning_rate!r:.40}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value) and value >= 0):
                 raise GanvasError(f"--{name.replace('_', '-')} must be a finite number >= 0, "
-                                  f"got {value}")
+                                  f"got {value!r:.40}")
+        if self.arbitrary:
+            if self.style is not None:
+                raise GanvasError("--arbitrary learns any style from --styles FOLDER; drop "
+                                  "--style (or drop --arbitrary to learn that one style)")
+            if self.temporal_weight:
+                raise GanvasError("--temporal-weight trains a per-style network; the "
+                                  "arbitrary decoder is steadied at inference instead")
+        elif self.style is None:
+            raise GanvasError("style-train needs --style PICTURE (or --arbitrary)")
+        elif self.styles is not None:
+            raise GanvasError("--styles is for --arbitrary; one style is --style PICTURE")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +141,7 @@ class StyliserConfig:
     @classmethod
     def from_dict(cls, values: Any, where: str) -> StyliserConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(values, dict) or not {"style", "content", "out"} <= set(values):
+        if not isinstance(values, dict) or not {"content", "out"} <= set(values):
             raise GanvasError(f"{where}: the saved training settings are not readable")
         try:
             return cls(**{k: v for k, v in values.items() if k in names}).check()
@@ -165,21 +202,139 @@ def batch_gram(features: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
-def photos_for_step(step: int, batch: int, count: int, seed: int) -> np.ndarray:
+def photos_for_step(step: int, batch: int, count: int, seed: int,
+                    stream: str = DATA_STREAM) -> np.ndarray:
     """Indices of the photos of ``step``: a fresh shuffle per pass over the folder."""
     positions = np.arange(step * batch, step * batch + batch)
     out = np.empty(batch, dtype=np.int64)
     for epoch in np.unique(positions // count):
-        order = numpy_stream(seed, DATA_STREAM, int(epoch)).permutation(count)
+        order = numpy_stream(seed, stream, int(epoch)).permutation(count)
         here = positions // count == epoch
         out[here] = order[positions[here] % count]
     return out
+
+
+def temporal_term(net: torch.nn.Module, batch: torch.Tensor, output: torch.Tensor,
+                  step: int, seed: int) -> torch.Tensor:
+    """How differently the network paints a photo moved by a few pixels (with a little
+    camera noise): the mean squared difference, away from the borders, between the result
+    for the moved photo and the first result moved alike. Video frames differ by motion
+    and noise like this, and a network that does not follow them flickers (Gupta et al.
+    2017 and ReCoNet train on real optical flow; a shift's flow is known exactly)."""
+    rng = numpy_stream(seed, MOTION_STREAM, step)
+    h, w = batch.shape[-2:]
+    m = min(MOTION, min(h, w) // 8)  # small training crops move less
+    dy, dx = (int(v) for v in rng.integers(-m, m + 1, 2))
+    moved = batch[..., m + dy:h - m + dy, m + dx:w - m + dx]
+    noise = torch.from_numpy(rng.standard_normal(moved.shape, dtype=np.float32)).to(batch)
+    painted = net((moved + MOTION_NOISE * noise).clamp(0, 1))
+    edge = 2 * m  # both results see their own borders there
+    expected = output[..., m + dy + edge:h - m + dy - edge, m + dx + edge:w - m + dx - edge]
+    return torch.nn.functional.mse_loss(painted[..., edge:-edge, edge:-edge], expected)
+
+
+class AdaINLoss:
+    """Huang & Belongie's objective for the decoder: the features of its picture must be the
+    AdaIN target (content), and their mean and deviation at ``relu1_1`` .. the encoder's
+    layer must be the style picture's (style)."""
+
+    def __init__(self, net: ArbitraryStyliser, config: StyliserConfig):
+        self.net = net
+        self.layers = style_layers(net.backbone_name)
+        self.weights = (1.0 if config.content_weight is None else config.content_weight,
+                        ADAIN_STYLE_WEIGHT if config.style_weight is None
+                        else config.style_weight)
+
+    def __call__(self, content: torch.Tensor, style: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        encoder = self.net.encoder
+        with torch.no_grad():
+            target = adain(encoder(content)[-1], measure(encoder(style)[-1]))
+            style_stats = [measure(f) for f in encoder(style, self.layers)]
+        output = self.net.decoder(target)
+        features = encoder(output, self.layers)
+        content_term = torch.nn.functional.mse_loss(features[-1], target)
+        style_term = sum(torch.nn.functional.mse_loss(got.mean, want.mean)
+                         + torch.nn.functional.mse_loss(got.std, want.std)
+                         for got, want in zip((measure(f) for f in features), style_stats))
+        cw, sw = self.weights
+        loss = cw * content_term + sw * style_term
+        return loss, {"loss": float(loss.detach()), "content": float(content_term.detach()),
+                      "style": float(style_term.detach())}
 
 
 def _backbone(config: StyliserConfig, device: torch.device) -> Backbone:
     if config.backbone == "tiny":  # a small random network, for tests
         return tiny_backbone().to(device)
     return load_backbone(config.backbone, config.weights, device=device)
+
+
+class _PerStyle:
+    """The network for one style, its loss and what its folder says about it."""
+
+    def __init__(self, config: StyliserConfig, device: torch.device, log: Callable[[str], None]):
+        style_side = config.style_size or config.size
+        style_img = open_picture(config.style, "style image", longest=style_side)
+        style = to_tensor(resized(style_img, fitted_size(style_img.size, style_side)))
+        self.objective = PerceptualLoss(_backbone(config, device), style.to(device), config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.net = Styliser(config.width).to(device)
+        self.trained = self.net
+        self.config = config
+        self.meta = {"kind": KIND_PER_STYLE, "width": config.width, "size": config.size,
+                     "style": Path(config.style).name, "style_size": style_side,
+                     "backbone": config.backbone}
+
+    def loss(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        output = self.net(batch)
+        loss, losses = self.objective(output, batch)
+        if self.config.temporal_weight:
+            term = temporal_term(self.net, batch, output, step, self.config.seed)
+            loss = loss + self.config.temporal_weight * term
+            losses = {**losses, "loss": float(loss.detach()), "temporal": float(term.detach())}
+        return loss, losses
+
+    def paint(self, photos: torch.Tensor) -> torch.Tensor:
+        return self.net(photos)
+
+
+class _Arbitrary:
+    """The decoder for any style, its loss over photo and style pairs."""
+
+    def __init__(self, config: StyliserConfig, device: torch.device, log: Callable[[str], None]):
+        from ganvas.data import load_images
+
+        if config.backbone not in ENCODER_LAYERS:
+            raise GanvasError(f"--backbone {config.backbone}: no arbitrary decoder for it")
+        backbone = _backbone(config, device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.net = ArbitraryStyliser(backbone, half=config.width == 16).to(device)
+        del backbone
+        self.trained = self.net.decoder
+        self.objective = AdaINLoss(self.net, config)
+        self.styles = None
+        if config.styles is not None:
+            self.styles = load_images(config.styles, resolution=config.style_size or config.size,
+                                      channels=3, progress=False, log=log).images
+        self.config = config
+        self.meta = {"kind": KIND_ARBITRARY, "width": config.width, "size": config.size,
+                     "backbone": config.backbone, "encoder_layer": self.net.encoder.layer}
+
+    def style_batch(self, step: int, photos: np.ndarray) -> torch.Tensor:
+        pictures = photos if self.styles is None else self.styles
+        index = photos_for_step(step, self.config.batch_size, len(pictures), self.config.seed,
+                                STYLES_STREAM)
+        return torch.from_numpy(pictures[index]).float().div(255)
+
+    def loss(self, batch: torch.Tensor, step: int, style: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.objective(batch, style.to(batch.device))
+
+    def paint(self, photos: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        stats = measure(self.net.encoder(style.to(photos.device))[-1])
+        return self.net(photos, [stats])
 
 
 def train_styliser(*, resume: str | None = None, progress: bool = True,
@@ -199,7 +354,7 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
                               f"--device can change (not {', '.join(sorted(unknown))})")
         config = dataclasses.replace(saved, out=str(folder), **options).check()
     else:
-        config = StyliserConfig(**options).check()
+        config = StyliserConfig(**{"style": None, **options}).check()
         folder = Path(config.out)
         if (folder / CHECKPOINT_NAME).exists():
             raise GanvasError(f"-o {folder} already holds a styliser in training; continue it "
@@ -214,25 +369,13 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
                          progress=progress, log=log).images
     if len(photos) < 1:
         raise GanvasError(f"--content {config.content}: no usable photos")
-    style_img = open_picture(config.style, "style image", longest=config.style_size
-                             or config.size)
-    style_side = config.style_size or config.size
-    from ganvas.style.images import fitted_size, resized
-
-    style = to_tensor(resized(style_img, fitted_size(style_img.size, style_side))).to(device)
-    backbone = _backbone(config, device)
-    objective = PerceptualLoss(backbone, style, config)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        net = Styliser(config.width)
-    net = net.to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    task = (_Arbitrary if config.arbitrary else _PerStyle)(config, device, log)
+    optimizer = torch.optim.Adam(task.trained.parameters(), lr=config.learning_rate)
     step = 0
     if state is not None:
         where = str(folder / CHECKPOINT_NAME)
         try:
-            net.load_state_dict(state["network"])
+            task.trained.load_state_dict(state["network"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise GanvasError(f"{where}: the weights do not fit the network "
@@ -241,24 +384,27 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
         check_optimizer(optimizer, where)
         step = state["step"]
     folder.mkdir(parents=True, exist_ok=True)
-    preview_photos = torch.from_numpy(
-        photos[photos_for_step(0, min(PREVIEWS, len(photos)), len(photos), config.seed)]
-    ).float().div(255)
+    shown = photos_for_step(0, min(PREVIEWS, len(photos)), len(photos), config.seed)
+    preview_photos = torch.from_numpy(photos[shown]).float().div(255)
+    preview_style = task.style_batch(0, photos)[:1] if config.arbitrary else None
 
     def save(losses: dict[str, float]) -> None:
         write_checkpoint(folder / CHECKPOINT_NAME, {
-            "config": config.to_dict(), "step": step, "network": net.state_dict(),
+            "config": config.to_dict(), "step": step, "network": task.trained.state_dict(),
             "optimizer": optimizer.state_dict(), "losses": losses})
-        write_styliser(folder, net, {"width": config.width, "size": config.size,
-                                     "style": Path(config.style).name, "step": step,
-                                     "style_size": style_side, "backbone": config.backbone})
+        write_styliser(folder, task.net, {**task.meta, "step": step})
 
     def preview() -> None:
-        net.eval()
+        task.trained.eval()
         with torch.no_grad():
-            out = net(preview_photos.to(device)).cpu()
-        net.train()
-        grid = make_grid(torch.cat([preview_photos, out]) * 2 - 1, columns=len(out))
+            photos_here = preview_photos.to(device)
+            out = (task.paint(photos_here) if preview_style is None
+                   else task.paint(photos_here, preview_style)).cpu()
+        task.trained.train()
+        rows = [preview_photos, out]
+        if preview_style is not None:  # the style, shrunk into the first column's corner
+            rows.insert(0, _thumbnail(preview_style, out.shape[-2:], len(out)))
+        grid = make_grid(torch.cat(rows) * 2 - 1, columns=len(out))
         save_image(grid, folder / "previews" / f"step-{step:07d}.png")
 
     losses: dict[str, float] = {}
@@ -271,8 +417,8 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
             while step < config.steps:
                 index = photos_for_step(step, config.batch_size, len(photos), config.seed)
                 batch = torch.from_numpy(photos[index]).to(device).float().div(255)
-                output = net(batch)
-                loss, losses = objective(output, batch)
+                loss, losses = (task.loss(batch, step, task.style_batch(step, photos))
+                                if config.arbitrary else task.loss(batch, step))
                 if not math.isfinite(losses["loss"]):
                     raise GanvasError(
                         f"the loss became {losses['loss']} at step {step}; try a lower --lr "
@@ -284,8 +430,7 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
                 step += 1
                 session_steps += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{losses['loss']:.4g}", content=f"{losses['content']:.3g}",
-                                style=f"{losses['style']:.3g}", refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
                 if step % config.preview_every == 0 or step == config.steps:
                     preview()
                 if step % config.checkpoint_every == 0 or step == config.steps:
@@ -305,3 +450,10 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
                                                         else ""))
     return StyliserResult(folder, step, losses, interrupted)
 
+
+def _thumbnail(style: torch.Tensor, size: tuple[int, int], columns: int) -> torch.Tensor:
+    """A row of the grid: the style picture first, blank after it."""
+    row = torch.ones(columns, 3, *size)
+    row[0] = torch.nn.functional.interpolate(style, size=tuple(size), mode="bilinear",
+                                             antialias=True, align_corners=False)[0]
+    return row
