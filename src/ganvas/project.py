@@ -368,9 +368,9 @@ def project_to_folder(source: str | os.PathLike, photo: str | os.PathLike,
     network = load_backbone(backbone, backbone_weights, device=model.device)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from ganvas.utils.progress import progress_bar
 
-        bar = tqdm(total=steps, desc="projecting", unit="step", mininterval=0.5)
+        bar = progress_bar(total=steps, desc="projecting", unit="step")
 
     def report(step: int, value: float) -> None:
         if bar is not None:

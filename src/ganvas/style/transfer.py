@@ -148,13 +148,14 @@ def stylize(content: PictureSource, style: PictureSource | Sequence[PictureSourc
             callback: ProgressCallback | None = None, progress: bool = False,
             save_every_path: str | os.PathLike | None = None,
             interrupted: Callable[[Image.Image], None] | None = None,
-            **options: Any) -> Image.Image:
+            network: Backbone | None = None, **options: Any) -> Image.Image:
     """Redraw ``content`` in the style of ``style`` (one picture or several to blend).
 
     Pictures are file paths or PIL images. ``options`` are the fields of
     :class:`StyleOptions` (``size``, ``style_weight``, ``preserve_colors``, ...). Returns
     the result as an RGB PIL image whose longest side is ``size``. On Ctrl-C,
     ``interrupted`` (if given) receives the picture as it was at the last evaluation.
+    ``network``: the backbone, already loaded (for many pictures in a row, as video frames).
     """
     known = {f.name for f in fields(StyleOptions)}
     unknown = sorted(set(options) - known)
@@ -167,7 +168,8 @@ def stylize(content: PictureSource, style: PictureSource | Sequence[PictureSourc
         raise GanvasError("give at least one style image")
     opts.check(len(styles))
     device = resolve_device(opts.device)
-    backbone = load_backbone(opts.backbone, opts.weights, pooling=opts.pooling, device=device)
+    backbone = network if network is not None else load_backbone(
+        opts.backbone, opts.weights, pooling=opts.pooling, device=device)
     plan = _Plan.make(backbone, opts)
     content_img = open_picture(content, "content image", opts.max_pixels, opts.size)
     style_imgs = [open_picture(s, "style image", opts.max_pixels,
@@ -178,9 +180,9 @@ def stylize(content: PictureSource, style: PictureSource | Sequence[PictureSourc
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ganvas.utils.progress import progress_bar
 
-        bar = tqdm(total=opts.iterations, unit="it", dynamic_ncols=True, desc="stylize")
+        bar = progress_bar(total=opts.iterations, unit="it", desc="stylize")
 
     latest: list[Progress] = []
 

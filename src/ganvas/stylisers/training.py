@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ganvas.errors import GanvasError
 from ganvas.losses.recipe import complete_groups
@@ -64,6 +62,7 @@ from ganvas.training.signals import GracefulStop
 from ganvas.utils.checks import whole_number
 from ganvas.utils.device import resolve_device
 from ganvas.utils.images import make_grid, save_image
+from ganvas.utils.progress import progress_bar
 
 DATA_STREAM = "styliser/data"
 STYLES_STREAM = "styliser/styles"
@@ -408,9 +407,8 @@ def train_styliser(*, resume: str | None = None, progress: bool = True,
         save_image(grid, folder / "previews" / f"step-{step:07d}.png")
 
     losses: dict[str, float] = {}
-    interval = 0.5 if sys.stderr.isatty() else 30.0
-    bar = tqdm(total=config.steps, initial=step, unit="step", desc="style-train",
-               disable=not progress, dynamic_ncols=True, file=sys.stderr, mininterval=interval)
+    bar = progress_bar(total=config.steps, initial=step, unit="step", desc="style-train",
+                       enabled=progress)
     started, session_steps, interrupted = time.perf_counter(), 0, False
     with GracefulStop(log) as signals, bar:
         try:

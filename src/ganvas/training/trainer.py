@@ -52,6 +52,7 @@ from ganvas.training.stats import StatsCollector
 from ganvas.utils.device import resolve_device, resolve_precision
 from ganvas.utils.files import atomic_write_text
 from ganvas.utils.images import make_grid, save_image
+from ganvas.utils.progress import progress_bar
 
 EXPLODING_LOSS = 1e6  # a loss beyond this is treated like NaN: the run has diverged
 # Settings that define the data or the networks; changing them on resume would not continue
@@ -215,10 +216,8 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_train_start(self)
         tick_images, tick_start = 0, time.perf_counter()
-        # Redrawing often is fine on a terminal but floods a log file.
-        interval = 0.5 if sys.stderr.isatty() else 30.0
-        bar = tqdm(total=c.steps, initial=self.step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True, file=sys.stderr, desc="training", mininterval=interval)
+        bar = progress_bar(total=c.steps, initial=self.step, enabled=self.progress,
+                           unit="step", desc="training")
         with GracefulStop(self.log) as signals, bar, self._checkpoint_on_crash():
             while self.step < c.steps:
                 point = self.schedule(self.images_seen)
