@@ -213,3 +213,45 @@ def test_training_with_the_temporal_loss_reports_it(tmp_path, photos):
     result = train_styliser(out=str(tmp_path / "steady"), progress=False, log=lambda m: None,
                             **_options(tmp_path, photos, steps=3, temporal_weight=5.0))
     assert result.losses["temporal"] > 0
+
+
+@pytest.mark.parametrize("kind", ["per-style", "arbitrary"])
+def test_onnx_export_equals_pytorch_at_another_size(tmp_path, kind, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnxruntime
+
+    from ganvas.cli.main import main
+    from ganvas.stylisers.arbitrary import ArbitraryStyliser
+    from ganvas.stylisers.export import AdaINGraph
+    from ganvas.stylisers.folder import write_styliser
+
+    torch.manual_seed(0)
+    if kind == "per-style":
+        net, meta = Styliser(16), {"kind": kind, "width": 16}
+    else:
+        net = ArbitraryStyliser(tiny_backbone())
+        meta = {"kind": kind, "width": 32, "backbone": "tiny"}
+    write_styliser(tmp_path / "s", net, meta)
+    assert main(["export", str(tmp_path / "s"), "--format", "onnx"]) == 0
+    assert "matches PyTorch" in capsys.readouterr().err
+    session = onnxruntime.InferenceSession(str(tmp_path / "s" / "styliser.onnx"))
+    picture = torch.rand(1, 3, 50, 34, generator=torch.Generator().manual_seed(5))
+    net.eval()
+    with torch.no_grad():
+        if kind == "per-style":
+            expected = net(picture)
+            got = session.run(None, {"image": picture.numpy()})[0]
+        else:
+            style = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(6))
+            expected = AdaINGraph(net)(picture, style, torch.tensor(0.5))
+            from ganvas.stylisers.arbitrary import stylise_arbitrary
+
+            same = stylise_arbitrary(net, picture, [net.style_statistics(style, "adain")],
+                                     alpha=0.5, tile=None)
+            assert torch.allclose(same, expected, atol=1e-5)  # the graph is the method
+            got = session.run(None, {"content": picture.numpy(), "style": style.numpy(),
+                                     "alpha": np.array(0.5, dtype=np.float32)})[0]
+    assert got.shape == expected.shape and np.abs(got - expected.numpy()).max() < 1e-4
+    assert main(["export", str(tmp_path / "s"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "name the file .onnx" in capsys.readouterr().err

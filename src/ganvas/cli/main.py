@@ -9,6 +9,7 @@ from ganvas import __version__
 from ganvas.cli import (
     doctor,
     evaluate,
+    export,
     generate,
     models,
     project,
@@ -32,6 +33,8 @@ examples:
   ganvas stylize photo.jpg --style painting.jpg -o out.jpg   # neural style transfer
   ganvas style-train --style painting.jpg --content ~/photos -o styler/   # a fast styliser
   ganvas stylize photo.jpg --model styler/ -o out.jpg         # ... in one forward pass
+  ganvas stylize --video clip.mp4 --model styler/ -o out.mp4  # a video, steadied
+  ganvas export styler/ --format onnx                         # for other runtimes
 
 Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
 """
@@ -44,7 +47,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
-    for command in (train, generate, project, evaluate, doctor, models, stylize, style_train):
+    for command in (train, generate, project, evaluate, doctor, models, stylize, style_train,
+                    export):
         command.add_parser(subparsers)
     return parser
 

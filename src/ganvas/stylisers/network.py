@@ -121,9 +121,8 @@ class Styliser(nn.Module):
     def forward(self, images: torch.Tensor, stats: NormStatistics | None = None) -> torch.Tensor:
         h, w = images.shape[-2:]
         pad_h, pad_w = -h % 4, -w % 4
-        x = images * 2 - 1
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        # padded even when by 0, so an exported graph takes any size
+        x = F.pad(images * 2 - 1, (0, pad_w, 0, pad_h), mode="reflect")
         for layer in self.layers:
             x = layer(x, stats)
         # tanh keeps the output in range without clipping the gradients of a saturated pixel
