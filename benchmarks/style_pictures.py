@@ -5,6 +5,8 @@ patterns drawn here).
 
     python benchmarks/style_pictures.py photos DIR [--count 144]
     python benchmarks/style_pictures.py styles DIR
+    python benchmarks/style_pictures.py docs DIR --styliser STYLER --decoder ANYSTYLE \
+        --style STYLE.png      # the README's pictures: results, an any-style grid, a GIF
 """
 
 from __future__ import annotations
@@ -103,16 +105,100 @@ def style_pictures() -> dict[str, Image.Image]:
     return found
 
 
+ANY_STYLES = ("strokes", "gravel", "stripes", "flower")
+
+
+def _tile(images: list[list[Image.Image | None]], side: int, gap: int = 4) -> Image.Image:
+    """Rows of pictures, each fitted into a ``side`` square cell, on white."""
+    columns = max(len(r) for r in images)
+    sheet = Image.new("RGB", (columns * (side + gap) - gap, len(images) * (side + gap) - gap),
+                      "white")
+    for r, row in enumerate(images):
+        for c, picture in enumerate(row):
+            if picture is None:
+                continue
+            fitted = picture.copy()
+            fitted.thumbnail((side, side), Image.Resampling.LANCZOS)
+            x = c * (side + gap) + (side - fitted.width) // 2
+            y = r * (side + gap) + (side - fitted.height) // 2
+            sheet.paste(fitted, (x, y))
+    return sheet
+
+
+def make_docs(folder: Path, styliser: Path, decoder: Path, style: Path) -> list[Path]:
+    """The README's pictures, every one made here from the held-out photos."""
+    import tempfile
+
+    import torch
+
+    from ganvas.style.images import fitted_size, resized, to_image, to_tensor
+    from ganvas.stylisers.apply import ArbitraryStyle, make_painter
+    from ganvas.stylisers.folder import load_styliser
+    from ganvas.video.painters import network_painter
+    from ganvas.video.stylise import stylise_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = [resized(p, fitted_size(p.size, 512)) for p in source_photos(held_out=True).values()]
+    per_style = make_painter(load_styliser(styliser)[0])
+    with torch.no_grad():
+        painted = [to_image(per_style(to_tensor(p))) for p in photos]
+    written = [folder / "styliser-photos.jpg"]
+    _tile([[Image.open(style).convert("RGB"), *photos], [None, *painted]], 300).save(
+        written[-1], quality=90)
+
+    styles = style_pictures()
+    decoder_net = load_styliser(decoder)[0]
+    rows: list[list[Image.Image | None]] = [[None, *(styles[n] for n in ANY_STYLES)]]
+    for photo in photos:
+        row: list[Image.Image | None] = [photo]
+        for name in ANY_STYLES:
+            paint = make_painter(decoder_net, style=ArbitraryStyle([styles[name]]))
+            with torch.no_grad():
+                row.append(to_image(paint(to_tensor(photo))))
+        rows.append(row)
+    written.append(folder / "anystyle-grid.jpg")
+    _tile(rows, 220).save(written[-1], quality=90)
+
+    from fractions import Fraction
+
+    from ganvas.video.io import FrameWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip, frames_in = Path(tmp) / "clip.mp4", []
+        big = np.asarray(photos[0].resize((640, 480), Image.Resampling.LANCZOS))
+        writer = FrameWriter(clip, 320, 240, Fraction(12))
+        for i in range(36):  # a slow pan and zoom-free drift across the photo
+            frame = np.ascontiguousarray(big[60 + i * 2:300 + i * 2, 40 + i * 6:360 + i * 6])
+            writer.write(frame)
+            frames_in.append(Image.fromarray(frame))
+        writer.close()
+        frames_out: list[np.ndarray] = []
+        stylise_video(clip, Path(tmp) / "out.mp4", network_painter(per_style), settings={},
+                      progress=False, log=lambda m: None, on_frame=frames_out.append)
+    pairs = [_tile([[a, Image.fromarray(b)]], 320) for a, b in zip(frames_in, frames_out)]
+    written.append(folder / "styliser-video.gif")
+    pairs[0].save(written[-1], save_all=True, append_images=pairs[1:], duration=83, loop=0,
+                  optimize=True)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("photos", "styles"))
+    parser.add_argument("what", choices=("photos", "styles", "docs"))
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--styliser", type=Path)
+    parser.add_argument("--decoder", type=Path)
+    parser.add_argument("--style", type=Path)
     parser.add_argument("--count", type=int, default=144)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     if args.what == "photos":
         written = make_photos(args.folder, args.count, args.size)
+    elif args.what == "docs":
+        if not (args.styliser and args.decoder and args.style):
+            parser.error("docs needs --styliser, --decoder and --style")
+        written = make_docs(args.folder, args.styliser, args.decoder, args.style)
     else:
         args.folder.mkdir(parents=True, exist_ok=True)
         written = []

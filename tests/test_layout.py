@@ -1,5 +1,5 @@
 """The package's layering: inference (generate, project, eval, doctor, the generator folder,
-stylize --model) never imports training code, and models never import losses or training."""
+stylize --model and --video, export) never imports training code, and models never import losses or training."""
 
 import subprocess
 import sys
@@ -13,6 +13,7 @@ import ganvas
 from ganvas.cli import main as cli
 import ganvas.generate, ganvas.metrics.evaluation, ganvas.training.health.report
 import ganvas.project, ganvas.metrics.nearest, ganvas.stylisers.apply
+import ganvas.video.painters, ganvas.stylisers.export
 model = ganvas.load({str(OLD_RUN)!r})
 model.sample(2, seed=0)
 ganvas.training.health.report.build_report({str(OLD_RUN)!r})
@@ -31,7 +32,7 @@ def test_generating_and_reading_a_run_loads_no_training_code():
     loaded = _modules_after(PROBE)
     assert "ganvas.generate" in loaded and "ganvas.runs.sources" in loaded
     assert "ganvas.project" in loaded and "ganvas.metrics.nearest" in loaded
-    assert "ganvas.stylisers.apply" in loaded
+    assert "ganvas.stylisers.apply" in loaded and "ganvas.video.stylise" in loaded
     forbidden = {"ganvas.training.trainer", "ganvas.losses.standard", "ganvas.losses.recipe",
                  "ganvas.training.ema", "ganvas.augment", "ganvas.losses.stylegan2",
                  "ganvas.losses.fastgan", "ganvas.stylisers.training"}

@@ -4,10 +4,12 @@ video stays still, stabilisation lowers flicker, Ctrl-C leaves a playable file t
 
 from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 import torch
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
 
 from ganvas.errors import GanvasError
 from ganvas.video.flow import FlowEstimator, valid_mask, warp

@@ -26,7 +26,8 @@ examples:
   ganvas stylize --video clip.mp4 --style painting.jpg --size 384 -o painted.mp4
   ganvas stylize --video clip.mp4 --style painting.jpg --size 384 -o painted.mp4 --resume
 
-A video is steadied along its optical flow: --temporal-weight 0 turns that off. Ctrl-C
+A video is steadied along its optical flow (by optimisation, each frame also starts from the
+last result): --temporal-weight 0 turns that off. Ctrl-C
 writes a playable video of the frames done so far; --resume continues it.
 
 Backbones: vgg19 (default) and vgg16 use torchvision's ImageNet weights, downloaded once
@@ -234,7 +235,7 @@ def _run_video(args: argparse.Namespace) -> int:
         options = _optimisation_options(args)
         options.pop("save_every")
         options["size"] = args.size
-        painter = optimisation_painter(args.style, options)
+        painter = optimisation_painter(args.style, options, warm_start=weight > 0)
         settings = {"style": styles, **{k: v for k, v in options.items() if k != "device"}}
     start = time.perf_counter()
     result = stylise_video(args.video, output, painter, settings=settings, size=args.size,

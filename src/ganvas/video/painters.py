@@ -31,11 +31,13 @@ def network_painter(paint: Painter) -> FramePainter:
     return frame_painter
 
 
-def optimisation_painter(styles: Sequence[Any], options: dict[str, Any]) -> FramePainter:
+def optimisation_painter(styles: Sequence[Any], options: dict[str, Any], *,
+                         warm_start: bool = True) -> FramePainter:
     """Gatys et al.'s optimisation per frame, as ``ganvas stylize`` does it, started from the
     previous result warped to this frame (Ruder et al. 2016) where that warp is valid and
     from the frame elsewhere; the first frame gets every iteration and scale, the others
-    a single scale and :data:`FOLLOW_UP_SHARE` of the iterations."""
+    a single scale and :data:`FOLLOW_UP_SHARE` of the iterations. Without ``warm_start``
+    every frame is painted on its own, from scratch."""
     opts = StyleOptions(**{k: v for k, v in options.items() if k != "size"})
     opts.check(len(styles))
     backbone = load_backbone(opts.backbone, opts.weights, pooling=opts.pooling,
@@ -46,7 +48,7 @@ def optimisation_painter(styles: Sequence[Any], options: dict[str, Any]) -> Fram
                       mask: np.ndarray | None) -> np.ndarray:
         picture = Image.fromarray(frame)
         here = {**options, "size": max(picture.size)}
-        if warped is not None and mask is not None:
+        if warm_start and warped is not None and mask is not None:
             m = mask[..., None]
             start = (m * warped + (1 - m) * frame).round().astype(np.uint8)
             here.update(init=Image.fromarray(start), scales=1, iterations=follow_up)

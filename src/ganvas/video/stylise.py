@@ -103,11 +103,11 @@ def stylise_video(source: str | Path, output: str | Path, paint: FramePainter, *
                   temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT, resume: bool = False,
                   progress: bool = True,
                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-                  segment_seconds: float = SEGMENT_SECONDS, stop_after: int | None = None
-                  ) -> VideoResult:
+                  segment_seconds: float = SEGMENT_SECONDS, stop_after: int | None = None,
+                  on_frame: Callable[[np.ndarray], None] | None = None) -> VideoResult:
     """Repaint every frame of ``source`` into ``output``. ``settings`` describe the method
     (they must match to ``resume``); ``stop_after`` ends this session after that many frames,
-    as Ctrl-C would."""
+    as Ctrl-C would; ``on_frame`` sees each result as it is written."""
     info, output = preflight(source, output, resume)
     width, height = output_size(info, size)
     parts = parts_folder(output)
@@ -176,6 +176,8 @@ def stylise_video(source: str | Path, output: str | Path, paint: FramePainter, *
                     writer = FrameWriter(parts / f"part-{done:07d}.mp4", width, height, info.fps)
                     segment_started = time.perf_counter()
                 writer.write(painted)
+                if on_frame is not None:
+                    on_frame(painted)
                 done += 1
                 session += 1
                 previous_in, previous_out = frame, painted
