@@ -146,9 +146,9 @@ def test_fast_style_benchmark_prints_its_table(tmp_path):
 
 def test_the_fast_style_benchmarks_clip_pans_as_it_says(tmp_path):
     pytest.importorskip("av")
+    from fast_style import exact_warping_error, panning_clip
     from PIL import Image
 
-    from fast_style import exact_warping_error, panning_clip
     from ganvas.video.io import read_frames
 
     photo = Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 120, 3),
