@@ -1,5 +1,6 @@
 """The package's layering: inference (generate, project, eval, doctor, the generator folder,
-stylize --model and --video, export) never imports training code, and models never import losses or training."""
+stylize --model and --video, export) never imports training code, and models never import
+losses or training."""
 
 import subprocess
 import sys

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from ganvas.errors import GanvasError
+
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from ganvas.errors import GanvasError
-from ganvas.video.flow import FlowEstimator, valid_mask, warp
-from ganvas.video.io import count_frames, probe
-from ganvas.video.stylise import parts_folder, stylise_video
+from ganvas.video.flow import FlowEstimator, valid_mask, warp  # noqa: E402
+from ganvas.video.io import count_frames, probe  # noqa: E402
+from ganvas.video.stylise import parts_folder, stylise_video  # noqa: E402
 
 FPS = Fraction(12)
 
