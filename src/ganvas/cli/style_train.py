@@ -84,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise GanvasError(f"--resume continues with the saved settings; only --steps and "
                               f"--device can change (drop --{given[0].replace('_', '-')})")
-        train_styliser(resume=args.resume, progress=not args.no_progress, **options)
-        return 0
+        result = train_styliser(resume=args.resume, progress=not args.no_progress, **options)
+        return 130 if result.interrupted else 0
     needed = ("content", "out") if args.arbitrary else ("style", "content", "out")
     missing = [f"--{n}" for n in needed if n not in options]
     if missing:
         raise GanvasError(f"style-train needs {', '.join(missing)} (or --resume DIR)")
-    train_styliser(progress=not args.no_progress, **options)
-    return 0
+    result = train_styliser(progress=not args.no_progress, **options)
+    return 130 if result.interrupted else 0

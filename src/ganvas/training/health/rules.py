@@ -52,12 +52,19 @@ def _d_dominates(record: dict[str, Any], probabilistic: bool) -> bool:
 
 
 def _streak(recent: list[dict[str, Any]], holds) -> list[dict[str, Any]]:
-    """The records at the end of ``recent`` for which ``holds`` is true, oldest first."""
+    """The records at the end of ``recent`` for which ``holds`` is true, oldest first, the
+    last one included. A lone record between two that hold does not end the streak: a
+    discriminator that wins lets the generator catch up for a tick now and then, and that
+    one tick must not hide the problem."""
+    flags = [bool(holds(r)) for r in recent]
     count = 0
-    for record in reversed(recent):
-        if not holds(record):
+    for i in range(len(flags) - 1, -1, -1):
+        if flags[i]:
+            count += 1
+        elif 0 < i < len(flags) - 1 and flags[i - 1] and flags[i + 1]:
+            count += 1  # an isolated blip
+        else:
             break
-        count += 1
     return recent[len(recent) - count:]
 
 
