@@ -140,11 +140,11 @@ def assemble(segments: Sequence[Path], output: Path, audio_from: Path | None) ->
     temporary = output.with_name(f".{output.name}.tmp{output.suffix}")
     try:
         with ExitStack() as stack:
-            parts = [stack.enter_context(av.open(str(s))) for s in segments]
             out = stack.enter_context(av.open(str(temporary), mode="w"))
-            video = out.add_stream_from_template(parts[0].streams.video[0])
-            end_time = sum(_duration(part.streams.video[0], part) for part in parts)
-            streams = [_video_packets(parts, video)]
+            with av.open(str(segments[0])) as first:  # every segment has the same stream
+                video = out.add_stream_from_template(first.streams.video[0])
+            end_time = sum(_duration(segment) for segment in segments)
+            streams = [_video_packets(segments, video)]
             audio, copies = None, True
             if audio_from is not None:
                 audio_in = stack.enter_context(av.open(str(audio_from)))
@@ -169,31 +169,36 @@ def assemble(segments: Sequence[Path], output: Path, audio_from: Path | None) ->
 COPYABLE_AUDIO = ("aac", "mp3", "ac3", "opus", "alac", "flac")
 
 
-def _duration(stream, container) -> float:
+def _duration(segment: Path) -> float:
+    av = _av()
     last = 0
-    for packet in container.demux(stream):
-        if packet.pts is not None:
-            last = max(last, packet.pts + (packet.duration or 0))
-    container.seek(0)
-    return float(last * stream.time_base)
+    with av.open(str(segment)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                last = max(last, packet.pts + (packet.duration or 0))
+        return float(last * stream.time_base)
 
 
-def _video_packets(parts, target):
-    """Every segment's packets, timestamps shifted to follow the segment before."""
+def _video_packets(segments: Sequence[Path], target):
+    """Every segment's packets, timestamps shifted to follow the segment before; one
+    segment open at a time (a long video has thousands)."""
+    av = _av()
     offset = 0
-    for part in parts:
-        source = part.streams.video[0]
-        last = offset
-        for packet in part.demux(source):
-            if packet.dts is None:
-                continue
-            packet.pts += offset
-            packet.dts += offset
-            last = max(last, packet.pts + (packet.duration or 0))
-            time_ = float(packet.dts * source.time_base)
-            packet.stream = target
-            yield time_, packet
-        offset = last
+    for segment in segments:
+        with av.open(str(segment)) as part:
+            source = part.streams.video[0]
+            last = offset
+            for packet in part.demux(source):
+                if packet.dts is None:
+                    continue
+                packet.pts += offset
+                packet.dts += offset
+                last = max(last, packet.pts + (packet.duration or 0))
+                time_ = float(packet.dts * source.time_base)
+                packet.stream = target
+                yield time_, packet
+            offset = last
 
 
 def _audio_packets(source, target, copies: bool, end_time: float):

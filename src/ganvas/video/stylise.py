@@ -48,7 +48,7 @@ from ganvas.video.io import (
 
 STATE_NAME = "state.json"
 STATE_FORMAT, STATE_VERSION = "ganvas-video-parts", 1
-SEGMENT_SECONDS = 15.0  # of work: what a killed process can lose
+SEGMENT_SECONDS = 5.0  # of work: what a killed process can lose
 # (frame, previous result warped to it or None, where that warp is valid or None) -> result
 FramePainter = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
 
