@@ -167,7 +167,7 @@ def make_docs(folder: Path, styliser: Path, decoder: Path, style: Path) -> list[
         clip, frames_in = Path(tmp) / "clip.mp4", []
         big = np.asarray(photos[0].resize((640, 480), Image.Resampling.LANCZOS))
         writer = FrameWriter(clip, 320, 240, Fraction(12))
-        for i in range(36):  # a slow pan and zoom-free drift across the photo
+        for i in range(24):  # a slow drift across the photo
             frame = np.ascontiguousarray(big[60 + i * 2:300 + i * 2, 40 + i * 6:360 + i * 6])
             writer.write(frame)
             frames_in.append(Image.fromarray(frame))
@@ -175,7 +175,7 @@ def make_docs(folder: Path, styliser: Path, decoder: Path, style: Path) -> list[
         frames_out: list[np.ndarray] = []
         stylise_video(clip, Path(tmp) / "out.mp4", network_painter(per_style), settings={},
                       progress=False, log=lambda m: None, on_frame=frames_out.append)
-    pairs = [_tile([[a, Image.fromarray(b)]], 320) for a, b in zip(frames_in, frames_out)]
+    pairs = [_tile([[a, Image.fromarray(b)]], 256) for a, b in zip(frames_in, frames_out)]
     written.append(folder / "styliser-video.gif")
     pairs[0].save(written[-1], save_all=True, append_images=pairs[1:], duration=83, loop=0,
                   optimize=True)
