@@ -70,11 +70,11 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
 
     if not any(Path(p).expanduser().is_file() for p in EMOJI_FONT_PATHS):
         pytest.skip("the emoji font is not installed (apt install fonts-noto-color-emoji)")
-    out = _run(tmp_path, "models.py", "--minutes", "0.02", "--num", "16", "--resolutions", "32",
+    out = _run(tmp_path, "models.py", "--minutes", "0.02", "--num", "8", "--resolutions", "32",
                "--set", "progressive:model_options.fade_kimg=0.02",
                "--set", "progressive:model_options.stable_kimg=0.02",
                "--few-shot", "--few-shot-minutes", "0.02", "--few-shot-resolution", "32",
-               "--few-shot-num", "16", "--pictures", str(tmp_path / "pictures"))
+               "--few-shot-num", "8", "--pictures", str(tmp_path / "pictures"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     header = next(i for i, r in enumerate(rows) if i and r.startswith("| model"))
     assert [row.split(" | ")[0] for row in rows[1:header]] == [

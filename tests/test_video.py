@@ -197,6 +197,13 @@ def test_bad_videos_and_options_get_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
+    def refuses(frame, warped, mask):
+        raise GanvasError("this painter cannot paint it")
+
+    with pytest.raises(GanvasError, match="cannot paint"):
+        stylise_video(good, tmp_path / "o.mp4", refuses, settings={}, **QUIET)
+    assert not parts_folder(tmp_path / "o.mp4").exists()  # a failed start leaves nothing
+
 
 def test_stylize_video_with_a_styliser_and_by_optimisation(tmp_path, monkeypatch, capsys):
     from ganvas.cli.main import main

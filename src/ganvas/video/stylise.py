@@ -193,6 +193,11 @@ def stylise_video(source: str | Path, output: str | Path, paint: FramePainter, *
                     break
         except KeyboardInterrupt:
             interrupted = True
+        except BaseException:
+            close_segment()
+            if not state["segments"]:  # failed before any frame was kept: nothing to resume
+                shutil.rmtree(parts, ignore_errors=True)
+            raise
         finally:
             close_segment()
     segments = [parts / name for name in state["segments"]]
