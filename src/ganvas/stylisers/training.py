@@ -248,8 +248,8 @@ class AdaINLoss:
                  ) -> tuple[torch.Tensor, dict[str, float]]:
         encoder = self.net.encoder
         with torch.no_grad():
-            target = adain(encoder(content)[-1], measure(encoder(style)[-1]))
-            style_stats = [measure(f) for f in encoder(style, self.layers)]
+            style_stats = [measure(f) for f in encoder(style, self.layers)]  # last: encoder's
+            target = adain(encoder(content)[-1], style_stats[-1])
         output = self.net.decoder(target)
         features = encoder(output, self.layers)
         content_term = torch.nn.functional.mse_loss(features[-1], target)
