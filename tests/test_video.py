@@ -178,6 +178,8 @@ def test_bad_videos_and_options_get_one_line(tmp_path, capsys):
         (["stylize", "--video", str(text), "--style", str(style), "-o", str(tmp_path / "o.mp4")],
          "not a video file"),
         (["stylize", "--video", str(empty), "--style", str(style)], "the file is empty"),
+        (["stylize", "--video", str(style), "--style", str(style), "-o",
+          str(tmp_path / "o.mp4")], "a still picture, not a video"),
         (["stylize", "--video", str(sound), "--style", str(style), "-o",
           str(tmp_path / "o.mp4")], "no video stream (audio only)"),
         (["stylize", "--video", str(tmp_path / "none.mp4"), "--style", str(style)],

@@ -55,6 +55,9 @@ def probe(path: str | os.PathLike, option: str = "--video") -> VideoInfo:
         raise GanvasError(f"{where}: the file is empty")
     try:
         with av.open(str(path)) as container:
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise GanvasError(f"{where}: a still picture, not a video; repaint it "
+                                  "without --video")
             if not container.streams.video:
                 kind = "audio only" if container.streams.audio else "no pictures"
                 raise GanvasError(f"{where}: has no video stream ({kind}); give a video file")
