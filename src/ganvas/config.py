@@ -135,6 +135,12 @@ class TrainConfig:
         "auto", "arithmetic of the training forward passes: bf16 (mixed precision: "
         "convolutions in bfloat16, weights, optimiser and losses in float32), fp32, or auto: "
         "bf16 on CPUs that compute it natively (AVX512-BF16 or AMX), else fp32")
+    grad_accum: int = _opt(
+        1, "split each step's batch into K rounds whose gradients add up before the update: "
+        "the same global --batch-size in 1/K of the memory")
+    sync_bn: bool = _opt(
+        False, "on several processes, BatchNorm layers normalise with the statistics of the "
+        "whole global batch instead of each process's slice (costs one exchange per layer)")
     d_skip_below: float | None = _opt(
         None, "skip the discriminator's update while its loss is below X (the lesson's remedy)")
     d_accuracy_band: tuple[float, float] | None = _opt(
@@ -224,6 +230,7 @@ class TrainConfig:
         _positive(self.max_image_pixels, "--max-image-pixels")
         _positive(self.latent_dim, "--latent-dim")
         _positive(self.batch_size, "--batch-size", allow_none=True)
+        _positive(self.grad_accum, "--grad-accum")
         _positive(self.steps, "--steps", allow_none=True)
         if self.epochs is not None and not (0 < self.epochs <= 1e6):
             raise GanvasError(f"--epochs must be a positive number up to 1,000,000, "

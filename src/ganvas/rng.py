@@ -7,7 +7,9 @@ arithmetic, and the same (seed, name) gives the same numbers on every machine an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -42,3 +44,40 @@ def stream(seed: int, name: str) -> torch.Generator:
 def numpy_stream(seed: int, name: str, *more: int) -> np.random.Generator:
     """A numpy generator for stream ``name``; ``more`` numbers (an epoch, say) split it."""
     return np.random.default_rng([stream_seed(seed, name), *map(int, more)])
+
+
+# ---- the same numbers whatever the number of processes ---------------------------------------
+#
+# A run spread over several processes trains on one global batch, each process on its slice.
+# Per-image random numbers (latents, augmentation parameters, noise) are drawn for the whole
+# global batch from the shared stream, and each process keeps the rows of its slice: every
+# stream then advances alike in every process, and image i of the global batch gets the same
+# numbers however many processes share the batch.
+
+_SLICE = (0, 1)  # (this process's index, number of processes) while a training step runs
+
+
+@contextlib.contextmanager
+def batch_slice(index: int, count: int) -> Iterator[None]:
+    """Within this block, :func:`per_sample` keeps slice ``index`` of ``count``."""
+    global _SLICE
+    previous, _SLICE = _SLICE, (int(index), int(count))
+    try:
+        yield
+    finally:
+        _SLICE = previous
+
+
+def per_sample(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
+    """``draw(m)`` returns random numbers for ``m`` samples (first dimension ``m``); this
+    returns those of this process's ``n`` samples of the global batch."""
+    index, count = _SLICE
+    if count == 1:
+        return draw(n)
+    return draw(n * count)[index * n:(index + 1) * n]
+
+
+def current_slice() -> tuple[int, int]:
+    """``(index, count)`` of the batch slice this process trains on now; ``(0, 1)`` outside a
+    training step or in a single process."""
+    return _SLICE

@@ -36,15 +36,17 @@ class NoAugment:
 
 
 def build_augment(name: str, *, seed: int, diffaugment_policy: str = "",
-                  ada_target: float = 0.6, ada_kimg: float = 100.0, ada_interval: int = 4):
-    """The augmenter for ``--augment NAME``; ``seed`` seeds its own random generator."""
+                  ada_target: float = 0.6, ada_kimg: float = 100.0, ada_interval: int = 4,
+                  sum_over_processes=None):
+    """The augmenter for ``--augment NAME``; ``seed`` seeds its own random generator;
+    ``sum_over_processes`` pools ADA's overfitting signal over the processes of a run."""
     if name == "none":
         return NoAugment()
     if name == "diffaugment":
         return DiffAugment(diffaugment_policy, seed=seed)
     if name == "ada":
         return AdaptiveAugment(seed=seed, target=ada_target, speed_kimg=ada_kimg,
-                               interval=ada_interval)
+                               interval=ada_interval, sum_over_processes=sum_over_processes)
     raise GanvasError(f"--augment {name!r} is not known; choose one of: {', '.join(AUGMENTS)}")
 
 

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ganvas.rng import per_sample
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
 
@@ -27,10 +28,13 @@ class AdaptiveAugment:
         target: the r_t value to hold (0.6 in the paper).
         speed_kimg: thousands of images over which p may move from 0 to 1.
         interval: discriminator passes between adjustments of p.
+        sum_over_processes: sums a tensor over the processes of a distributed run, so every
+            process adjusts p alike from the whole batch's signal (None: one process).
     """
 
     def __init__(self, *, seed: int = 0, target: float = 0.6, speed_kimg: float = 100.0,
-                 interval: int = 4, p: float = 0.0):
+                 interval: int = 4, p: float = 0.0, sum_over_processes=None):
+        self.sum_over_processes = sum_over_processes or (lambda t: t)
         self.p = p
         self.target = target
         self.speed_kimg = speed_kimg
@@ -48,19 +52,26 @@ class AdaptiveAugment:
         self._signs += float(torch.sign(real_logits.detach()).sum())
         self._count += real_logits.numel()
         self._calls += 1
-        if self._calls % self.interval == 0 and self._count:
-            self.rt = self._signs / self._count
-            step = self._count / (self.speed_kimg * 1000)
+        if self._calls % self.interval == 0:
+            signs, count = self.sum_over_processes(
+                torch.tensor([self._signs, float(self._count)], dtype=torch.float64)).tolist()
+            if not count:
+                return
+            self.rt = signs / count
+            step = count / (self.speed_kimg * 1000)
             self.p = float(min(1.0, max(0.0, self.p + math.copysign(step, self.rt - self.target))))
             self._signs, self._count = 0.0, 0
 
     # ---- applying the augmentations ---------------------------------------------------------
 
     def _chance(self, n: int, p: float | None = None) -> torch.Tensor:
-        return torch.rand(n, generator=self.generator) < (self.p if p is None else p)
+        return self._uniform(n) < (self.p if p is None else p)
 
-    def _normal(self, n: int) -> torch.Tensor:
-        return torch.randn(n, generator=self.generator)
+    def _normal(self, n: int, *shape: int) -> torch.Tensor:
+        return per_sample(lambda m: torch.randn(m, *shape, generator=self.generator), n)
+
+    def _uniform(self, n: int, *shape: int) -> torch.Tensor:
+        return per_sample(lambda m: torch.rand(m, *shape, generator=self.generator), n)
 
     def _geometry(self, n: int, h: int, w: int) -> torch.Tensor:
         """Per-image 2x3 affine matrices (in grid coordinates) for the geometric chain."""
@@ -74,10 +85,11 @@ class AdaptiveAugment:
         flip[:, 0, 0] = -1
         compose(self._chance(n), flip)
         # rotation by a multiple of 90 degrees
-        k = torch.randint(0, 4, (n,), generator=self.generator).float() * (math.pi / 2)
+        k = per_sample(lambda m: torch.randint(0, 4, (m,), generator=self.generator), n
+                       ).float() * (math.pi / 2)
         compose(self._chance(n), _rotation(k))
         # integer translation, up to 1/8 of the size
-        t = (torch.rand(n, 2, generator=self.generator) * 2 - 1) * 0.125
+        t = (self._uniform(n, 2) * 2 - 1) * 0.125
         t[:, 0] = torch.round(t[:, 0] * w) / w
         t[:, 1] = torch.round(t[:, 1] * h) / h
         compose(self._chance(n), _translation(t * 2))
@@ -86,16 +98,13 @@ class AdaptiveAugment:
         compose(self._chance(n), _scale(s, s))
         # arbitrary rotation; the probability is split so two chances give about p
         p_rot = 1 - math.sqrt(max(0.0, 1 - self.p))
-        compose(self._chance(n, p_rot), _rotation((torch.rand(n, generator=self.generator) * 2
-                                                   - 1) * math.pi))
+        compose(self._chance(n, p_rot), _rotation((self._uniform(n) * 2 - 1) * math.pi))
         # anisotropic scaling
         s = torch.exp2(self._normal(n) * 0.2)
         compose(self._chance(n), _scale(s, 1 / s))
-        compose(self._chance(n, p_rot), _rotation((torch.rand(n, generator=self.generator) * 2
-                                                   - 1) * math.pi))
+        compose(self._chance(n, p_rot), _rotation((self._uniform(n) * 2 - 1) * math.pi))
         # fractional translation
-        compose(self._chance(n), _translation(torch.randn(n, 2, generator=self.generator)
-                                              * 0.125 * 2))
+        compose(self._chance(n), _translation(self._normal(n, 2) * 0.125 * 2))
         return eye[:, :2, :]
 
     def _color(self, x: Images) -> Images:

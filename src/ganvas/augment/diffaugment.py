@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ganvas.errors import GanvasError
+from ganvas.rng import per_sample
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
 
@@ -18,7 +19,9 @@ POLICIES = ("color", "translation", "cutout")
 
 
 def _rand(generator: torch.Generator, *shape: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.rand(*shape, generator=generator).to(like.device, like.dtype)
+    n, *rest = shape
+    drawn = per_sample(lambda m: torch.rand(m, *rest, generator=generator), n)
+    return drawn.to(like.device, like.dtype)
 
 
 def adjust_color(x: Images, g: torch.Generator) -> Images:
@@ -46,8 +49,8 @@ def translate(x: Images, g: torch.Generator, ratio: float = 0.125) -> Images:
     finest = nested.largest(x)
     n, _, h, w = finest.shape
     max_dy, max_dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    dy = torch.randint(-max_dy, max_dy + 1, (n,), generator=g)
-    dx = torch.randint(-max_dx, max_dx + 1, (n,), generator=g)
+    dy = per_sample(lambda m: torch.randint(-max_dy, max_dy + 1, (m,), generator=g), n)
+    dx = per_sample(lambda m: torch.randint(-max_dx, max_dx + 1, (m,), generator=g), n)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, 0, 2] = -2 * dx / w  # grid units span 2 over the image width
@@ -66,8 +69,8 @@ def cutout(x: Images, g: torch.Generator, ratio: float = 0.5) -> Images:
     finest = nested.largest(x)
     n, _, h, w = finest.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g)
-    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g)
+    cy = per_sample(lambda m: torch.randint(0, h + (1 - ch % 2), (m, 1, 1), generator=g), n)
+    cx = per_sample(lambda m: torch.randint(0, w + (1 - cw % 2), (m, 1, 1), generator=g), n)
     ys = torch.arange(h).view(1, h, 1)
     xs = torch.arange(w).view(1, 1, w)
     dy, dx = ys - cy, xs - cx

@@ -55,14 +55,20 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # for commands that start copies of themselves (train --nproc)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
     try:
         return args.func(args)
     except GanvasError as exc:
-        print(f"ganvas: error: {exc}", file=sys.stderr)
+        rank = _rank()
+        if rank == 0:
+            print(f"ganvas: error: {exc}", file=sys.stderr)
+        elif _speaks_for_itself(exc):
+            print(f"ganvas: error: [process {rank}] {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ganvas: interrupted", file=sys.stderr)
@@ -86,6 +92,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganvas: internal error: {type(exc).__name__}: {str(exc)[:200]} "
               "(set GANVAS_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return 1
+
+
+def _rank() -> int:
+    """This process's rank in a distributed run (0 otherwise), without importing torch for
+    the commands that never need it."""
+    if "ganvas.training.distributed" in sys.modules:
+        return sys.modules["ganvas.training.distributed"].process_rank()
+    return int(os.environ.get("RANK", "0") or 0) if "LOCAL_RANK" in os.environ else 0
+
+
+def _speaks_for_itself(exc: GanvasError) -> bool:
+    """Whether a process other than rank 0 should print its error: not when rank 0 reports
+    the same (every process checks the options alike before they meet), only for what
+    happened to it alone once the processes had met."""
+    from ganvas.training.distributed import ReportedElsewhere, joined
+
+    return joined() and not isinstance(exc, ReportedElsewhere)
 
 
 if __name__ == "__main__":

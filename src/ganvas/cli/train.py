@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ganvas.cli.parsing import HelpFormatter, add_config_options, config_values, print_stdout
 from ganvas.config import TrainConfig, dump_yaml, load_yaml
+from ganvas.errors import GanvasError
 
 EXAMPLES = """\
 examples:
@@ -48,6 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved configuration and exit without training")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="train in N processes on this machine (one per GPU, or several "
+                             "sharing the CPU cores): torchrun's launcher, with --batch-size "
+                             "the global batch; for several machines run torchrun yourself "
+                             "(see README: Many processes)")
     add_config_options(parser, OPTION_GROUPS)
     parser.set_defaults(func=run)
 
@@ -69,7 +76,38 @@ def dry_run(config: TrainConfig) -> str:
     return (notes + "\n" if notes else "") + dump_yaml(resolved).rstrip()
 
 
+def _launch(args: argparse.Namespace, values: dict) -> int:
+    """Check what can be checked here, once, then start the processes."""
+    from pathlib import Path
+
+    from ganvas.training.launch import launch, without_nproc
+
+    if args.nproc < 1:
+        raise GanvasError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.dry_run:
+        raise GanvasError("--dry-run and --nproc do not go together; drop --nproc to see the "
+                          "resolved configuration")
+    if args.resume:
+        if not Path(args.resume).exists():
+            raise GanvasError(f"--resume {args.resume}: no such run folder or checkpoint file")
+    else:
+        from ganvas.data import count_images
+        from ganvas.training.settings import resolve_settings
+
+        config = TrainConfig.from_dict(values, source="options").validate()
+        dry_run(config)  # the data, model and loss exist; nothing is decoded
+        batch = resolve_settings(config, count_images(config.data))[0].batch_size
+        parts = args.nproc * config.grad_accum
+        if batch % parts:
+            rounds = f" x {config.grad_accum} rounds" if config.grad_accum > 1 else ""
+            raise GanvasError(f"--batch-size {batch} cannot be split evenly over {args.nproc} "
+                              f"processes{rounds}; use a multiple of {parts}")
+    return launch(args.nproc, without_nproc(args.argv),
+                  log=lambda message: print(message, file=sys.stderr))
+
+
 def run(args: argparse.Namespace) -> int:
+    from ganvas.training.distributed import launched_by_torchrun, process_rank
     from ganvas.training.trainer import resume, train
 
     from_file: dict = {}
@@ -86,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if "model_options" in flags and isinstance(from_file.get("model_options"), dict):
         flags["model_options"] = {**from_file["model_options"], **flags["model_options"]}
     values = {**from_file, **flags}
+    if args.nproc is not None and not launched_by_torchrun():
+        return _launch(args, values)
     if args.resume:
         if args.dry_run:
             print_stdout(f"would resume {args.resume} with: {values or 'no changes'}")
@@ -97,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             print_stdout(dry_run(config))
             return 0
         result = train(config, progress=not args.no_progress)
+    if process_rank() != 0:  # rank 0 says where the results are
+        return 1 if result.diverged else 130 if result.interrupted else 0
     print_stdout(f"samples:   {result.samples}")
     print_stdout(f"curves:    {result.run_dir / 'loss.png'}")
     print_stdout(f"generator: {result.generator_dir}")

@@ -78,10 +78,20 @@ class BatchStream:
         idx = np.concatenate(indices)
         return idx, (np.concatenate(flips) if self.mirror else np.zeros(len(idx), bool))
 
-    def next(self, size: int | None = None) -> torch.Tensor:
+    def next(self, size: int | None = None, part: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """The next batch as float ``[B, C, H, W]`` in ``[-1, 1]`` on ``device``; ``size``
-        images (a schedule may change it between batches), default ``batch_size``."""
-        idx, flips = self.next_indices(size)
+        images (a schedule may change it between batches), default ``batch_size``.
+
+        ``part=(index, count)``: the batch is one of ``count`` equal parts of a batch of
+        ``count * size`` images, and the stream moves past all of them: ``count`` processes
+        asking for their part each receive their slice of the same global order.
+        """
+        index, count = part
+        size = int(size or self.batch_size)
+        idx, flips = self.next_indices(size * count)
+        if count > 1:
+            mine = slice(index * size, (index + 1) * size)
+            idx, flips = idx[mine], flips[mine]
         # Sorted reads are kinder to a memory-mapped file; restore the order afterwards.
         sort = np.argsort(idx, kind="stable")
         batch = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)

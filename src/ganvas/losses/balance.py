@@ -27,6 +27,11 @@ class BalanceGate:
         self.accuracy_band = accuracy_band
         self.accuracy = 0.5  # running estimate; 0.5 = chance
 
+    @property
+    def active(self) -> bool:
+        """Whether it may hold a network back at all."""
+        return self.skip_below is not None or self.accuracy_band is not None
+
     def update_discriminator(self, loss_d: torch.Tensor, accuracy: torch.Tensor) -> bool:
         if self.accuracy_band is not None:
             self.accuracy += self.SMOOTHING * (float(accuracy) - self.accuracy)

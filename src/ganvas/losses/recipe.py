@@ -45,19 +45,25 @@ class Phase:
 
 
 class StepInputs:
-    """What one training step draws: real batches and latents, on demand and in order, so
-    each phase draws only what it uses and the order of random draws is the recipe's."""
+    """What one pass of a phase draws: real batches and latents, on demand and in order, so
+    each phase draws only what it uses and the order of random draws is the recipe's.
+
+    ``batch_size`` is the batch of this pass in this process: the schedule's (global) batch
+    divided among the processes and the gradient-accumulation rounds. Latents and reals are
+    this process's slice of the global draw (see :func:`ganvas.rng.per_sample`).
+    """
 
     def __init__(self, *, reals: Callable[[int], torch.Tensor],
                  latents: Callable[[int], torch.Tensor], point: SchedulePoint, step: int,
-                 images_seen: int):
+                 images_seen: int, batch_size: int | None = None):
         self._reals, self._latents = reals, latents
         self.point, self.step, self.images_seen = point, step, images_seen
+        self.batch_size = point.batch_size if batch_size is None else batch_size
 
     def reals(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next batch of real images ``[B, C, R, R]`` in ``[-1, 1]`` and their labels
         (None: unconditional)."""
-        return self._reals(self.point.batch_size), None
+        return self._reals(self.batch_size), None
 
     def latents(self, n: int) -> torch.Tensor:
         return self._latents(n)

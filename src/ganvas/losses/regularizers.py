@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from ganvas.rng import per_sample
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
 
@@ -36,8 +37,8 @@ def gradient_penalty(discriminator: Callable[[Images], torch.Tensor],
     mixed with the same weight.
     """
     first = nested.tensors(real)[0]
-    alpha = torch.rand(first.shape[0], 1, 1, 1, generator=generator).to(first.device,
-                                                                          first.dtype)
+    alpha = per_sample(lambda m: torch.rand(m, 1, 1, 1, generator=generator), first.shape[0])
+    alpha = alpha.to(first.device, first.dtype)
     mixed = [(alpha * r.detach() + (1 - alpha) * f.detach()).requires_grad_(True)
              for r, f in zip(nested.tensors(real), nested.tensors(fake))]
     inputs = mixed if isinstance(real, (list, tuple)) else mixed[0]

@@ -30,7 +30,8 @@ from ganvas.losses.recipe import (
 )
 from ganvas.losses.regularizers import drift_penalty, gradient_penalty, r1_penalty
 from ganvas.models.networks import scores_are_independent
-from ganvas.rng import AUGMENT, NOISE, stream, stream_seed
+from ganvas.rng import AUGMENT, NOISE, per_sample, stream, stream_seed
+from ganvas.training.distributed import Strategy
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
 
@@ -43,6 +44,8 @@ class StandardRecipe(LossRecipe):
         family, spec: the model family and its spec (for ``real_input``).
         stats: the statistics channel (``report(name, value)``).
         autocast_dtype: bf16 for mixed precision, None for float32.
+        strategy: the processes the run is spread over (their statistics are pooled where a
+            decision depends on them: the balance gate, ADA's p).
     """
 
     name = "standard"
@@ -51,8 +54,9 @@ class StandardRecipe(LossRecipe):
 
     def __init__(self, config: TrainConfig, *, generator: torch.nn.Module,
                  discriminator: torch.nn.Module, family, spec, stats, device: torch.device,
-                 autocast_dtype: torch.dtype | None):
+                 autocast_dtype: torch.dtype | None, strategy: Strategy | None = None):
         c = self.config = config
+        self.strategy = strategy or Strategy()
         self.G, self.D, self.family, self.spec, self.stats = (
             generator, discriminator, family, spec, stats)
         self.device = device
@@ -64,7 +68,8 @@ class StandardRecipe(LossRecipe):
         self.gate = BalanceGate(c.d_skip_below, c.d_accuracy_band)
         self.augment = build_augment(c.augment, seed=stream_seed(c.seed, AUGMENT),
                                      diffaugment_policy=c.diffaugment_policy,
-                                     ada_target=c.ada_target, ada_kimg=c.ada_kimg)
+                                     ada_target=c.ada_target, ada_kimg=c.ada_kimg,
+                                     sum_over_processes=self.strategy.sum)
         self.noise_rng = stream(c.seed, NOISE)
         betas = (c.beta1, c.beta2)
         self.optimizers = {"G": adam(generator, c.lr_g, betas),
@@ -73,7 +78,8 @@ class StandardRecipe(LossRecipe):
         extra = [Phase("D", ("D",))] * (c.n_critic - 1)
         self.phases = extra + ([Phase("GD", both)] if c.update == "simultaneous"
                                else [Phase("D", ("D",), keep_fakes=True), Phase("G", ("G",))])
-        self._kept: tuple[Images, Images] | None = None  # (reals, fakes) for the G phase
+        # (reals, fakes) of each pass of the D phase, with their graph, for the G phase.
+        self._kept: list[tuple[Images, Images]] = []
 
     # ---- phases ---------------------------------------------------------------------------
 
@@ -103,7 +109,7 @@ class StandardRecipe(LossRecipe):
         an alternating G phase keeps its fakes, with their graph, for it."""
         real, fake = self._draw(inputs, keep_graph=keep_fakes)
         if keep_fakes:
-            self._kept = (real, fake)
+            self._kept.append((real, fake))
         total, _, _, update = self.discriminator_losses(
             real, nested.apply(torch.Tensor.detach, fake), inputs.step, inputs.images_seen)
         if update:
@@ -112,10 +118,10 @@ class StandardRecipe(LossRecipe):
 
     def _generator(self, inputs: StepInputs) -> list[str]:
         """With D frozen, make D call the kept fakes real (alternating update)."""
-        if self._kept is None:
+        if not self._kept:
             raise GanvasError("internal: the generator phase needs a discriminator phase "
                               "that keeps its fakes before it")
-        (real, fake), self._kept = self._kept, None
+        real, fake = self._kept.pop(0)
         update = self.gate.update_generator()
         if update:
             self.generator_backward(fake, real if self.criterion.relativistic else None,
@@ -208,7 +214,11 @@ class StandardRecipe(LossRecipe):
         real_detached, fake_detached = real_logits.detach(), fake_logits.detach()
         accuracy = ((real_detached > threshold).float().mean()
                     + (fake_detached <= threshold).float().mean()) / 2
-        update = self.gate.update_discriminator(loss_d.detach(), accuracy)
+        gate_loss, gate_accuracy = loss_d.detach(), accuracy
+        if self.gate.active and self.strategy.distributed:  # one decision for all processes
+            pooled = self.strategy.sum(torch.stack([gate_loss.float(), accuracy.float()]))
+            gate_loss, gate_accuracy = pooled / self.strategy.world_size
+        update = self.gate.update_discriminator(gate_loss, gate_accuracy)
         self.stats.report("Loss/D", loss_d)
         self.stats.report("D/accuracy", accuracy)
         self.stats.report("D/skipped", 0.0 if update else 1.0)
@@ -234,7 +244,8 @@ class StandardRecipe(LossRecipe):
         sigma = self.instance_noise_sigma(images_seen)
         if sigma > 0:
             def noisy(t: torch.Tensor) -> torch.Tensor:
-                noise = torch.randn(t.shape, generator=self.noise_rng)
+                noise = per_sample(lambda m: torch.randn(m, *t.shape[1:],
+                                                         generator=self.noise_rng), len(t))
                 return t + sigma * noise.to(t.device, t.dtype)
 
             images = nested.apply(noisy, images)

@@ -23,7 +23,7 @@ import torch
 from ganvas.losses.recipe import Phase, StepInputs, register_recipe
 from ganvas.losses.regularizers import r1_penalty
 from ganvas.losses.standard import StandardRecipe
-from ganvas.rng import STYLE_MIXING, SYNTHESIS_NOISE, stream
+from ganvas.rng import STYLE_MIXING, SYNTHESIS_NOISE, per_sample, stream
 
 PL_DECAY = 0.01  # how fast the running mean of path lengths follows
 PL_BATCH_SHRINK = 2  # the path length penalty runs on this fraction of the batch
@@ -41,7 +41,8 @@ class StyleGAN2Recipe(StandardRecipe):
         self.mixing_rng = stream(config.seed, STYLE_MIXING)
         self.synthesis_rng = stream(config.seed, SYNTHESIS_NOISE)
         self.pl_mean = torch.zeros((), device=self.device)
-        self._reals: tuple[int, torch.Tensor] | None = None  # Dmain's batch, for Dreg
+        # Dmain's real batches of this step (one per accumulation pass), for Dreg.
+        self._reals: tuple[int, list[torch.Tensor]] = (-1, [])
         # What the balance gate allowed this step: a network it holds back is not moved by
         # its regulariser either.
         self._allowed = {"G": True, "D": True}
@@ -83,7 +84,8 @@ class StyleGAN2Recipe(StandardRecipe):
         ws = G.broadcast(G.mapping(z, update_w_avg=update_w_avg))  # float32, as in the paper
         cutoff = int(torch.randint(1, G.num_ws, (), generator=self.mixing_rng))
         if torch.rand((), generator=self.mixing_rng) < self.mixing:
-            other = torch.randn(z.shape, generator=self.mixing_rng).to(self.device)
+            other = per_sample(lambda m: torch.randn(m, *z.shape[1:], generator=self.mixing_rng),
+                               len(z)).to(self.device)
             ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(other))[:, cutoff:]], dim=1)
         with self.forward_precision():
             images = G.synthesis(ws, "random", self.synthesis_rng)
@@ -94,7 +96,7 @@ class StyleGAN2Recipe(StandardRecipe):
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         if not update:
             return []
-        fake, _ = self.run_generator(inputs.latents(inputs.point.batch_size))
+        fake, _ = self.run_generator(inputs.latents(inputs.batch_size))
         real = None
         if self.criterion.relativistic:
             real = self.family.real_input(self.spec, inputs.reals()[0], inputs.point)
@@ -104,14 +106,18 @@ class StyleGAN2Recipe(StandardRecipe):
     def _path_length(self, inputs: StepInputs) -> list[str]:
         if not self._allowed["G"]:
             return []
-        n = max(1, inputs.point.batch_size // PL_BATCH_SHRINK)
+        n = max(1, inputs.batch_size // PL_BATCH_SHRINK)
         fake, ws = self.run_generator(inputs.latents(n))
         height, width = fake.shape[-2:]
-        noise = torch.randn(fake.shape, generator=self.synthesis_rng).to(self.device)
+        noise = per_sample(lambda m: torch.randn(m, *fake.shape[1:], generator=self.synthesis_rng),
+                           len(fake)).to(self.device)
         noise = noise / math.sqrt(height * width)
         (grads,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
         lengths = grads.square().sum(2).mean(1).sqrt()
-        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), PL_DECAY)
+        mean = lengths.mean().detach()
+        if self.strategy.distributed:  # the running mean of the whole batch, on every process
+            mean = self.strategy.sum(mean) / self.strategy.world_size
+        self.pl_mean = self.pl_mean.lerp(mean, PL_DECAY)
         penalty = (lengths - self.pl_mean).square().mean()
         (penalty * self.pl_weight * self.pl_every).backward()
         self.stats.report("Loss/PL", penalty)
@@ -122,7 +128,9 @@ class StyleGAN2Recipe(StandardRecipe):
 
     def _discriminator_main(self, inputs: StepInputs) -> list[str]:
         real, _ = inputs.reals()
-        self._reals = (inputs.step, real)
+        if self._reals[0] != inputs.step:
+            self._reals = (inputs.step, [])
+        self._reals[1].append(real)
         with torch.no_grad():
             fake, _ = self.run_generator(inputs.latents(len(real)), update_w_avg=True)
         total, _, _, update = self.discriminator_losses(
@@ -136,11 +144,10 @@ class StyleGAN2Recipe(StandardRecipe):
     def _r1(self, inputs: StepInputs) -> list[str]:
         if not self._allowed["D"]:
             return []
-        if self._reals is not None and self._reals[0] == inputs.step:
-            real = self._reals[1]
+        if self._reals[0] == inputs.step and self._reals[1]:
+            real = self._reals[1].pop(0)
         else:  # no Dmain ran this step (a recipe order that changed)
             real, _ = inputs.reals()
-        self._reals = None
         real = self.family.real_input(self.spec, real, inputs.point)
         real = real.detach().requires_grad_(True)
         logits = self.discriminate(self.view(real, inputs.images_seen))

@@ -37,6 +37,7 @@ from ganvas.models.layers import downsample, is_power_of_two
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
 from ganvas.models.registry import ModelFamily, ModelSpec, register_model
 from ganvas.models.schedule import SchedulePoint
+from ganvas.rng import per_sample
 
 # Channels per feature-map size, in units of base_channels (the paper's ``nfc_multi``).
 G_WIDTHS = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.25, 1024: 0.125}
@@ -106,7 +107,8 @@ class NoiseInjection(nn.Module):
             if rng is None:
                 drawn = torch.randn(n, 1, h, w, device=x.device, dtype=x.dtype)
             else:
-                drawn = torch.randn(n, 1, h, w, generator=rng).to(x.device, x.dtype)
+                drawn = per_sample(lambda m: torch.randn(m, 1, h, w, generator=rng), n)
+                drawn = drawn.to(x.device, x.dtype)
             return x + self.strength * drawn
         if noise == "const":
             return x + (self.strength * self.noise_const).to(x.dtype)

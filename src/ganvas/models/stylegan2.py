@@ -47,6 +47,7 @@ from ganvas.models.networks import (
     check_sampling_arguments,
 )
 from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.rng import per_sample
 
 SQRT2 = math.sqrt(2)
 W_AVG_BETA = 0.995  # stylegan2's tracking rate of the mean style vector
@@ -169,7 +170,8 @@ class SynthesisLayer(nn.Module):
                 rng: torch.Generator | None, up: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(x, w, up)
         if noise == "random":
-            n = torch.randn(len(x), 1, self.resolution, self.resolution, generator=rng)
+            size = self.resolution
+            n = per_sample(lambda m: torch.randn(m, 1, size, size, generator=rng), len(x))
             x = x + (n.to(x.device, x.dtype) * self.noise_strength.to(x.dtype))
         elif noise == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)

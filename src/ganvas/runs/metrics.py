@@ -17,14 +17,18 @@ from ganvas.utils.files import atomic_write_text
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl``: one JSON object per tick."""
+    """Append-only ``metrics.jsonl``: one JSON object per tick. ``writable=False`` (the
+    processes of a distributed run other than rank 0) reads but never writes."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, writable: bool = True):
         self.path = Path(path)
+        self.writable = writable
         if self.path.exists() and not self.path.is_file():
             raise GanvasError(f"{self.path}: not a regular file; move it out of the run folder")
 
     def append(self, record: dict[str, Any]) -> None:
+        if not self.writable:
+            return
         line = json.dumps(record, allow_nan=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
@@ -35,7 +39,7 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         """Drop records newer than ``step`` (written after the checkpoint we resume from)."""
-        if not self.path.exists():
+        if not self.writable or not self.path.exists():
             return
         kept = [r for r in self.read() if r.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))

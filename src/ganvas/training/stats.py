@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ganvas.training.distributed import Strategy
+
 
 class StatsCollector:
     """Accumulates reported values between ticks."""
@@ -34,8 +36,32 @@ class StatsCollector:
         self._sums = {str(name): float(pair[0]) for name, pair in state.items()}
         self._counts = {str(name): int(pair[1]) for name, pair in state.items()}
 
-    def collect(self) -> dict[str, float]:
-        """Means since the last collect; resets the accumulators."""
+    def gather(self, strategy: Strategy) -> None:
+        """Move every process's partial sums into rank 0's (the others start again from
+        zero): rank 0 can then checkpoint them, and a later :meth:`collect` still counts
+        each value once."""
+        if not strategy.distributed:
+            return
+        names, sums, counts = self._totals(strategy)
+        main = strategy.is_main
+        self._sums = {n: float(s) for n, s, c in zip(names, sums, counts) if main and c}
+        self._counts = {n: int(c) for n, c in zip(names, counts) if main and c}
+
+    def _totals(self, strategy: Strategy) -> tuple[list[str], list[float], list[float]]:
+        # Rank 0's names decide the order, so every process reduces a vector of one length.
+        names = strategy.agree(sorted(self._sums))
+        local = torch.tensor([[float(self._sums.get(n, 0.0)), float(self._counts.get(n, 0))]
+                              for n in names], dtype=torch.float64).reshape(-1, 2)
+        total = strategy.sum(local)
+        return names, total[:, 0].tolist(), total[:, 1].tolist()
+
+    def collect(self, strategy: Strategy | None = None) -> dict[str, float]:
+        """Means since the last collect (over all processes of ``strategy``); resets the
+        accumulators."""
+        if strategy is not None and strategy.distributed:
+            names, sums, counts = self._totals(strategy)
+            self._sums = {n: s for n, s, c in zip(names, sums, counts) if c}
+            self._counts = {n: int(c) for n, c in zip(names, counts) if c}
         means = {}
         for name, total in self._sums.items():
             value = float(total) / self._counts[name]

@@ -38,11 +38,17 @@ from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_
 from ganvas.models.registry import make_spec
 from ganvas.models.schedule import SchedulePoint, steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
-from ganvas.rng import DATA, LATENTS, SAMPLES, stream, stream_seed
+from ganvas.rng import DATA, LATENTS, SAMPLES, batch_slice, per_sample, stream, stream_seed
 from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
 from ganvas.runs.metrics import MetricsLog
 from ganvas.training.callbacks import Callback
+from ganvas.training.distributed import (
+    PeerLost,
+    Strategy,
+    current_strategy,
+    globalise_batchnorm,
+)
 from ganvas.training.ema import GeneratorEMA
 from ganvas.training.fid_monitor import FIDMonitor
 from ganvas.training.plots import plot_training_curves
@@ -85,7 +91,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Callback] = (),
                  progress: bool = True, log: Callable[[str], None] = log_line,
-                 state: dict[str, Any] | None = None, state_source: str = "checkpoint"):
+                 state: dict[str, Any] | None = None, state_source: str = "checkpoint",
+                 strategy: Strategy | None = None):
         config = config.validate()
         if any(getattr(config, name) is None for name in TrainConfig.auto_fields()) \
                 or not config.resolution or not config.channels:
@@ -99,9 +106,13 @@ class Trainer:
             self.callbacks.append(HealthMonitor())
         if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in self.callbacks):
             self.callbacks.append(FIDMonitor(config.fid_every, config.fid_num, config.inception))
-        self.progress = progress
-        self.log = log
-        self.device = resolve_device(config.device)
+        requested = resolve_device(config.device)
+        self.strategy = strategy or current_strategy(requested)
+        main = self.strategy.is_main
+        # Rank 0 speaks for the run; the other processes only report their own failures.
+        self.progress = progress and main
+        self.log = log if main else _quiet
+        self.device = self.strategy.device(requested)
         self.autocast_dtype = resolve_precision(config.precision, self.device)
         if self.device.type == "cpu":
             # Subnormal floats take the slow path on x86: a progressive run at 4 px fell from
@@ -122,6 +133,8 @@ class Trainer:
                             "ganvas.models.networks.GeneratorNetwork / DiscriminatorNetwork")
         if config.spectral_norm:
             apply_spectral_norm(discriminator)
+        self._prepare_batchnorm(generator, discriminator)
+        self.strategy.broadcast_weights([generator, discriminator])
         # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels (about 25 %
         # faster for the lesson's DCGAN on 2 CPU cores); it changes layout, not values.
         self.generator = generator.to(self.device, memory_format=torch.channels_last)
@@ -132,13 +145,14 @@ class Trainer:
         self.recipe = get_recipe(self.family.recipe)(
             config, generator=self.generator, discriminator=self.discriminator,
             family=self.family, spec=self.spec, stats=self.stats, device=self.device,
-            autocast_dtype=self.autocast_dtype)
+            autocast_dtype=self.autocast_dtype, strategy=self.strategy)
         if self.recipe.gp_weight and uses_batchnorm(self.discriminator):
             self.log(f"warning: the gradient penalty of --loss {config.loss} assumes every "
                      f"image is scored alone, but the discriminator of model {config.model} "
                      "uses BatchNorm, which mixes the images of a batch: it trains, less "
                      "reliably (see `ganvas models` for a discriminator_norm option)")
         self.schedule = self.family.schedule(self.spec, config.batch_size)
+        self._check_batch_split(self.schedule(0).batch_size)
         self.step = 0
         self.images_seen = 0  # the run's clock
         self.elapsed = 0.0  # training seconds over all sessions of this run
@@ -146,10 +160,12 @@ class Trainer:
         if state is not None:  # before the data, so a bad checkpoint fails fast
             self._restore_networks(state, state_source)
 
-        self.data = load_images(config.data, resolution=config.resolution,
-                                channels=config.channels, workers=config.workers,
-                                max_image_pixels=config.max_image_pixels, progress=progress,
-                                log=log)
+        # The first process of each machine decodes (and caches) the data; the others read
+        # the cache it leaves.
+        self.data = self.strategy.main_first(lambda: load_images(
+            config.data, resolution=config.resolution, channels=config.channels,
+            workers=config.workers, max_image_pixels=config.max_image_pixels,
+            progress=self.progress, log=self.log))
         if config.steps is None:
             target = (config.epochs * len(self.data) if config.epochs is not None
                       else config.kimg * 1000 if config.kimg is not None else None)
@@ -169,7 +185,7 @@ class Trainer:
         self.latent_rng = stream(config.seed, LATENTS)
         self.fixed_latents = torch.randn(config.num_samples, config.latent_dim,
                                          generator=stream(config.seed, SAMPLES))
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", writable=main)
         self._stop_reason: str | None = None
         self._diverged = False
         self._in_step = False
@@ -213,12 +229,13 @@ class Trainer:
         self._announce()
         if self._good_checkpoint is None:  # something to roll back to if training diverges
             self.save_checkpoint()
-        for callback in self.callbacks:
+        for callback in self._callbacks_here:
             callback.on_train_start(self)
         tick_images, tick_start = 0, time.perf_counter()
         bar = progress_bar(total=c.steps, initial=self.step, enabled=self.progress,
                            unit="step", desc="training")
-        with GracefulStop(self.log) as signals, bar, self._checkpoint_on_crash():
+        with GracefulStop(self.log, patient=self.strategy.distributed) as signals, bar, \
+                self._checkpoint_on_crash():
             while self.step < c.steps:
                 point = self.schedule(self.images_seen)
                 self._in_step = True  # a crash in here leaves a half-updated state
@@ -228,9 +245,11 @@ class Trainer:
                 self._in_step = False
                 tick_images += point.batch_size * c.n_critic
                 bar.update(1)
-                for callback in self.callbacks:
+                for callback in self._callbacks_here:
                     callback.on_step_end(self)
-                stopping = signals.received is not None or self._stop_reason is not None
+                # Every process stops at the same step, whichever one was asked to.
+                stopping = self.strategy.any(signals.received is not None
+                                             or self._stop_reason is not None)
                 # Once per tick: statistics, then the slower housekeeping on its own schedule.
                 # A stop between ticks keeps its partial statistics in the checkpoint instead,
                 # so a resumed run ticks (and auto-balances) exactly where it would have.
@@ -253,9 +272,55 @@ class Trainer:
                     break
         interrupted = self.step < c.steps
         result = self._finish(interrupted)
-        for callback in self.callbacks:
+        for callback in self._callbacks_here:
             callback.on_train_end(self, result)
+        self.strategy.barrier()  # nobody leaves (and tears the group down) before rank 0 wrote
         return result
+
+    @property
+    def _callbacks_here(self) -> list[Callback]:
+        """Callbacks (the health monitor, FID, the user's) run on rank 0 alone; what they
+        decide reaches the other processes through :meth:`_share_decisions`."""
+        return self.callbacks if self.strategy.is_main else []
+
+    def _share_decisions(self) -> None:
+        """Rank 0's settings after its callbacks ran (auto-balance may change rates and the
+        balance gate; a callback may ask to stop), on every process."""
+        if not self.strategy.distributed:
+            return
+        gate = self.gate
+        lr_g, lr_d, skip, band, reason = self.strategy.agree(
+            (*self.learning_rates, gate.skip_below, gate.accuracy_band, self._stop_reason))
+        if not self.strategy.is_main:
+            self.set_learning_rates(g=lr_g, d=lr_d)
+            gate.skip_below, gate.accuracy_band = skip, band
+            self._stop_reason = reason
+
+    def _prepare_batchnorm(self, *networks: torch.nn.Module) -> None:
+        """BatchNorm sees one process's slice of the batch unless --sync-bn."""
+        if not self.strategy.distributed:
+            return
+        if self.config.sync_bn:
+            for network in networks:
+                globalise_batchnorm(network)
+        elif any(uses_batchnorm(network) for network in networks):
+            self.log(f"note: the BatchNorm layers of model {self.config.model} normalise each "
+                     f"process's {self.config.batch_size // self.strategy.world_size} images, "
+                     "not the whole batch, so results differ from one process; add --sync-bn "
+                     "for the statistics of the whole batch")
+
+    def _check_batch_split(self, batch_size: int) -> None:
+        """A global batch the processes (and accumulation rounds) cannot share evenly would
+        weigh some images more than others."""
+        parts = self.strategy.world_size * self.config.grad_accum
+        if batch_size % parts:
+            who = (f"{self.strategy.world_size} processes" if self.strategy.distributed
+                   else "")
+            rounds = (f"{self.config.grad_accum} accumulation rounds"
+                      if self.config.grad_accum > 1 else "")
+            split = " x ".join(x for x in (who, rounds) if x)
+            raise GanvasError(f"--batch-size {batch_size} cannot be split evenly over {split}; "
+                              f"use a multiple of {parts}")
 
     def _due(self, every: int, point: SchedulePoint) -> bool:
         """Whether the last step crossed a multiple of ``every`` steps of the base batch
@@ -270,15 +335,20 @@ class Trainer:
         of the last completed step, then the error goes on to the caller."""
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             existing = ckpt.checkpoint_path(self.run_dir, self.step)
-            if self.step and not self._in_step and not existing.exists() \
-                    and self._weights_finite():
+            if self.strategy.is_main and self.step and not self._in_step \
+                    and not existing.exists() and self._weights_finite():
                 with contextlib.suppress(Exception):
                     path = ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir, self.step),
                                                 self.state_dict())
                     self.log(f"saved {path} before stopping; continue with: "
                              f"ganvas train --resume {self.run_dir}")
+            if isinstance(exc, PeerLost):
+                newest = ckpt.list_checkpoints(self.run_dir) if self.strategy.is_main else []
+                where = f"; the last checkpoint is {newest[-1]}" if newest else ""
+                raise PeerLost(f"{exc}{where}. Continue with: ganvas train --resume "
+                               f"{self.run_dir}") from None
             raise
 
     def train_step(self, point: SchedulePoint) -> None:
@@ -287,22 +357,44 @@ class Trainer:
         for network in (self.generator, self.discriminator):
             network.set_schedule(point)
         self.recipe.apply_schedule(point.lr_scale)
-        inputs = StepInputs(reals=self.stream.next, latents=self._latents, point=point,
-                            step=self.step, images_seen=self.images_seen)
-        for phase in self.recipe.phases:
-            if not phase.due(self.step):
-                continue
-            for name in phase.optimizers:
-                self.recipe.optimizers[name].zero_grad(set_to_none=True)
-            for name in self.recipe.accumulate_gradients(phase, inputs):
-                self.recipe.optimizers[name].step()
+        strategy, rounds = self.strategy, self.config.grad_accum
+        self._check_batch_split(point.batch_size)
+        inputs = StepInputs(reals=self._reals, latents=self._latents, point=point,
+                            step=self.step, images_seen=self.images_seen,
+                            batch_size=point.batch_size // (strategy.world_size * rounds))
+        with batch_slice(strategy.rank, strategy.world_size):
+            for phase in self.recipe.phases:
+                if not phase.due(self.step):
+                    continue
+                for name in phase.optimizers:
+                    self.recipe.optimizers[name].zero_grad(set_to_none=True)
+                stepping: list[str] = []
+                for _ in range(rounds):  # gradients add up over the rounds
+                    for name in self.recipe.accumulate_gradients(phase, inputs):
+                        if name not in stepping:
+                            stepping.append(name)
+                for name in stepping:
+                    optimizer = self.recipe.optimizers[name]
+                    params = [p for group in optimizer.param_groups for p in group["params"]]
+                    if rounds > 1:  # the mean over the whole batch, as one round would give
+                        for p in params:
+                            if p.grad is not None:
+                                p.grad.div_(rounds)
+                    strategy.average_gradients(params)
+                    optimizer.step()
+        strategy.average_buffers([self.generator, self.discriminator])
         # The moving average of G that samples and exports use.
         if self.ema is not None:
             self.ema.update(self.generator, point.batch_size,
                             self.images_seen + point.batch_size)
 
     def _latents(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=self.latent_rng)
+        dim = self.config.latent_dim
+        return per_sample(lambda m: torch.randn(m, dim, generator=self.latent_rng), n)
+
+    def _reals(self, n: int) -> torch.Tensor:
+        """This process's ``n`` images of the next global batch."""
+        return self.stream.next(n, part=(self.strategy.rank, self.strategy.world_size))
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (used by callbacks)."""
@@ -351,7 +443,8 @@ class Trainer:
             self.request_stop(f"training diverged at step {failed_step} ({reason}) and there "
                               "is no checkpoint to roll back to")
             return False
-        state = ckpt.load_checkpoint(self._good_checkpoint)
+        good = self._good_checkpoint
+        state = self.strategy.share(lambda: ckpt.load_checkpoint(good))
         self._restore_networks(state, str(self._good_checkpoint))
         self._restore_progress(state, str(self._good_checkpoint))
         if self.rollbacks >= c.max_rollbacks:
@@ -387,7 +480,7 @@ class Trainer:
             "epoch": round(self.stream.epoch, 4),
             "kimg": round(self.images_seen / 1000, 3),
             "time": round(self.elapsed, 2),
-            **{k: round(v, 6) for k, v in self.stats.collect().items()},
+            **{k: round(v, 6) for k, v in self.stats.collect(self.strategy).items()},
             "LR/G": lr_g,
             "LR/D": lr_d,
             "Speed/img_per_s": round(images_per_second, 1),
@@ -400,13 +493,14 @@ class Trainer:
             record["Augment/p"] = round(self.augment.p, 5)
         if self.config.instance_noise:
             record["Noise/sigma"] = round(self.recipe.instance_noise_sigma(self.images_seen), 5)
-        problem = self._divergence(record)
+        problem = self.strategy.agree(self._divergence(record))
         if problem:
             self.metrics.append(record)
             self.rollback(problem)
             return
-        for callback in self.callbacks:  # may add fields (the health monitor's diversity)
+        for callback in self._callbacks_here:  # may add fields (the health monitor's diversity)
             callback.on_tick(self, record)
+        self._share_decisions()
         self.metrics.append(record)
         phase = f" {point.phase}" if point.phase else ""
         bar.set_postfix_str(
@@ -436,6 +530,8 @@ class Trainer:
     def save_samples(self, name: str | None = None) -> Path:
         """Sample grid and loss curves; a failure to write them is a warning, not a crash."""
         path = self.run_dir / "samples" / (name or f"step-{self.step:07d}.png")
+        if not self.strategy.is_main:
+            return path
         try:
             save_image(make_grid(self.render(self.fixed_latents)), path)
             plot_training_curves(self.metrics.read(), self.run_dir / "loss.png")
@@ -531,14 +627,17 @@ class Trainer:
                      f"with {dataset['num_images']}; batches will differ from the original run")
 
     def save_checkpoint(self) -> Path | None:
-        """Write a checkpoint unless the weights are broken (then roll back instead)."""
+        """Write a checkpoint unless the weights are broken (then roll back instead). Every
+        process calls it (the statistics since the last tick are pooled); rank 0 writes."""
         if not self._weights_finite():
             self.rollback("the weights contain NaN or infinity")
             return None
-        path = ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir, self.step),
-                                    self.state_dict())
+        self.stats.gather(self.strategy)
+        path = ckpt.checkpoint_path(self.run_dir, self.step)
+        if self.strategy.is_main:
+            ckpt.save_checkpoint(path, self.state_dict())
+            ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         self._good_checkpoint = path
-        ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         return path
 
     def _announce(self) -> None:
@@ -548,7 +647,8 @@ class Trainer:
         self.log(f"run folder: {self.run_dir}")
         self.log(f"data: {self.data.source}")
         self.log(f"model: {c.model} {c.resolution}px x{c.channels} (G {g:.2f}M, D {d:.2f}M "
-                 f"parameters), loss {c.loss}, batch {c.batch_size}, on {self.device}"
+                 f"parameters), loss {c.loss}, batch {c.batch_size}{self._batch_split()}, on "
+                 f"{self.device if not self.strategy.distributed else self.device.type}"
                  f"{' in mixed bf16' if self.autocast_dtype is not None else ''}")
         plan = getattr(self.schedule, "describe", None)
         if plan is not None:
@@ -557,17 +657,36 @@ class Trainer:
             self.log(f"resuming at step {self.step} of {c.steps}"
                      + (f" ({self.point.phase})" if self.point.phase else ""))
 
+    def _batch_split(self) -> str:
+        """How the global batch is shared out, for the run's first lines."""
+        s, rounds = self.strategy, self.config.grad_accum
+        if not s.distributed and rounds == 1:
+            return ""
+        per_process = self.config.batch_size // s.world_size
+        parts = []
+        if s.distributed:
+            parts.append(f"{per_process} per process x {s.world_size} processes "
+                         f"({s.backend})")
+        if rounds > 1:
+            parts.append(f"{per_process // rounds} per pass x {rounds} accumulation rounds")
+        return " = " + ", ".join(parts)
+
     def _finish(self, interrupted: bool) -> TrainResult:
         checkpoint = self.save_checkpoint() or self._good_checkpoint
         samples = self.save_samples("final.png")
-        generator_dir = save_generator(self.run_dir / "generator", self.sampling_generator,
-                                       self.config.to_dict(), step=self.step,
-                                       ema=self.ema is not None, ganvas_version=__version__)
+        generator_dir = self.run_dir / "generator"
+        if self.strategy.is_main:
+            save_generator(generator_dir, self.sampling_generator, self.config.to_dict(),
+                           step=self.step, ema=self.ema is not None, ganvas_version=__version__)
         if interrupted and not self._diverged:
             self.log(f"stopped at step {self.step} of {self.config.steps}; checkpoint saved. "
                      f"Continue with: ganvas train --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
                            interrupted, self._diverged)
+
+
+def _quiet(message: str) -> None:
+    """The log of processes other than rank 0."""
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -621,26 +740,33 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
                           options=config.model_options)
     get_recipe(family.recipe)
     get_loss(config.loss, config.label_smoothing)
-    resolve_device(config.device)
-    if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in callbacks):
+    strategy = current_strategy(resolve_device(config.device))
+    if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in callbacks) \
+            and strategy.is_main:
         from ganvas.metrics.inception import resolve_weights
 
         resolve_weights(config.inception, log=log)  # no weights: say so before any work
-    if config.out:
-        run_dir = prepare_out_dir(config.out)
-    else:
-        run_dir = new_run_dir(config.runs_dir, describe(config.data, config.model,
-                                                        config.resolution))
+
+    def make_run_dir() -> Path:
+        if config.out:
+            return prepare_out_dir(config.out)
+        return new_run_dir(config.runs_dir, describe(config.data, config.model,
+                                                     config.resolution))
+
+    run_dir = strategy.share(make_run_dir)  # rank 0 creates it; every process writes there
     try:
-        trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log)
+        trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
+                          strategy=strategy)
     except BaseException:
         # Nothing was trained: do not leave an empty numbered folder behind.
-        for leftover in (run_dir / "metrics.jsonl",):
-            leftover.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()
+        if strategy.is_main:
+            for leftover in (run_dir / "metrics.jsonl",):
+                leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
         raise
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
+    if strategy.is_main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
     return trainer.fit()
 
 
@@ -659,8 +785,9 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
     path = Path(run)
     out = overrides.pop("out", None)
     new_folder = False
+    strategy = current_strategy(resolve_device(overrides.get("device") or "auto"))
     if path.is_file():
-        state, source = ckpt.load_checkpoint(path), path
+        state, source = strategy.share(lambda: ckpt.load_checkpoint(path)), path
         if path.parent.name == ckpt.CHECKPOINT_DIR and out is None:
             run_dir = path.parent.parent
         elif out is not None:
@@ -669,7 +796,8 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
             raise GanvasError(f"--resume {path}: this checkpoint is not inside a run folder's "
                               "checkpoints/; add --out DIR to continue it in a new run folder")
     elif path.is_dir():
-        source, state = ckpt.latest_checkpoint(path, warn=log)
+        source, state = strategy.share(lambda: ckpt.latest_checkpoint(
+            path, warn=log if strategy.is_main else _quiet))
         run_dir = path
         if out is not None and Path(out).resolve() != path.resolve():
             raise GanvasError("--out cannot change when resuming a run folder")
@@ -695,10 +823,11 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         raise GanvasError(f"{run_dir} has already trained {state['step']} steps; give a larger "
                           f"--steps (a new total) to continue it")
     if new_folder:
-        run_dir = prepare_out_dir(run_dir)
+        target = run_dir
+        run_dir = strategy.share(lambda: prepare_out_dir(target))
     try:
         trainer = Trainer(config, run_dir, callbacks=callbacks, progress=progress, log=log,
-                          state=state, state_source=str(source))
+                          state=state, state_source=str(source), strategy=strategy)
     except GanvasError as exc:
         if "--data" in str(exc) and "data" not in overrides:
             raise GanvasError(f"{exc}; if the images moved, add --data NEW_LOCATION to "
@@ -718,11 +847,14 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         raise GanvasError(f"{run_dir} has already trained {trainer.step} steps "
                           f"({trainer.step * config.batch_size / len(trainer.data):.1f} epochs); "
                           f"give a larger {more} to continue it")
-    _set_aside_newer_checkpoints(run_dir, trainer.step, log)
+    if strategy.is_main:
+        _set_aside_newer_checkpoints(run_dir, trainer.step, log)
+    strategy.barrier()  # before anyone could write a checkpoint of the new continuation
     if overrides.keys() & {"lr_g", "lr_d", "d_skip_below", "d_accuracy_band"}:
         trainer.save_checkpoint()  # so a rollback returns to the new settings, not the old
     trainer.metrics.truncate_after(trainer.step)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
+    if strategy.is_main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
     return trainer.fit()
 
 
