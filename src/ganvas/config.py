@@ -24,7 +24,7 @@ from ganvas.utils.files import stat_regular_file
 
 MAX_CONFIG_BYTES = 1_000_000
 UPDATES = ("alternating", "simultaneous")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Upper bounds that no real run needs; beyond them a typo would exhaust memory.
 LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "workers": 64,
           "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
@@ -133,11 +133,13 @@ class TrainConfig:
         "steps against the updated D through a second forward of D")
     precision: str = _opt(
         "auto", "arithmetic of the training forward passes: bf16 (mixed precision: "
-        "convolutions in bfloat16, weights, optimiser and losses in float32), fp32, or auto: "
-        "bf16 on CPUs that compute it natively (AVX512-BF16 or AMX), else fp32")
+        "convolutions in bfloat16, weights, optimiser and losses in float32), fp16 (the same "
+        "in float16, with a gradient scaler and the penalties in float32: for GPUs), fp32, or "
+        "auto: bf16 on CPUs that compute it natively (AVX512-BF16 or AMX), else fp32")
     grad_accum: int = _opt(
         1, "split each step's batch into K rounds whose gradients add up before the update: "
-        "the same global --batch-size in 1/K of the memory")
+        "the same global --batch-size in 1/K of the memory (augmentation and noise are drawn "
+        "per round, so the run is not bit-identical to K=1)")
     sync_bn: bool = _opt(
         False, "on several processes, BatchNorm layers normalise with the statistics of the "
         "whole global batch instead of each process's slice (costs one exchange per layer)")

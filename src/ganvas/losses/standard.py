@@ -10,6 +10,7 @@ its generator's ``forward`` returns (an image, or a pyramid of them) trains with
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -61,6 +62,13 @@ class StandardRecipe(LossRecipe):
             generator, discriminator, family, spec, stats)
         self.device = device
         self.forward_precision = precision_context(device, autocast_dtype)
+        # float16's narrow range needs the losses scaled up before their gradients are taken
+        # (a gradient scaler), and gradients of gradients (R1, the gradient penalty, path
+        # length) taken in float32: they are squared, and float16 would flush them to zero.
+        half = autocast_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type) if half else None
+        self.penalty_precision = (contextlib.nullcontext if half
+                                  else self.forward_precision)
         self.criterion = get_loss(c.loss, c.label_smoothing)
         self.gp_weight = (c.gp_weight if c.gp_weight is not None
                           else 10.0 if self.criterion.needs_gradient_penalty else 0.0)
@@ -113,8 +121,26 @@ class StandardRecipe(LossRecipe):
         total, _, _, update = self.discriminator_losses(
             real, nested.apply(torch.Tensor.detach, fake), inputs.step, inputs.images_seen)
         if update:
-            total.backward()
+            self.backward(total)
         return ["D"] if update else []
+
+    def backward(self, loss: torch.Tensor, **options: Any) -> None:
+        """``loss.backward(**options)``, scaled for float16 training."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward(**options)
+
+    def step_optimizer(self, name: str) -> None:
+        """Step one optimiser (through the gradient scaler in float16: it unscales, and skips
+        a step whose gradients overflowed)."""
+        optimizer = self.optimizers[name]
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+
+    def end_step(self) -> None:
+        """After all phases of a step: the scaler adapts its scale once per step."""
+        if self.scaler is not None:
+            self.scaler.update()
 
     def _generator(self, inputs: StepInputs) -> list[str]:
         """With D frozen, make D call the kept fakes real (alternating update)."""
@@ -138,7 +164,7 @@ class StandardRecipe(LossRecipe):
             real_logits = (self.discriminate(self.view(real, images_seen))
                            if real is not None else None)
             loss = self.criterion.generator_loss(fake_logits, real_logits)
-            loss.backward()
+            self.backward(loss)
         finally:
             self.D.requires_grad_(True)
         self.stats.report("Grad/G", grad_norm(self.G))
@@ -158,9 +184,9 @@ class StandardRecipe(LossRecipe):
         g_params = [p for p in self.G.parameters() if p.requires_grad]
         # Both backward passes read the same graph, so no weight may change before both ran.
         if update_d:
-            total.backward(inputs=d_params, retain_graph=update_g)
+            self.backward(total, inputs=d_params, retain_graph=update_g)
         if update_g:
-            loss_g.backward(inputs=g_params)
+            self.backward(loss_g, inputs=g_params)
             self.stats.report("Grad/G", grad_norm(self.G))
         self.stats.report("Loss/G", loss_g)
         self.stats.report("G/skipped", 0.0 if update_g else 1.0)
@@ -206,7 +232,11 @@ class StandardRecipe(LossRecipe):
         if self.drift_weight:
             total = total + self.drift_weight * drift_penalty(real_logits)
         if lazy_r1:
-            penalty = r1_penalty(real_logits, real)
+            logits = real_logits
+            if self.scaler is not None:  # its own float32 pass of D on the same images
+                with self.penalty_precision():
+                    logits = self.D(real_seen).float()
+            penalty = r1_penalty(logits, real)
             total = total + (c.r1_gamma / 2) * c.r1_every * penalty
             self.stats.report("Loss/R1", penalty)
         threshold = self.criterion.decision_threshold
@@ -288,7 +318,8 @@ class StandardRecipe(LossRecipe):
                 "opt_d": self.optimizers["D"].state_dict(),
                 "augment": self.augment.state_dict(),
                 "balance": self.gate.state_dict(),
-                "noise_rng": self.noise_rng.get_state()}
+                "noise_rng": self.noise_rng.get_state(),
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
 
     def load_optimizers(self, state: dict[str, Any], where: str) -> None:
         """Part one of restoring (before the data is loaded, so a bad file fails fast)."""
@@ -311,6 +342,11 @@ class StandardRecipe(LossRecipe):
             self.gate.load_state_dict(state["balance"])
         if state.get("noise_rng") is not None:
             self.noise_rng.set_state(state["noise_rng"])
+        if self.scaler is not None and state.get("scaler"):
+            scale = state["scaler"].get("scale")
+            if not isinstance(scale, (int, float)) or not 0 < scale < 2.0**64:
+                raise ValueError(f"gradient scaler scale {scale!r:.30}")
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:

@@ -74,7 +74,7 @@ class StyleGAN2Recipe(StandardRecipe):
 
     # ---- the generator ------------------------------------------------------------------
 
-    def run_generator(self, z: torch.Tensor, update_w_avg: bool = False
+    def run_generator(self, z: torch.Tensor, update_w_avg: bool = False, penalty: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (float32) and the styles they were drawn from. With probability
         ``style_mixing`` the layers from a random cutoff on take the styles of other latents,
@@ -87,7 +87,7 @@ class StyleGAN2Recipe(StandardRecipe):
             other = per_sample(lambda m: torch.randn(m, *z.shape[1:], generator=self.mixing_rng),
                                len(z)).to(self.device)
             ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(other))[:, cutoff:]], dim=1)
-        with self.forward_precision():
+        with self.penalty_precision() if penalty else self.forward_precision():
             images = G.synthesis(ws, "random", self.synthesis_rng)
         return images.float(), ws
 
@@ -107,7 +107,7 @@ class StyleGAN2Recipe(StandardRecipe):
         if not self._allowed["G"]:
             return []
         n = max(1, inputs.batch_size // PL_BATCH_SHRINK)
-        fake, ws = self.run_generator(inputs.latents(n))
+        fake, ws = self.run_generator(inputs.latents(n), penalty=True)
         height, width = fake.shape[-2:]
         noise = per_sample(lambda m: torch.randn(m, *fake.shape[1:], generator=self.synthesis_rng),
                            len(fake)).to(self.device)
@@ -119,7 +119,7 @@ class StyleGAN2Recipe(StandardRecipe):
             mean = self.strategy.sum(mean) / self.strategy.world_size
         self.pl_mean = self.pl_mean.lerp(mean, PL_DECAY)
         penalty = (lengths - self.pl_mean).square().mean()
-        (penalty * self.pl_weight * self.pl_every).backward()
+        self.backward(penalty * self.pl_weight * self.pl_every)
         self.stats.report("Loss/PL", penalty)
         self.stats.report("PL/mean", self.pl_mean)
         return ["G"]
@@ -138,7 +138,7 @@ class StyleGAN2Recipe(StandardRecipe):
             inputs.images_seen, with_r1=False)
         self._allowed["D"] = update
         if update:
-            total.backward()
+            self.backward(total)
         return ["D"] if update else []
 
     def _r1(self, inputs: StepInputs) -> list[str]:
@@ -150,9 +150,10 @@ class StyleGAN2Recipe(StandardRecipe):
             real, _ = inputs.reals()
         real = self.family.real_input(self.spec, real, inputs.point)
         real = real.detach().requires_grad_(True)
-        logits = self.discriminate(self.view(real, inputs.images_seen))
+        with self.penalty_precision():
+            logits = self.D(self.view(real, inputs.images_seen)).float()
         penalty = r1_penalty(logits, real)
-        (penalty * (self.config.r1_gamma / 2) * self.config.r1_every).backward()
+        self.backward(penalty * (self.config.r1_gamma / 2) * self.config.r1_every)
         self.stats.report("Loss/R1", penalty)
         return ["D"]
 

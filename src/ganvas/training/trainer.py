@@ -381,7 +381,8 @@ class Trainer:
                             if p.grad is not None:
                                 p.grad.div_(rounds)
                     strategy.average_gradients(params)
-                    optimizer.step()
+                    self.recipe.step_optimizer(name)
+        self.recipe.end_step()
         strategy.average_buffers([self.generator, self.discriminator])
         # The moving average of G that samples and exports use.
         if self.ema is not None:
@@ -649,7 +650,7 @@ class Trainer:
         self.log(f"model: {c.model} {c.resolution}px x{c.channels} (G {g:.2f}M, D {d:.2f}M "
                  f"parameters), loss {c.loss}, batch {c.batch_size}{self._batch_split()}, on "
                  f"{self.device if not self.strategy.distributed else self.device.type}"
-                 f"{' in mixed bf16' if self.autocast_dtype is not None else ''}")
+                 f"{_precision_words(self.autocast_dtype)}")
         plan = getattr(self.schedule, "describe", None)
         if plan is not None:
             self.log(f"schedule: {plan()}")
@@ -683,6 +684,14 @@ class Trainer:
                      f"Continue with: ganvas train --resume {self.run_dir}")
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
                            interrupted, self._diverged)
+
+
+def _precision_words(dtype: torch.dtype | None) -> str:
+    if dtype is None:
+        return ""
+    if dtype == torch.float16:
+        return " in mixed fp16 (gradient scaler, penalties in fp32)"
+    return " in mixed bf16"
 
 
 def _quiet(message: str) -> None:

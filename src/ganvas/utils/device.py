@@ -52,9 +52,15 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
     ``auto`` turns bf16 on only where it was measured to pay: CPUs with native bf16 (about
     1.5x the float32 speed for the lesson's DCGAN on 2 cores). GPUs keep float32 unless asked.
+    ``fp16`` is for GPUs (the recipe adds a gradient scaler); a CPU runs it, slowly.
     """
     if name == "fp32" or (name == "auto" and not native_bf16(device)):
         return None
+    if name == "fp16":
+        if device.type == "mps":
+            raise GanvasError("--precision fp16 is not supported on Apple MPS; use "
+                              "--precision fp32")
+        return torch.float16
     if device.type == "mps":
         raise GanvasError("--precision bf16 is not supported on Apple MPS; use --precision fp32")
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -1,0 +1,222 @@
+"""Training on several processes (torchrun's process group, gloo on this CPU): the result does
+not depend on the number of processes, a run resumes on another number of them, and Ctrl-C
+or a killed process leave a consistent run folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ganvas.data.loader import BatchStream
+from ganvas.rng import batch_slice, per_sample
+from ganvas.training.launch import without_nproc
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform != "linux",
+                                reason="needs torch.distributed (gloo) on Linux")
+
+LR = 2e-3
+TINY = ["--data", "digits", "--model", "msg", "--resolution", "16", "--batch-size", "8",
+        "--model-option", "base_channels=8", "--loss", "hinge", "--precision", "fp32",
+        "--lr-g", str(LR), "--lr-d", str(LR), "--augment", "diffaugment",
+        "--log-every", "2", "--checkpoint-every", "3", "--sample-every", "1000",
+        "--no-progress"]
+
+
+def ganvas(*args, env, timeout=240, check=True):
+    done = subprocess.run([sys.executable, "-m", "ganvas", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def weights(path: Path) -> dict:
+    state = torch.load(path, weights_only=True)
+    return {f"{net}.{k}": v.float() for net in ("generator", "discriminator", "generator_ema")
+            for k, v in state[net].items()}
+
+
+def assert_same_run(a: Path, b: Path, tight: bool) -> None:
+    """Weights equal up to float rounding. Adam's very first update moves every weight by
+    the learning rate times the sign of its gradient, so a gradient that is zero up to
+    rounding (a bias the loss barely sees) can move by up to 2 x lr between two runs whose
+    sums were added in another order: a handful of weights, never more than that."""
+    wa, wb = weights(a), weights(b)
+    diff = torch.cat([(wa[k] - wb[k]).abs().flatten() for k in wa])
+    loose = (diff > 1e-5).float().mean().item()
+    if tight:
+        assert diff.max() < 1e-5, diff.max()
+    else:
+        assert loose < 1e-3, f"{loose:.2%} of the weights differ"
+        assert diff.max() <= 2 * LR * 1.01, diff.max()
+    sa, sb = (torch.load(p, weights_only=True) for p in (a, b))
+    assert sa["images_seen"] == sb["images_seen"] and sa["data"] == sb["data"]
+    if "rng" in sa["augment"]:
+        assert sa["augment"]["rng"].equal(sb["augment"]["rng"])
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "GANVAS_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, env):
+    """The same 6 steps in one process and in two."""
+    root = tmp_path_factory.mktemp("runs")
+    one = ganvas("train", *TINY, "--steps", "6", "--out", str(root / "one"), env=env)
+    two = ganvas("train", "--nproc", "2", *TINY, "--steps", "6", "--out", str(root / "two"),
+                 env=env)
+    return root, one, two
+
+
+def test_two_processes_train_one_run_like_one_process(runs):
+    root, one, two = runs
+    assert "4 per process x 2 processes (gloo)" in two.stderr
+    assert two.stderr.count("run folder:") == 1, two.stderr  # rank 0 alone speaks
+    assert "Traceback" not in two.stderr
+    names = sorted(p.name for p in (root / "two" / "checkpoints").glob("step-*.pt"))
+    assert names == ["step-0000000.pt", "step-0000003.pt", "step-0000006.pt"]
+    lines = (root / "two" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
+    assert (root / "two" / "generator").is_dir() and (root / "two" / "samples" / "final.png").is_file()
+    assert_same_run(root / "one" / "checkpoints" / "step-0000006.pt",
+                    root / "two" / "checkpoints" / "step-0000006.pt", tight=False)
+
+
+def test_resume_on_another_number_of_processes_continues_the_same_run(runs, env):
+    root, _, _ = runs
+    # 1 -> 2 processes: after the first steps rounding no longer tips Adam, so tightly equal.
+    ganvas("train", *TINY, "--steps", "3", "--out", str(root / "up"), env=env)
+    ganvas("train", "--nproc", "2", "--resume", str(root / "up"), "--steps", "6",
+           "--no-progress", env=env)
+    assert_same_run(root / "one" / "checkpoints" / "step-0000006.pt",
+                    root / "up" / "checkpoints" / "step-0000006.pt", tight=True)
+    # 2 -> 1
+    ganvas("train", "--nproc", "2", *TINY, "--steps", "3", "--out", str(root / "down"), env=env)
+    ganvas("train", "--resume", str(root / "down"), "--steps", "6", "--no-progress", env=env)
+    assert_same_run(root / "two" / "checkpoints" / "step-0000006.pt",
+                    root / "down" / "checkpoints" / "step-0000006.pt", tight=True)
+
+
+def _start(tmp_path, env, *extra):
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ganvas", "train", "--nproc", "2", *TINY, "--steps", "100000",
+         "--checkpoint-every", "40", "--out", str(run), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group, like a job in a terminal
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+    return run, process
+
+
+def _workers(launcher: int) -> dict[int, int]:
+    """rank -> pid of the training processes the launcher started."""
+    found = {}
+    for child in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split():
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        for item in environ:
+            if item.startswith(b"RANK="):
+                found[int(item[5:])] = int(child)
+    return found
+
+
+def test_ctrl_c_of_the_launcher_leaves_a_consistent_checkpoint(tmp_path, env):
+    run, process = _start(tmp_path, env)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "resume" in out
+    checkpoints = sorted((run / "checkpoints").glob("step-*.pt"))
+    step = int(checkpoints[-1].stem.split("-")[1])
+    assert step > 0
+    state = torch.load(checkpoints[-1], weights_only=True)
+    assert state["images_seen"] == 8 * step and state["data"]["position"] == 8 * step
+    resumed = ganvas("train", "--resume", str(run), "--steps", str(step + 2), "--no-progress",
+                     env=env)
+    assert (run / "checkpoints" / f"step-{step + 2:07d}.pt").is_file(), resumed.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_a_killed_process_ends_the_run_cleanly(tmp_path, env):
+    run, process = _start(tmp_path, env)
+    workers = _workers(process.pid)
+    assert sorted(workers) == [0, 1], workers
+    os.kill(workers[1], signal.SIGKILL)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode != 0
+    assert "Traceback" not in err, err[-3000:]
+    assert "stopped unexpectedly" in err or "killed by SIGKILL" in err, err[-3000:]
+    for worker in workers.values():  # nobody is left waiting for the dead one
+        assert not Path(f"/proc/{worker}").exists() or \
+            "zombie" in Path(f"/proc/{worker}/status").read_text()
+    newest = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+    step = int(newest.stem.split("-")[1])
+    ganvas("train", "--resume", str(run), "--steps", str(step + 1), "--no-progress", env=env)
+
+
+# ---- the pieces, in one process ------------------------------------------------------------
+
+def test_per_sample_draws_the_global_batch_and_keeps_a_slice():
+    def draw(m):
+        return torch.randn(m, 3, generator=torch.Generator().manual_seed(5))
+
+    whole = per_sample(draw, 8)
+    with batch_slice(1, 2):
+        second = per_sample(draw, 4)
+    assert torch.equal(second, whole[4:])
+
+
+def test_batch_stream_parts_cover_the_global_order():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(2, 2).repeat(2, 3)
+    whole = BatchStream(images, 4, seed=3, mirror=True)
+    parts = [BatchStream(images, 4, seed=3, mirror=True) for _ in range(2)]
+    for _ in range(4):  # across epoch boundaries too
+        expected = whole.next(4)
+        got = torch.cat([s.next(2, part=(i, 2)) for i, s in enumerate(parts)])
+        assert torch.equal(expected, got)
+    assert parts[0].position == parts[1].position == whole.position
+
+
+def test_gradient_accumulation_matches_one_round(tmp_path):
+    """Two rounds of 4 images add up to the gradient of 8. (Augmentation parameters are drawn
+    per round, so with --augment the rounds see other, equally likely, augmentations.)"""
+    from ganvas.training.trainer import train
+
+    common = dict(data="digits", model="msg", resolution=16, batch_size=8, steps=3,
+                  model_options={"base_channels": 8}, loss="hinge", precision="fp32",
+                  augment="none", health=False, log_every=1, lr_g=LR, lr_d=LR)
+    a = train(common, out=str(tmp_path / "a"), progress=False, log=lambda m: None)
+    b = train(common, out=str(tmp_path / "b"), grad_accum=2, progress=False, log=lambda m: None)
+    assert_same_run(a.checkpoint, b.checkpoint, tight=False)
+
+
+def test_without_nproc_keeps_every_other_argument():
+    assert without_nproc(["train", "--nproc", "2", "--data", "x", "--nproc=3", "-o"]) == [
+        "train", "--data", "x", "-o"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--nproc", "2", "--batch-size", "9"], "--batch-size 9 cannot be split evenly over 2"),
+    (["--nproc", "0"], "--nproc must be at least 1"),
+    (["--nproc", "2", "--batch-size", "8", "--grad-accum", "3"], "use a multiple of 6"),
+    (["--nproc", "2", "--resume", "nowhere"], "--resume nowhere"),
+])
+def test_bad_launches_are_refused_in_one_line_before_any_process_starts(capsys, argv, needle):
+    from ganvas.cli.main import main
+
+    code = main(["train", "--data", "digits", "--no-progress", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and len(err.splitlines()) == 1, err
