@@ -95,17 +95,33 @@ def test_two_processes_train_one_run_like_one_process(runs):
 
 def test_resume_on_another_number_of_processes_continues_the_same_run(runs, env):
     root, _, _ = runs
-    # 1 -> 2 processes: after the first steps rounding no longer tips Adam, so tightly equal.
-    ganvas("train", *TINY, "--steps", "3", "--out", str(root / "up"), env=env)
-    ganvas("train", "--nproc", "2", "--resume", str(root / "up"), "--steps", "6",
-           "--no-progress", env=env)
+    # 1 -> 2 processes, from the one-process run's checkpoint at step 3: past Adam's first
+    # update rounding no longer tips any weight, so the weights agree tightly.
+    ganvas("train", "--nproc", "2", "--resume", str(root / "one" / "checkpoints" /
+                                                    "step-0000003.pt"),
+           "--out", str(root / "up"), "--steps", "6", "--no-progress", env=env)
     assert_same_run(root / "one" / "checkpoints" / "step-0000006.pt",
                     root / "up" / "checkpoints" / "step-0000006.pt", tight=True)
     # 2 -> 1
-    ganvas("train", "--nproc", "2", *TINY, "--steps", "3", "--out", str(root / "down"), env=env)
-    ganvas("train", "--resume", str(root / "down"), "--steps", "6", "--no-progress", env=env)
+    ganvas("train", "--resume", str(root / "two" / "checkpoints" / "step-0000003.pt"),
+           "--out", str(root / "down"), "--steps", "6", "--no-progress", env=env)
     assert_same_run(root / "two" / "checkpoints" / "step-0000006.pt",
                     root / "down" / "checkpoints" / "step-0000006.pt", tight=True)
+
+
+@pytest.mark.parametrize("family", [
+    # BatchNorm over the global batch, and the balance gate deciding from every process
+    ["--model", "dcgan", "--sync-bn", "--loss", "bce", "--d-accuracy-band", "0.5", "0.7"],
+    # four phases, lazy R1 and path length (its running mean), w_avg
+    ["--model", "stylegan2", "--model-option", "max_channels=16", "--model-option", "w_dim=16",
+     "--model-option", "pl_every=2", "--r1-every", "2", "--loss", "ns"],
+], ids=["dcgan-sync-bn-gate", "stylegan2"])
+def test_other_families_train_alike_on_two_processes(tmp_path, env, family):
+    common = [*TINY, *family, "--steps", "4", "--checkpoint-every", "4"]
+    ganvas("train", *common, "--out", str(tmp_path / "one"), env=env)
+    ganvas("train", "--nproc", "2", *common, "--out", str(tmp_path / "two"), env=env)
+    assert_same_run(tmp_path / "one" / "checkpoints" / "step-0000004.pt",
+                    tmp_path / "two" / "checkpoints" / "step-0000004.pt", tight=False)
 
 
 def _start(tmp_path, env, *extra):

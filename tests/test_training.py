@@ -341,5 +341,6 @@ def test_precision_is_resolved_per_device(monkeypatch):
     assert devices.resolve_precision("auto", cpu) is torch.bfloat16
     with pytest.raises(GanvasError, match="--precision bf16 is not supported on Apple MPS"):
         devices.resolve_precision("bf16", torch.device("mps"))
-    with pytest.raises(GanvasError, match="--precision must be one of auto, fp32, bf16"):
-        TrainConfig(data="digits", precision="fp16").validate()
+    assert devices.resolve_precision("fp16", cpu) is torch.float16
+    with pytest.raises(GanvasError, match="--precision must be one of auto, fp32, bf16, fp16"):
+        TrainConfig(data="digits", precision="fp8").validate()

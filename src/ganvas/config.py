@@ -140,6 +140,9 @@ class TrainConfig:
         1, "split each step's batch into K rounds whose gradients add up before the update: "
         "the same global --batch-size in 1/K of the memory (augmentation and noise are drawn "
         "per round, so the run is not bit-identical to K=1)")
+    compile: bool = _opt(
+        False, "torch.compile the networks' blocks (penalties still run eagerly): pays on "
+        "GPUs for long runs; the first steps take longer (see benchmarks/distributed.py)")
     sync_bn: bool = _opt(
         False, "on several processes, BatchNorm layers normalise with the statistics of the "
         "whole global batch instead of each process's slice (costs one exchange per layer)")

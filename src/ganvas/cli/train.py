@@ -23,6 +23,8 @@ OPTION_GROUPS = {
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
                      "epochs", "kimg", "seed", "device", "update", "precision"],
+    "several processes and GPUs (see README: Many processes; with --nproc or torchrun)": [
+        "grad_accum", "sync_bn", "compile"],
     "stabilisation (see README: Training health)": [
         "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "drift", "spectral_norm",
         "instance_noise", "instance_noise_steps", "n_critic", "d_skip_below",

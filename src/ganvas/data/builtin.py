@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
+import importlib.util
 import os
 import tempfile
 import urllib.error
@@ -100,7 +102,20 @@ def _expand(grey: np.ndarray, resolution: int, channels: int, progress: bool,
     return out
 
 
-def load_digits(*, resolution: int, channels: int, progress: bool, log: Log) -> ImageSet:
+def _digits_pixels() -> np.ndarray:
+    """The 1,797 8x8 digits (values 0-16) scikit-learn ships, read from its data file: importing
+    scikit-learn costs seconds, more than the rest of a short run's start."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / \
+            "digits.csv.gz"
+        try:
+            with gzip.open(path, "rt") as handle:
+                table = np.loadtxt(handle, delimiter=",")
+            if table.ndim == 2 and table.shape[1] == 65:
+                return table[:, :64].reshape(-1, 8, 8)
+        except (OSError, ValueError, EOFError):
+            pass  # another layout of scikit-learn: ask it
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError:
@@ -108,7 +123,11 @@ def load_digits(*, resolution: int, channels: int, progress: bool, log: Log) -> 
             "the 'digits' dataset needs scikit-learn: pip install 'ganvas[datasets]' "
             "(or pip install scikit-learn)"
         ) from None
-    grey = _scale_to_uint8(np.asarray(sk_load_digits().images, dtype=np.float64), 16.0)
+    return np.asarray(sk_load_digits().images, dtype=np.float64)
+
+
+def load_digits(*, resolution: int, channels: int, progress: bool, log: Log) -> ImageSet:
+    grey = _scale_to_uint8(_digits_pixels(), 16.0)
     images = _expand(grey, resolution, channels, progress, "resizing digits")
     return ImageSet(images, f"digits (scikit-learn, {len(images):,} images)")
 

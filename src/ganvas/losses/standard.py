@@ -67,8 +67,20 @@ class StandardRecipe(LossRecipe):
         # length) taken in float32: they are squared, and float16 would flush them to zero.
         half = autocast_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(device.type) if half else None
-        self.penalty_precision = (contextlib.nullcontext if half
-                                  else self.forward_precision)
+        penalty_precision = contextlib.nullcontext if half else self.forward_precision
+        # Compiled graphs cannot be differentiated twice: penalties run the networks eagerly.
+        self.compiled = bool(c.compile)
+        self.separate_r1_pass = half or self.compiled
+
+        @contextlib.contextmanager
+        def penalty_pass():
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(penalty_precision())
+                if self.compiled:
+                    stack.enter_context(torch.compiler.set_stance("force_eager"))
+                yield
+
+        self.penalty_pass = penalty_pass
         self.criterion = get_loss(c.loss, c.label_smoothing)
         self.gp_weight = (c.gp_weight if c.gp_weight is not None
                           else 10.0 if self.criterion.needs_gradient_penalty else 0.0)
@@ -224,17 +236,19 @@ class StandardRecipe(LossRecipe):
         loss_d = self.criterion.discriminator_loss(real_logits, fake_logits)
         total = loss_d if real_objective is None else loss_d + real_objective
         if self.gp_weight:  # its own forward of D, outside autocast: a gradient norm in float32
-            penalty = gradient_penalty(D, real_seen, nested.apply(torch.Tensor.detach,
-                                                                  fake_seen),
-                                       generator=self.noise_rng)
+            with torch.compiler.set_stance("force_eager") if self.compiled \
+                    else contextlib.nullcontext():
+                penalty = gradient_penalty(D, real_seen, nested.apply(torch.Tensor.detach,
+                                                                      fake_seen),
+                                           generator=self.noise_rng)
             total = total + self.gp_weight * penalty
             self.stats.report("Loss/GP", penalty)
         if self.drift_weight:
             total = total + self.drift_weight * drift_penalty(real_logits)
         if lazy_r1:
             logits = real_logits
-            if self.scaler is not None:  # its own float32 pass of D on the same images
-                with self.penalty_precision():
+            if self.separate_r1_pass:  # its own (float32, eager) pass of D on the same images
+                with self.penalty_pass():
                     logits = self.D(real_seen).float()
             penalty = r1_penalty(logits, real)
             total = total + (c.r1_gamma / 2) * c.r1_every * penalty

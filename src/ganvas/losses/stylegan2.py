@@ -87,7 +87,7 @@ class StyleGAN2Recipe(StandardRecipe):
             other = per_sample(lambda m: torch.randn(m, *z.shape[1:], generator=self.mixing_rng),
                                len(z)).to(self.device)
             ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(other))[:, cutoff:]], dim=1)
-        with self.penalty_precision() if penalty else self.forward_precision():
+        with self.penalty_pass() if penalty else self.forward_precision():
             images = G.synthesis(ws, "random", self.synthesis_rng)
         return images.float(), ws
 
@@ -150,7 +150,7 @@ class StyleGAN2Recipe(StandardRecipe):
             real, _ = inputs.reals()
         real = self.family.real_input(self.spec, real, inputs.point)
         real = real.detach().requires_grad_(True)
-        with self.penalty_precision():
+        with self.penalty_pass():
             logits = self.D(self.view(real, inputs.images_seen)).float()
         penalty = r1_penalty(logits, real)
         self.backward(penalty * (self.config.r1_gamma / 2) * self.config.r1_every)

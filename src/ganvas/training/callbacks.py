@@ -15,6 +15,11 @@ class Callback:
     ``step``, ``Loss/D``, ``Loss/G``, ``D/real``, ``D/fake``, ...) and may add fields to it.
     A callback may call
     ``trainer.request_stop(reason)`` to end training cleanly (a checkpoint is still written).
+
+    On several processes callbacks run on rank 0 alone; the learning rates and balance
+    settings they set and their requests to stop reach the other processes at the tick. They
+    must not call what every process has to call together (``save_checkpoint``,
+    ``rollback``).
     """
 
     def on_train_start(self, trainer: Trainer) -> None:

@@ -43,6 +43,7 @@ from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
 from ganvas.runs.metrics import MetricsLog
 from ganvas.training.callbacks import Callback
+from ganvas.training.compilation import compile_blocks
 from ganvas.training.distributed import (
     PeerLost,
     Strategy,
@@ -141,6 +142,9 @@ class Trainer:
         self.discriminator = discriminator.to(self.device, memory_format=torch.channels_last)
         self.ema = (GeneratorEMA(self.generator, config.ema_kimg, seed=config.seed)
                     if config.ema else None)
+        if config.compile:  # the trained networks; the average samples eagerly
+            for network in (self.generator, self.discriminator):
+                compile_blocks(network)
         self.stats = StatsCollector()
         self.recipe = get_recipe(self.family.recipe)(
             config, generator=self.generator, discriminator=self.discriminator,
@@ -192,7 +196,9 @@ class Trainer:
         self._good_checkpoint: Path | None = None
         if state is not None:
             self._restore_progress(state, state_source)
-            self._good_checkpoint = Path(state_source) if Path(state_source).is_file() else None
+            # Rank 0's disk decides: the others may not see the run folder (other machines).
+            found = self.strategy.agree(Path(state_source).is_file())
+            self._good_checkpoint = Path(state_source) if found else None
 
     # ---- what the recipe owns, for callbacks and the monitor ---------------------------------
 
@@ -437,9 +443,13 @@ class Trainer:
         allowance (--max-rollbacks) is used up, after which training stops."""
         c = self.config
         failed_step = self.step
-        if self._good_checkpoint is None or not self._good_checkpoint.is_file():
+        def last_good() -> Path | None:
+            if self._good_checkpoint is not None and self._good_checkpoint.is_file():
+                return self._good_checkpoint
             candidates = ckpt.list_checkpoints(self.run_dir)
-            self._good_checkpoint = candidates[-1] if candidates else None
+            return candidates[-1] if candidates else None
+
+        self._good_checkpoint = self.strategy.share(last_good)
         if self._good_checkpoint is None:
             self.request_stop(f"training diverged at step {failed_step} ({reason}) and there "
                               "is no checkpoint to roll back to")
