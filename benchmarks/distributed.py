@@ -9,6 +9,7 @@ process group, decoding the data, compiling) is left out of images/s and reporte
 the seconds before the first timed tick.
 
     python benchmarks/distributed.py                                # 1 and 2 CPU processes
+    python benchmarks/distributed.py --nproc 1 --compile            # torch.compile on a CPU
     python benchmarks/distributed.py --model stylegan2 --resolution 32 --batch-size 16
     python benchmarks/distributed.py --gpu --model stylegan2 --resolution 128  # lent GPU:
         # 1 GPU at fp32 / bf16 / fp16, each without and with --compile
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2],
                         help="numbers of CPU processes to compare")
     parser.add_argument("--precision", default="fp32", help="of the CPU runs")
+    parser.add_argument("--compile", action="store_true",
+                        help="CPU runs: each number of processes also with --compile")
     parser.add_argument("--gpu", action="store_true",
                         help="instead: one GPU at fp32, bf16 and fp16, without and with "
                              "--compile")
@@ -85,9 +88,11 @@ def main() -> None:
                        for p in ("fp32", "bf16", "fp16") for c in (False, True)]
             where = torch.cuda.get_device_name()
         else:
-            configs = [(f"{n} CPU process{'es' if n > 1 else ''}",
+            configs = [(f"{n} CPU process{'es' if n > 1 else ''}{' + compile' if c else ''}",
                         ["--device", "cpu", "--precision", args.precision,
-                         *(["--nproc", str(n)] if n > 1 else [])]) for n in args.nproc]
+                         *(["--nproc", str(n)] if n > 1 else []),
+                         *(["--compile"] if c else [])])
+                       for n in args.nproc for c in ((False, True) if args.compile else (False,))]
             where = f"{os.cpu_count()} CPU cores"
         for i, (name, flags) in enumerate(configs):
             rows.append(measure(name, [*base, *flags], Path(tmp) / f"run{i}",

@@ -328,6 +328,21 @@ def test_bf16_mixed_precision_trains_in_bf16_with_float32_weights(image_folder, 
     assert "precision: bf16" in (mixed.run_dir / "config.yaml").read_text()
 
 
+def test_fp16_trains_with_a_gradient_scaler_and_float32_penalties(image_folder, tmp_path):
+    """float16 needs its losses scaled; R1 and the gradient penalty take their own float32
+    passes of D. The scaler's state is part of the checkpoint, so a resumed run goes on with it."""
+    watch = ConvDtypes()
+    result = ganvas.train(data=str(image_folder), out=str(tmp_path / "fp16"), precision="fp16",
+                          r1_gamma=0.1, r1_every=2, callbacks=[watch],
+                          **dict(TINY, steps=4, progress=False, log=lambda m: None))
+    assert watch.dtypes == {torch.float16, torch.float32}  # float32: the R1 passes
+    state = _weights(result.run_dir)
+    assert state["scaler"]["scale"] > 0
+    assert all(torch.isfinite(v.float()).all() for v in state["generator"].values())
+    resumed = ganvas.resume(result.run_dir, steps=6, progress=False, log=lambda m: None)
+    assert resumed.step == 6 and "scaler" in _weights(result.run_dir)
+
+
 def test_precision_is_resolved_per_device(monkeypatch):
     from ganvas.config import TrainConfig
     from ganvas.utils import device as devices
