@@ -102,16 +102,21 @@ def test_train_speed_prints_a_row_per_precision(tmp_path):
 
 def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):
     env = {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
-    for script, args, words in [
+    cases = [
             ("quality.py", ["--set", "nosuch=1"], "quality.py: error: --set: unknown option"),
             ("quality.py", ["--set", "lr_g=-1"], "quality.py: error: --lr-g must be"),
             ("throughput.py", ["--data", "nowhere"], "throughput.py: error: --data 'nowhere'"),
             ("models.py", ["--set", "msg=1"], "models.py: error: --set needs MODEL:KEY=VALUE"),
             ("train_speed.py", ["--model", "nope"], "train_speed.py: error: --model 'nope'"),
             ("models.py", ["--set", "msg:model_options.combine=x"],
-             "models.py: error: --model-option for msg: combine must be one of")]:
-        done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300)
+             "models.py: error: --model-option for msg: combine must be one of")]
+    # all at once: their start-ups (importing torch) overlap
+    started = [(subprocess.Popen([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True), words) for script, args, words in cases]
+    for process, words in started:
+        out, err = process.communicate(timeout=300)
+        done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.strip().splitlines() == [done.stderr.strip()]
         assert done.stderr.startswith(words), done.stderr

@@ -468,6 +468,7 @@ def test_digits(channels):
 
 def test_digits_without_sklearn(monkeypatch):
     import builtins
+    import importlib.util
 
     real_import = builtins.__import__
 
@@ -477,6 +478,9 @@ def test_digits_without_sklearn(monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn"
+                        else real_find_spec(name, *a))
     with pytest.raises(GanvasError, match=r"pip install 'ganvas\[datasets\]'"):
         load("digits")
 

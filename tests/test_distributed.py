@@ -22,18 +22,31 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.plat
                                 reason="needs torch.distributed (gloo) on Linux")
 
 LR = 2e-3
-TINY = ["--data", "digits", "--model", "msg", "--resolution", "16", "--batch-size", "8",
-        "--model-option", "base_channels=8", "--loss", "hinge", "--precision", "fp32",
+# DCGAN with BatchNorm over the global batch and the balance gate deciding from every process
+TINY = ["--data", "digits", "--model", "dcgan", "--resolution", "16", "--batch-size", "8",
+        "--model-option", "base_channels=8", "--loss", "bce", "--precision", "fp32",
+        "--sync-bn", "--d-accuracy-band", "0.5", "0.7",
         "--lr-g", str(LR), "--lr-d", str(LR), "--augment", "diffaugment",
         "--log-every", "2", "--checkpoint-every", "3", "--sample-every", "1000",
         "--no-progress"]
 
 
 def ganvas(*args, env, timeout=240, check=True):
-    done = subprocess.run([sys.executable, "-m", "ganvas", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert done.returncode == 0, done.stderr[-3000:]
+    return together([args], env=env, timeout=timeout, check=check)[0]
+
+
+def together(commands, *, env, timeout=240, check=True):
+    """Several ``ganvas`` commands at once (their start-ups overlap); their results."""
+    started = [subprocess.Popen([sys.executable, "-m", "ganvas", *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for args in commands]
+    done = []
+    for process, args in zip(started, commands):
+        out, err = process.communicate(timeout=timeout)
+        result = subprocess.CompletedProcess(args, process.returncode, out, err)
+        if check:
+            assert result.returncode == 0, err[-3000:]
+        done.append(result)
     return done
 
 
@@ -72,9 +85,9 @@ def env(tmp_path_factory):
 def runs(tmp_path_factory, env):
     """The same 6 steps in one process and in two."""
     root = tmp_path_factory.mktemp("runs")
-    one = ganvas("train", *TINY, "--steps", "6", "--out", str(root / "one"), env=env)
-    two = ganvas("train", "--nproc", "2", *TINY, "--steps", "6", "--out", str(root / "two"),
-                 env=env)
+    one, two = together([("train", *TINY, "--steps", "6", "--out", str(root / "one")),
+                         ("train", "--nproc", "2", *TINY, "--steps", "6", "--out",
+                          str(root / "two"))], env=env)
     return root, one, two
 
 
@@ -97,43 +110,45 @@ def test_resume_on_another_number_of_processes_continues_the_same_run(runs, env)
     root, _, _ = runs
     # 1 -> 2 processes, from the one-process run's checkpoint at step 3: past Adam's first
     # update rounding no longer tips any weight, so the weights agree tightly.
-    ganvas("train", "--nproc", "2", "--resume", str(root / "one" / "checkpoints" /
-                                                    "step-0000003.pt"),
-           "--out", str(root / "up"), "--steps", "6", "--no-progress", env=env)
+    # 2 -> 1 alongside.
+    together([("train", "--nproc", "2", "--resume",
+               str(root / "one" / "checkpoints" / "step-0000003.pt"),
+               "--out", str(root / "up"), "--steps", "6", "--no-progress"),
+              ("train", "--resume", str(root / "two" / "checkpoints" / "step-0000003.pt"),
+               "--out", str(root / "down"), "--steps", "6", "--no-progress")], env=env)
     assert_same_run(root / "one" / "checkpoints" / "step-0000006.pt",
                     root / "up" / "checkpoints" / "step-0000006.pt", tight=True)
-    # 2 -> 1
-    ganvas("train", "--resume", str(root / "two" / "checkpoints" / "step-0000003.pt"),
-           "--out", str(root / "down"), "--steps", "6", "--no-progress", env=env)
     assert_same_run(root / "two" / "checkpoints" / "step-0000006.pt",
                     root / "down" / "checkpoints" / "step-0000006.pt", tight=True)
 
 
-@pytest.mark.parametrize("family", [
-    # BatchNorm over the global batch, and the balance gate deciding from every process
-    ["--model", "dcgan", "--sync-bn", "--loss", "bce", "--d-accuracy-band", "0.5", "0.7"],
-    # four phases, lazy R1 and path length (its running mean), w_avg
-    ["--model", "stylegan2", "--model-option", "max_channels=16", "--model-option", "w_dim=16",
-     "--model-option", "pl_every=2", "--r1-every", "2", "--loss", "ns"],
-], ids=["dcgan-sync-bn-gate", "stylegan2"])
-def test_other_families_train_alike_on_two_processes(tmp_path, env, family):
-    common = [*TINY, *family, "--steps", "4", "--checkpoint-every", "4"]
-    ganvas("train", *common, "--out", str(tmp_path / "one"), env=env)
-    ganvas("train", "--nproc", "2", *common, "--out", str(tmp_path / "two"), env=env)
+def test_stylegan2_trains_alike_on_two_processes(tmp_path, env):
+    """Four phases, lazy R1 and path length (its running mean over processes), w_avg, ADA's
+    p from the signal of every process."""
+    common = [*TINY, "--model", "stylegan2", "--model-option", "max_channels=16",
+              "--model-option", "w_dim=16", "--model-option", "pl_every=2", "--r1-every", "2",
+              "--loss", "ns", "--augment", "ada", "--ada-kimg", "0.1", "--steps", "4",
+              "--checkpoint-every", "4"]
+    together([("train", *common, "--out", str(tmp_path / "one")),
+              ("train", "--nproc", "2", *common, "--out", str(tmp_path / "two"))], env=env)
     assert_same_run(tmp_path / "one" / "checkpoints" / "step-0000004.pt",
                     tmp_path / "two" / "checkpoints" / "step-0000004.pt", tight=False)
 
 
-def _start(tmp_path, env, *extra):
+def _start(tmp_path, env, resume=False):
+    """A long two-process run (or its continuation), once it has written a tick."""
     run = tmp_path / "run"
+    metrics = run / "metrics.jsonl"
+    ticks = len(metrics.read_text().splitlines()) if resume else 0
+    what = (["--resume", str(run), "--steps", "100000", "--no-progress"] if resume else
+            [*TINY, "--steps", "100000", "--checkpoint-every", "40", "--out", str(run)])
     process = subprocess.Popen(
-        [sys.executable, "-m", "ganvas", "train", "--nproc", "2", *TINY, "--steps", "100000",
-         "--checkpoint-every", "40", "--out", str(run), *extra],
+        [sys.executable, "-m", "ganvas", "train", "--nproc", "2", *what],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)  # its own process group, like a job in a terminal
-    metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 180
-    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) > ticks) \
+            and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1][-3000:]
         time.sleep(0.1)
     return run, process
@@ -150,24 +165,9 @@ def _workers(launcher: int) -> dict[int, int]:
     return found
 
 
-def test_ctrl_c_of_the_launcher_leaves_a_consistent_checkpoint(tmp_path, env):
-    run, process = _start(tmp_path, env)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process
-    out, err = process.communicate(timeout=180)
-    assert process.returncode == 130, err[-3000:]
-    assert "Traceback" not in err and "resume" in out
-    checkpoints = sorted((run / "checkpoints").glob("step-*.pt"))
-    step = int(checkpoints[-1].stem.split("-")[1])
-    assert step > 0
-    state = torch.load(checkpoints[-1], weights_only=True)
-    assert state["images_seen"] == 8 * step and state["data"]["position"] == 8 * step
-    resumed = ganvas("train", "--resume", str(run), "--steps", str(step + 2), "--no-progress",
-                     env=env)
-    assert (run / "checkpoints" / f"step-{step + 2:07d}.pt").is_file(), resumed.stderr
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
-def test_a_killed_process_ends_the_run_cleanly(tmp_path, env):
+def test_a_killed_process_ends_the_run_and_ctrl_c_stops_it_consistently(tmp_path, env):
+    # kill -9 of one process: the whole run ends at once, in one line, nobody left waiting
     run, process = _start(tmp_path, env)
     workers = _workers(process.pid)
     assert sorted(workers) == [0, 1], workers
@@ -176,12 +176,23 @@ def test_a_killed_process_ends_the_run_cleanly(tmp_path, env):
     assert process.returncode != 0
     assert "Traceback" not in err, err[-3000:]
     assert "stopped unexpectedly" in err or "killed by SIGKILL" in err, err[-3000:]
-    for worker in workers.values():  # nobody is left waiting for the dead one
+    for worker in workers.values():
         assert not Path(f"/proc/{worker}").exists() or \
             "zombie" in Path(f"/proc/{worker}/status").read_text()
+    killed_at = int(sorted((run / "checkpoints").glob("step-*.pt"))[-1].stem.split("-")[1])
+
+    # its last checkpoint resumes; then Ctrl-C of the launcher (what a terminal sends: every
+    # process) stops all processes at one step with one consistent checkpoint
+    run, process = _start(tmp_path, env, resume=True)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "resume" in out
     newest = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
     step = int(newest.stem.split("-")[1])
-    ganvas("train", "--resume", str(run), "--steps", str(step + 1), "--no-progress", env=env)
+    assert step > killed_at
+    state = torch.load(newest, weights_only=True)
+    assert state["images_seen"] == 8 * step and state["data"]["position"] == 8 * step
 
 
 # ---- the pieces, in one process ------------------------------------------------------------

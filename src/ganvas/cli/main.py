@@ -106,9 +106,9 @@ def _speaks_for_itself(exc: GanvasError) -> bool:
     """Whether a process other than rank 0 should print its error: not when rank 0 reports
     the same (every process checks the options alike before they meet), only for what
     happened to it alone once the processes had met."""
-    from ganvas.training.distributed import ReportedElsewhere, joined
+    from ganvas.training.distributed import LocalProblem, ReportedElsewhere, joined
 
-    return joined() and not isinstance(exc, ReportedElsewhere)
+    return isinstance(exc, LocalProblem) or (joined() and not isinstance(exc, ReportedElsewhere))
 
 
 if __name__ == "__main__":

@@ -92,12 +92,14 @@ def _launch(args: argparse.Namespace, values: dict) -> int:
     if args.resume:
         if not Path(args.resume).exists():
             raise GanvasError(f"--resume {args.resume}: no such run folder or checkpoint file")
+        _check_gpus(values.get("device") or "auto", args.nproc)
     else:
         from ganvas.data import count_images
         from ganvas.training.settings import resolve_settings
 
         config = TrainConfig.from_dict(values, source="options").validate()
         dry_run(config)  # the data, model and loss exist; nothing is decoded
+        _check_gpus(config.device, args.nproc)
         batch = resolve_settings(config, count_images(config.data))[0].batch_size
         parts = args.nproc * config.grad_accum
         if batch % parts:
@@ -106,6 +108,16 @@ def _launch(args: argparse.Namespace, values: dict) -> int:
                               f"processes{rounds}; use a multiple of {parts}")
     return launch(args.nproc, without_nproc(args.argv),
                   log=lambda message: print(message, file=sys.stderr))
+
+
+def _check_gpus(device: str, nproc: int) -> None:
+    import torch
+
+    from ganvas.utils.device import resolve_device
+
+    if resolve_device(device).type == "cuda" and nproc > torch.cuda.device_count():
+        raise GanvasError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} "
+                          "GPU(s), one per process; give at most that many, or --device cpu")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -357,10 +357,16 @@ class StandardRecipe(LossRecipe):
         if state.get("noise_rng") is not None:
             self.noise_rng.set_state(state["noise_rng"])
         if self.scaler is not None and state.get("scaler"):
-            scale = state["scaler"].get("scale")
-            if not isinstance(scale, (int, float)) or not 0 < scale < 2.0**64:
-                raise ValueError(f"gradient scaler scale {scale!r:.30}")
-            self.scaler.load_state_dict(state["scaler"])
+            saved = state["scaler"]
+            limits = {"scale": (0, 2.0**64), "growth_factor": (1, 1e3),
+                      "backoff_factor": (0, 1), "growth_interval": (0, 2**31),
+                      "_growth_tracker": (-1, 2**31)}
+            for key, (low, high) in limits.items():
+                value = saved.get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not low < value < high:
+                    raise ValueError(f"gradient scaler {key} {value!r:.30}")
+            self.scaler.load_state_dict(saved)
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:

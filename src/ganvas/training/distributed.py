@@ -42,6 +42,11 @@ class PeerLost(GanvasError):
     """Another process of the run stopped (killed, crashed, out of memory)."""
 
 
+class LocalProblem(GanvasError):
+    """A problem of this process alone (not of the options every process shares): it says so
+    itself, whatever its rank."""
+
+
 def launched_by_torchrun() -> bool:
     return all(key in os.environ for key in ENVIRONMENT)
 
@@ -118,7 +123,7 @@ class ProcessGroupStrategy(Strategy):
         self._device = device
         if device.type == "cuda":
             if self.local_rank >= torch.cuda.device_count():
-                raise GanvasError(
+                raise LocalProblem(
                     f"process {self.local_rank} of this machine has no GPU: only "
                     f"{torch.cuda.device_count()} here; start at most that many processes per "
                     "machine (--nproc / --nproc-per-node)")
