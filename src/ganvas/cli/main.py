@@ -25,6 +25,7 @@ examples:
   ganvas train --data digits --steps 2000          # train the offline demo
   ganvas train --data ./my_photos --resolution 64  # train on your own pictures
   ganvas train --resume runs/00000-digits-dcgan-28px --steps 4000
+  ganvas train --nproc 2 --data digits --steps 2000 # on 2 processes (GPUs or CPU cores)
   ganvas generate runs/00000-digits-dcgan-28px --num 64 --grid
   ganvas eval runs/00000-digits-dcgan-28px --num 10000   # FID, KID, precision/recall
   ganvas doctor runs/00000-digits-dcgan-28px       # health report of a run

@@ -16,6 +16,8 @@ examples:
   ganvas train --data fashion-mnist --model dense --lr-d 1e-4
   ganvas train --config cats.yaml --batch-size 32       # flags override the file
   ganvas train --resume runs/00003-cats-dcgan-64px --steps 20000   # continue to 20000 steps
+  ganvas train --nproc 2 --data cats --batch-size 64    # 2 processes, 32 images each a step
+  torchrun --nproc-per-node 4 -m ganvas train --data cats   # the same with torchrun itself
 """
 
 OPTION_GROUPS = {
