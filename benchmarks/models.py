@@ -35,8 +35,7 @@ from ganvas.metrics import real_statistics
 from ganvas.metrics.evaluation import extract_features
 from ganvas.metrics.inception import load_inception
 from ganvas.metrics.statistics import (
-    feature_statistics,
-    frechet_distance,
+    frechet_distance_to,
     kernel_inception_distance,
 )
 from ganvas.models.registry import make_spec
@@ -158,7 +157,7 @@ def score(source: Path, real, extractor, num: int, seed: int = 0) -> dict:
     model = ganvas.load(source, device="cpu")
     fake = np.concatenate([extract_features(extractor, batch)
                            for batch in model.batches(num, seed, batch_size=50)])
-    fid = frechet_distance(*feature_statistics(fake), real.mu, real.sigma)
+    fid = frechet_distance_to(fake, real.mu, real.sigma)
     kid, _ = kernel_inception_distance(fake, real.features, seed=seed)
     return {"fid": fid, "kid_mean": kid, "grid": model.sample_tensor(GRID, seed=seed)}
 

@@ -38,8 +38,7 @@ from ganvas.metrics import real_statistics  # noqa: E402
 from ganvas.metrics.evaluation import extract_features  # noqa: E402
 from ganvas.metrics.inception import load_inception  # noqa: E402
 from ganvas.metrics.statistics import (  # noqa: E402
-    feature_statistics,
-    frechet_distance,
+    frechet_distance_to,
     kernel_inception_distance,
 )
 from ganvas.models.export import save_generator  # noqa: E402
@@ -107,7 +106,7 @@ def score(source: Path, real, extractor, num: int, seed: int = 0) -> dict:
     model = ganvas.load(source, device="cpu")
     fake = np.concatenate([extract_features(extractor, batch)
                            for batch in model.batches(num, seed, batch_size=50)])
-    fid = frechet_distance(*feature_statistics(fake), real.mu, real.sigma)
+    fid = frechet_distance_to(fake, real.mu, real.sigma)
     kid, _ = kernel_inception_distance(fake, real.features, seed=seed)
     return {"fid": fid, "kid_mean": kid}
 

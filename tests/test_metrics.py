@@ -112,6 +112,17 @@ def test_fid_matches_the_closed_form_for_gaussians():
     assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4.0 + 1.0)
 
 
+def test_fid_to_statistics_from_few_samples_equals_the_full_computation():
+    from ganvas.metrics.statistics import feature_statistics, frechet_distance, frechet_distance_to
+
+    rng = np.random.default_rng(3)
+    mu, sigma = feature_statistics(rng.normal(size=(400, 64)))
+    for n in (2, 9, 64, 200):  # fewer samples than dimensions: the small form; else the full
+        fake = rng.normal(0.5, 1.3, size=(n, 64))
+        expected = frechet_distance(*feature_statistics(fake), mu, sigma)
+        assert frechet_distance_to(fake, mu, sigma) == pytest.approx(expected, rel=1e-9)
+
+
 def test_fid_from_samples_is_symmetric_and_handles_singular_covariances():
     rng = np.random.default_rng(2)
     few_a, few_b = rng.normal(size=(10, 32)), rng.normal(0.5, 1.0, size=(12, 32))  # N < D

@@ -21,6 +21,7 @@ from ganvas.metrics.statistics import (
     feature_statistics,
     fid_from_features,
     frechet_distance,
+    frechet_distance_to,
     kernel_inception_distance,
     precision_recall,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "feature_statistics",
     "fid_from_features",
     "frechet_distance",
+    "frechet_distance_to",
     "kernel_inception_distance",
     "load_inception",
     "precision_recall",

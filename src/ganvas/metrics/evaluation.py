@@ -18,7 +18,7 @@ from ganvas.errors import GanvasError
 from ganvas.metrics.inception import FeatureExtractor, load_inception
 from ganvas.metrics.statistics import (
     feature_statistics,
-    frechet_distance,
+    frechet_distance_to,
     kernel_inception_distance,
     precision_recall,
 )
@@ -293,7 +293,7 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
 
     result: dict[str, Any] = {}
     if "fid" in names:
-        result["fid"] = frechet_distance(*feature_statistics(fake), real.mu, real.sigma)
+        result["fid"] = frechet_distance_to(fake, real.mu, real.sigma)
     if "kid" in names:
         result["kid_mean"], result["kid_std"] = kernel_inception_distance(
             fake, real.features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)

@@ -86,6 +86,31 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     return max(value, 0.0)
 
 
+def frechet_distance_to(features: Any, mu: Any, sigma: Any) -> float:
+    """:func:`frechet_distance` between the Gaussian of ``[N, D]`` features and ``(mu, sigma)``.
+
+    With fewer samples than dimensions (a quick FID of a few hundred images against 2048
+    Inception features) the samples' covariance is ``Xc^T Xc / (N - 1)`` for the centred
+    features ``Xc``, and the nonzero eigenvalues of ``S S2`` are those of the small ``N x N``
+    matrix ``Xc S2 Xc^T / (N - 1)``: the same value, without two ``D x D`` eigendecompositions.
+    """
+    array = _features(features, "features", 2)
+    n, d = array.shape
+    sigma2 = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    mu2 = np.asarray(mu, dtype=np.float64).reshape(-1)
+    if n > d or n < 2 or sigma2.shape != (d, d) or len(mu2) != d \
+            or not (np.isfinite(sigma2).all() and np.isfinite(mu2).all()):
+        return frechet_distance(*feature_statistics(array), mu2, sigma2)  # (it words errors)
+    centred = array - array.mean(axis=0)
+    sigma2 = (sigma2 + sigma2.T) / 2
+    small = centred @ sigma2 @ centred.T / (n - 1)
+    trace_sqrt = float(_root_eigenvalues(np.linalg.eigvalsh((small + small.T) / 2)).sum())
+    diff = array.mean(axis=0) - mu2
+    own_trace = float((centred * centred).sum()) / (n - 1)
+    value = float(diff @ diff + own_trace + np.trace(sigma2) - 2.0 * trace_sqrt)
+    return max(value, 0.0)
+
+
 def fid_from_features(feats_a: Any, feats_b: Any) -> float:
     """FID between two ``[N, D]`` feature sets."""
     return frechet_distance(*feature_statistics(feats_a), *feature_statistics(feats_b))

@@ -51,15 +51,14 @@ class FIDMonitor(Callback):
         due = trainer.step - self.last_step >= self.every or trainer.step == trainer.config.steps
         if not due or self.real is None:
             return
-        from ganvas.metrics.statistics import feature_statistics, frechet_distance
+        from ganvas.metrics.statistics import frechet_distance_to
 
         self.last_step = trainer.step
         feats = np.concatenate([self.extractor.features(trainer.render(part))
                                 for part in self.latents.split(BATCH)])
         if not np.isfinite(feats).all():
             return
-        mu, sigma = feature_statistics(feats)
-        record["Metric/FID"] = round(frechet_distance(mu, sigma, self.real.mu, self.real.sigma), 4)
+        record["Metric/FID"] = round(frechet_distance_to(feats, self.real.mu, self.real.sigma), 4)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": self.last_step}
