@@ -100,10 +100,27 @@ class Strategy:
         return make()
 
     def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        pass
+        self._average([p.grad for p in params if p.grad is not None])
 
     def average_buffers(self, modules: Sequence[torch.nn.Module]) -> None:
-        pass
+        """Running statistics (StyleGAN2's ``w_avg``, BatchNorm's means) follow each process's
+        slice of the batch; their average is what one process with the whole batch would
+        hold (exactly for running means, which are linear in the batch)."""
+        self._average([b for m in modules for b in m.buffers() if b.is_floating_point()])
+
+    def _average(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor by its mean over the processes, in place."""
+        if not tensors:
+            return
+        # One flat buffer, one all-reduce: a few large messages beat many small ones.
+        flat = torch.cat([t.reshape(-1).float() for t in tensors]).to(self._comm)
+        self._call(lambda: dist.all_reduce(flat))
+        flat /= self.world_size
+        offset = 0
+        for tensor in tensors:
+            count = tensor.numel()
+            tensor.copy_(flat[offset:offset + count].view_as(tensor))
+            offset += count
 
     def broadcast_weights(self, modules: Sequence[torch.nn.Module]) -> None:
         pass
