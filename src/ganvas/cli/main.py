@@ -104,12 +104,12 @@ def _rank() -> int:
 
 
 def _speaks_for_itself(exc: GanvasError) -> bool:
-    """Whether a process other than rank 0 should print its error: not when rank 0 reports
-    the same (every process checks the options alike before they meet), only for what
-    happened to it alone once the processes had met."""
-    from ganvas.training.distributed import LocalProblem, ReportedElsewhere, joined
+    """Whether a process other than rank 0 should print its error: only for what happened to
+    it alone (rank 0 reports everything the processes share: the options, the run folder,
+    the checkpoint, a process that stopped)."""
+    from ganvas.training.distributed import LocalProblem
 
-    return isinstance(exc, LocalProblem) or (joined() and not isinstance(exc, ReportedElsewhere))
+    return isinstance(exc, LocalProblem)
 
 
 if __name__ == "__main__":

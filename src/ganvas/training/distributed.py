@@ -223,7 +223,10 @@ class ProcessGroupStrategy(Strategy):
                 raise error
             raise ReportedElsewhere("another process could not load the data")
         if not first:
-            result = make()
+            try:
+                result = make()
+            except GanvasError as exc:  # (this machine's copy of the data, say)
+                raise LocalProblem(str(exc)) from None
         self.barrier()
         return result  # type: ignore[return-value]
 
@@ -288,11 +291,6 @@ def process_rank() -> int:
     if _CURRENT is not None:
         return _CURRENT.rank
     return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
-
-
-def joined() -> bool:
-    """Whether this process has joined a process group of several."""
-    return _CURRENT is not None and _CURRENT.distributed
 
 
 def current_strategy(device: torch.device) -> Strategy:
