@@ -303,17 +303,20 @@ class Trainer:
             self._stop_reason = reason
 
     def _prepare_batchnorm(self, *networks: torch.nn.Module) -> None:
-        """BatchNorm sees one process's slice of the batch unless --sync-bn."""
+        """BatchNorm sees one process's slice of the batch unless --sync-bn (said once the
+        data is loaded, with the run's first lines)."""
+        self._notes: list[str] = []
         if not self.strategy.distributed:
             return
         if self.config.sync_bn:
             for network in networks:
                 globalise_batchnorm(network)
         elif any(uses_batchnorm(network) for network in networks):
-            self.log(f"note: the BatchNorm layers of model {self.config.model} normalise each "
-                     f"process's {self.config.batch_size // self.strategy.world_size} images, "
-                     "not the whole batch, so results differ from one process; add --sync-bn "
-                     "for the statistics of the whole batch")
+            per_process = self.config.batch_size // self.strategy.world_size
+            self._notes.append(
+                f"note: the BatchNorm layers of model {self.config.model} normalise each "
+                f"process's {per_process} images, not the whole batch, so results differ from "
+                "one process; add --sync-bn for the statistics of the whole batch")
 
     def _check_batch_split(self, batch_size: int) -> None:
         """A global batch the processes (and accumulation rounds) cannot share evenly would
@@ -664,6 +667,8 @@ class Trainer:
         plan = getattr(self.schedule, "describe", None)
         if plan is not None:
             self.log(f"schedule: {plan()}")
+        for note in self._notes:
+            self.log(note)
         if self.step:
             self.log(f"resuming at step {self.step} of {c.steps}"
                      + (f" ({self.point.phase})" if self.point.phase else ""))
