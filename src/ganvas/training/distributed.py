@@ -100,27 +100,10 @@ class Strategy:
         return make()
 
     def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        self._average([p.grad for p in params if p.grad is not None])
+        pass
 
     def average_buffers(self, modules: Sequence[torch.nn.Module]) -> None:
-        """Running statistics (StyleGAN2's ``w_avg``, BatchNorm's means) follow each process's
-        slice of the batch; their average is what one process with the whole batch would
-        hold (exactly for running means, which are linear in the batch)."""
-        self._average([b for m in modules for b in m.buffers() if b.is_floating_point()])
-
-    def _average(self, tensors: list[torch.Tensor]) -> None:
-        """Replace each tensor by its mean over the processes, in place."""
-        if not tensors:
-            return
-        # One flat buffer, one all-reduce: a few large messages beat many small ones.
-        flat = torch.cat([t.reshape(-1).float() for t in tensors]).to(self._comm)
-        self._call(lambda: dist.all_reduce(flat))
-        flat /= self.world_size
-        offset = 0
-        for tensor in tensors:
-            count = tensor.numel()
-            tensor.copy_(flat[offset:offset + count].view_as(tensor))
-            offset += count
+        pass
 
     def broadcast_weights(self, modules: Sequence[torch.nn.Module]) -> None:
         pass
@@ -231,33 +214,26 @@ class ProcessGroupStrategy(Strategy):
         return result  # type: ignore[return-value]
 
     def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
-        # One flat buffer, one all-reduce: a few large messages beat many small ones.
-        flat = torch.cat([g.reshape(-1) for g in grads]).to(self._comm)
-        self._call(lambda: dist.all_reduce(flat))
-        flat /= self.world_size
-        offset = 0
-        for grad in grads:
-            count = grad.numel()
-            grad.copy_(flat[offset:offset + count].view_as(grad))
-            offset += count
+        self._average([p.grad for p in params if p.grad is not None])
 
     def average_buffers(self, modules: Sequence[torch.nn.Module]) -> None:
         """Running statistics (StyleGAN2's ``w_avg``, BatchNorm's means) follow each process's
         slice of the batch; their average is what one process with the whole batch would
         hold (exactly for running means, which are linear in the batch)."""
-        buffers = [b for m in modules for b in m.buffers() if b.is_floating_point()]
-        if not buffers:
+        self._average([b for m in modules for b in m.buffers() if b.is_floating_point()])
+
+    def _average(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor by its mean over the processes, in place."""
+        if not tensors:
             return
-        flat = torch.cat([b.reshape(-1).float() for b in buffers]).to(self._comm)
+        # One flat buffer, one all-reduce: a few large messages beat many small ones.
+        flat = torch.cat([t.reshape(-1).float() for t in tensors]).to(self._comm)
         self._call(lambda: dist.all_reduce(flat))
         flat /= self.world_size
         offset = 0
-        for buffer in buffers:
-            count = buffer.numel()
-            buffer.copy_(flat[offset:offset + count].view_as(buffer))
+        for tensor in tensors:
+            count = tensor.numel()
+            tensor.copy_(flat[offset:offset + count].view_as(tensor))
             offset += count
 
     def broadcast_weights(self, modules: Sequence[torch.nn.Module]) -> None:
