@@ -19,6 +19,7 @@ LATENTS = "latents"  # training latents z
 NOISE = "noise"  # instance noise and the mixing weights of the gradient penalty
 AUGMENT = "augment"  # DiffAugment / ADA parameters
 DATA = "data"  # shuffling and mirroring of the training images
+HOLDOUT = "data/holdout"  # which real images are kept out of training
 SAMPLES = "samples"  # the fixed latents of the sample grids
 HEALTH_REFERENCE = "health/reference"  # which real images the monitor compares against
 HEALTH_PROBE = "health/probe"  # the monitor's fixed latents

@@ -21,6 +21,7 @@ class BatchStream:
         seed: seeds the per-epoch shuffles and mirror flips.
         mirror: flip half of the images horizontally (a fresh choice every epoch).
         device: where the returned batches live.
+        indices: the images of ``images`` to train on (default all; the rest are held out).
 
     The stream is the concatenation of one random permutation per epoch; each batch takes the
     next samples of it, so no image is dropped or repeated within an epoch, whatever the
@@ -35,8 +36,11 @@ class BatchStream:
         seed: int,
         mirror: bool = False,
         device: torch.device | str = "cpu",
+        indices: np.ndarray | None = None,
     ):
-        if len(images) == 0:
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self.count = len(images) if self.indices is None else len(self.indices)
+        if self.count == 0:
             raise ValueError("BatchStream needs at least one image")
         self.images = images
         self.batch_size = int(batch_size)
@@ -49,20 +53,20 @@ class BatchStream:
     @property
     def epoch(self) -> float:
         """Fractional number of passes over the data so far."""
-        return self.position / len(self.images)
+        return self.position / self.count
 
     def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
-            order = rng.permutation(len(self.images))
-            flips = rng.random(len(self.images)) < 0.5 if self.mirror else np.zeros(0, bool)
+            order = rng.permutation(self.count)
+            flips = rng.random(self.count) < 0.5 if self.mirror else np.zeros(0, bool)
             self._epoch_cache = (epoch, order, flips)
         return self._epoch_cache[1], self._epoch_cache[2]
 
     def next_indices(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the next batch (``size`` images, default ``batch_size``) and, per
         image, whether to mirror it."""
-        n = len(self.images)
+        n = self.count
         indices, flips = [], []
         start, remaining = self.position, int(size or self.batch_size)
         while remaining:
@@ -92,6 +96,8 @@ class BatchStream:
         if count > 1:
             mine = slice(index * size, (index + 1) * size)
             idx, flips = idx[mine], flips[mine]
+        if self.indices is not None:
+            idx = self.indices[idx]
         # Sorted reads are kinder to a memory-mapped file; restore the order afterwards.
         sort = np.argsort(idx, kind="stable")
         batch = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
