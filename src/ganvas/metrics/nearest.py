@@ -1,10 +1,10 @@
 """Is the model copying its training pictures? Each sample beside its nearest training images.
 
-Samples and training images are compared on Inception features (the ones FID uses) by cosine
-distance. The yardstick is the training set itself: how far each training image is from its
-own nearest neighbour among the others. A sample much closer to a training image than
-training images usually are to each other is likely a copy of it (a near-duplicate pair in
-the data shows up the same way, so look at the picture).
+Samples and training images are compared on Inception features (the ones FID uses), or on
+any other feature extractor's, by cosine distance. The yardstick is the training set itself:
+how far each training image is from its own nearest neighbour among the others. A sample
+much closer to a training image than training images usually are to each other is likely a
+copy of it (a near-duplicate pair in the data shows up the same way, so look at the picture).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class NearestResult:
         training_nearest: each training image's distance to its nearest other one.
         threshold: the ``COPY_PERCENTILE`` percentile of ``training_nearest``.
         picture: one row per sample: the sample, then its neighbours, nearest first.
+        space: the features compared, in words.
     """
 
     samples: torch.Tensor
@@ -46,6 +47,7 @@ class NearestResult:
     training_nearest: np.ndarray
     threshold: float
     picture: Image.Image
+    space: str = "Inception features"
 
     @property
     def likely_copies(self) -> list[int]:
@@ -54,8 +56,8 @@ class NearestResult:
 
     def summary(self) -> str:
         median = float(np.median(self.training_nearest))
-        lines = [f"nearest training image of each sample (cosine distance on Inception "
-                 f"features; training images are {median:.3f} from their own nearest "
+        lines = [f"nearest training image of each sample (cosine distance on {self.space}; "
+                 f"training images are {median:.3f} from their own nearest "
                  f"neighbour at the median, {self.threshold:.3f} at the "
                  f"{COPY_PERCENTILE:g}th percentile):"]
         for i, (index, distance) in enumerate(zip(self.neighbours[:, 0], self.distances[:, 0])):
@@ -124,14 +126,21 @@ def nearest_training_images(source: str | os.PathLike, *, data: str | None = Non
                          ).images  # the same arrays again, from the cache
     samples = model.sample_tensor(num, seed)
     features = extract_features(extractor, samples)
-    distances = cosine_distances(features, real.features)
+    reference = real.features
+    if getattr(extractor, "centred", False):
+        # Features that share a large common part (all positive, as after a ReLU) are compared
+        # by what sets them apart: the training set's mean taken off both.
+        mean = reference.mean(axis=0)
+        features, reference = features - mean, reference - mean
+    distances = cosine_distances(features, reference)
     neighbours = np.argsort(distances, axis=1, kind="stable")[:, :k]
     chosen = np.take_along_axis(distances, neighbours, axis=1)
-    training_nearest = nearest_other(real.features)
+    training_nearest = nearest_other(reference)
     threshold = float(np.percentile(training_nearest, COPY_PERCENTILE))
     # uint8 [N, C, R, R], as training sees them
     shown = torch.from_numpy(np.asarray(images[neighbours.ravel()])).float() / 127.5 - 1
     rows = torch.cat([torch.cat([samples[i:i + 1], shown[i * k:(i + 1) * k]])
                       for i in range(num)])
     return NearestResult(samples, neighbours, chosen, training_nearest, threshold,
-                         make_grid(rows, columns=k + 1))
+                         make_grid(rows, columns=k + 1),
+                         getattr(extractor, "description", "Inception features"))
