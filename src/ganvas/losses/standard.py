@@ -268,6 +268,8 @@ class StandardRecipe(LossRecipe):
         self.stats.report("D/skipped", 0.0 if update else 1.0)
         to_score = torch.sigmoid if self.criterion.probabilistic else (lambda t: t)
         self.stats.report("D/real", to_score(real_detached))
+        # ADA's overfitting heuristic r_t = E[sign(D(x) - threshold)], for every run.
+        self.stats.report("D/real_sign", torch.sign(real_detached - threshold))
         self.stats.report("D/fake", to_score(fake_detached))
         return total, fake_logits, real_logits, update
 
@@ -318,6 +320,13 @@ class StandardRecipe(LossRecipe):
                 for group in self.optimizers[name].param_groups:
                     group["base_lr"] = lr
         self.apply_schedule(lr_scale)
+
+    def set_betas(self, config: TrainConfig) -> None:
+        """Adam's betas of ``config`` (which becomes this recipe's) for both optimisers."""
+        self.config = config
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["betas"] = (config.beta1, config.beta2)
 
     @property
     def learning_rates(self) -> tuple[float, float]:

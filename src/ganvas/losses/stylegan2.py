@@ -16,7 +16,7 @@ same power (the paper's correction for the extra steps).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,9 @@ from ganvas.losses.recipe import Phase, StepInputs, register_recipe
 from ganvas.losses.regularizers import r1_penalty
 from ganvas.losses.standard import StandardRecipe
 from ganvas.rng import STYLE_MIXING, SYNTHESIS_NOISE, per_sample, stream
+
+if TYPE_CHECKING:
+    from ganvas.config import TrainConfig
 
 PL_DECAY = 0.01  # how fast the running mean of path lengths follows
 PL_BATCH_SHRINK = 2  # the path length penalty runs on this fraction of the batch
@@ -66,6 +69,10 @@ class StyleGAN2Recipe(StandardRecipe):
 
     def load_optimizers(self, state: dict[str, Any], where: str) -> None:
         super().load_optimizers(state, where)
+        self.correct_for_lazy_phases()
+
+    def set_betas(self, config: TrainConfig) -> None:
+        self.config = config
         self.correct_for_lazy_phases()
 
     def accumulate_gradients(self, phase: Phase, inputs: StepInputs) -> list[str]:

@@ -12,6 +12,7 @@ samples, checkpoints, EMA, instance noise and the family's schedule.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random
@@ -30,6 +31,7 @@ from ganvas import __version__
 from ganvas.config import LIMITS, TrainConfig, dump_yaml
 from ganvas.data import count_images, load_images
 from ganvas.data.loader import BatchStream
+from ganvas.data.split import auto_holdout, split_indices
 from ganvas.errors import GanvasError
 from ganvas.losses import get_loss
 from ganvas.losses.recipe import StepInputs, get_recipe
@@ -62,10 +64,11 @@ from ganvas.utils.images import make_grid, save_image
 from ganvas.utils.progress import progress_bar
 
 EXPLODING_LOSS = 1e6  # a loss beyond this is treated like NaN: the run has diverged
+LR_FLOOR = 1e-6  # remedies never lower a learning rate below this: training would stop
 # Settings that define the data or the networks; changing them on resume would not continue
 # the same run, so --resume refuses them.
 FIXED_ON_RESUME = ("resolution", "channels", "mirror", "model", "latent_dim",
-                   "model_options", "seed", "runs_dir", "spectral_norm", "ema")
+                   "model_options", "seed", "runs_dir", "spectral_norm", "ema", "holdout")
 LENGTHS = ("steps", "epochs", "kimg")
 
 
@@ -170,8 +173,14 @@ class Trainer:
             config.data, resolution=config.resolution, channels=config.channels,
             workers=config.workers, max_image_pixels=config.max_image_pixels,
             progress=self.progress, log=self.log))
+        if config.holdout is None:  # fixed now: a resumed run keeps the same split
+            # Only the health monitor looks at held-out pictures: without it, all train.
+            held = auto_holdout(len(self.data)) if config.health else 0
+            self.config = config = config.replace(holdout=held)
+        self.train_indices, self.held_out = split_indices(len(self.data), config.holdout,
+                                                          config.seed)
         if config.steps is None:
-            target = (config.epochs * len(self.data) if config.epochs is not None
+            target = (config.epochs * len(self.train_indices) if config.epochs is not None
                       else config.kimg * 1000 if config.kimg is not None else None)
             steps = (steps_for_images(self.schedule, target) if target is not None
                      else DEFAULT_STEPS)
@@ -183,7 +192,8 @@ class Trainer:
         self.recipe.config = config
         self.stream = BatchStream(self.data.images, config.batch_size,
                                   seed=stream_seed(config.seed, DATA), mirror=config.mirror,
-                                  device=self.device)
+                                  device=self.device,
+                                  indices=self.train_indices if config.holdout else None)
         # Every random stream of the loop is its own CPU generator: results do not depend on
         # the device, and nothing else (sampling, logging, monitoring) can shift them.
         self.latent_rng = stream(config.seed, LATENTS)
@@ -194,6 +204,7 @@ class Trainer:
         self._diverged = False
         self._in_step = False
         self._good_checkpoint: Path | None = None
+        self._networks_point: SchedulePoint | None = None  # what the networks were set to
         if state is not None:
             self._restore_progress(state, state_source)
             # Rank 0's disk decides: the others may not see the run folder (other machines).
@@ -233,6 +244,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         c = self.config
         self._announce()
+        if self.step == 0:
+            self._check_settings()
         if self._good_checkpoint is None:  # something to roll back to if training diverges
             self.save_checkpoint()
         for callback in self._callbacks_here:
@@ -295,12 +308,15 @@ class Trainer:
         if not self.strategy.distributed:
             return
         gate = self.gate
-        lr_g, lr_d, skip, band, reason = self.strategy.agree(
-            (*self.learning_rates, gate.skip_below, gate.accuracy_band, self._stop_reason))
+        lr_g, lr_d, skip, band, reason, betas, r1_gamma = self.strategy.agree(
+            (*self.learning_rates, gate.skip_below, gate.accuracy_band, self._stop_reason,
+             (self.config.beta1, self.config.beta2), self.config.r1_gamma))
         if not self.strategy.is_main:
             self.set_learning_rates(g=lr_g, d=lr_d)
             gate.skip_below, gate.accuracy_band = skip, band
             self._stop_reason = reason
+            self.set_betas(*betas)
+            self.set_r1_gamma(r1_gamma)
 
     def _prepare_batchnorm(self, *networks: torch.nn.Module) -> None:
         """BatchNorm sees one process's slice of the batch unless --sync-bn (said once the
@@ -365,6 +381,7 @@ class Trainer:
         (zero their gradients, accumulate, step what the recipe lets update), then EMA."""
         for network in (self.generator, self.discriminator):
             network.set_schedule(point)
+        self._networks_point = point
         self.recipe.apply_schedule(point.lr_scale)
         strategy, rounds = self.strategy, self.config.grad_accum
         self._check_batch_split(point.batch_size)
@@ -541,6 +558,25 @@ class Trainer:
         finally:
             network.train(was_training)
 
+    @torch.inference_mode()
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """The discriminator's float32 scores ``[N]`` for images ``[N, C, R, R]`` in
+        [-1, 1], shown as the family's D takes them now, without augmentation, in eval mode
+        (no BatchNorm statistics or spectral-norm vectors change). A growing D is shown them
+        at the resolution of its last step (``self.point`` may already be the next one's)."""
+        network = self.discriminator
+        point = self._networks_point or self.point
+        was_training = network.training
+        network.eval()
+        eager = (torch.compiler.set_stance("force_eager") if self.config.compile
+                 else contextlib.nullcontext())
+        try:
+            with eager:
+                seen = self.family.real_input(self.spec, images.to(self.device), point)
+                return self.recipe.discriminate(seen).float().flatten().cpu()
+        finally:
+            network.train(was_training)
+
     def save_samples(self, name: str | None = None) -> Path:
         """Sample grid and loss curves; a failure to write them is a warning, not a crash."""
         path = self.run_dir / "samples" / (name or f"step-{self.step:07d}.png")
@@ -583,6 +619,27 @@ class Trainer:
         if self.ema is not None:
             state["generator_ema"] = self.ema.average.state_dict()
         return state
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the networks and their optimisers, but not of the clock, the data
+        position or the random streams: the health monitor's way back to an earlier state
+        that training then continues from."""
+        state = {"generator": self.generator.state_dict(),
+                 "discriminator": self.discriminator.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        if self.ema is not None:
+            state["generator_ema"] = self.ema.average.state_dict()
+        return copy.deepcopy(state)
+
+    def restore_snapshot(self, state: dict[str, Any]) -> None:
+        """Load what :meth:`snapshot` copied (the snapshot itself stays unchanged)."""
+        state = copy.deepcopy(state)
+        where = "the health monitor's best state"
+        load_weights(self.generator, state["generator"], f"{where} (generator)")
+        load_weights(self.discriminator, state["discriminator"], f"{where} (discriminator)")
+        if self.ema is not None and "generator_ema" in state:
+            load_weights(self.ema.average, state["generator_ema"], f"{where} (generator_ema)")
+        self.recipe.load_optimizers(state, where)
 
     def _restore_networks(self, state: dict[str, Any], where: str) -> None:
         for key in ("generator", "discriminator", "generator_ema"):
@@ -672,6 +729,62 @@ class Trainer:
         if self.step:
             self.log(f"resuming at step {self.step} of {c.steps}"
                      + (f" ({self.point.phase})" if self.point.phase else ""))
+
+    def _check_settings(self) -> None:
+        """Warn about settings far outside what is known to work (printed unless
+        --quiet-checks; ``ganvas doctor`` checks config.yaml again). With --auto-balance,
+        the ones that need no new run are corrected before the first step."""
+        if not self.config.health:
+            return
+        from ganvas.training.health.settings_check import check_settings
+
+        findings = check_settings(
+            self.config, generator_params=sum(p.numel() for p in self.generator.parameters()),
+            discriminator_params=sum(p.numel() for p in self.discriminator.parameters()))
+        if not self.config.quiet_checks:
+            for finding in findings:
+                self.log(f"warning: {finding.message}")
+        if not self.config.auto_balance:
+            return
+        for finding in findings:
+            done = self.apply_changes(finding.changes)
+            if done:
+                self.log_event("auto_balance", f"auto-balance ({finding.kind}): "
+                               f"{', '.join(done)}.", cause=finding.kind,
+                               changes=finding.changes)
+
+    def apply_changes(self, changes: dict[str, Any]) -> list[str]:
+        """Apply the remedies that can change mid-run (learning rates, Adam betas, R1 gamma,
+        the balance gate's skip threshold); returns what changed, in flag words."""
+        done = []
+        lr_g, lr_d = self.learning_rates
+        for name, old in (("lr_g", lr_g), ("lr_d", lr_d)):
+            if name in changes:
+                new = max(float(changes[name]), LR_FLOOR)
+                self.set_learning_rates(**{name[-1]: new})
+                done.append(f"--{name.replace('_', '-')} {old:.2g} -> {new:.2g}")
+        beta1, beta2 = self.config.beta1, self.config.beta2
+        new_betas = (float(changes.get("beta1", beta1)), float(changes.get("beta2", beta2)))
+        if new_betas != (beta1, beta2):
+            self.set_betas(*new_betas)
+            done.append(f"--beta1 {beta1:g} --beta2 {beta2:g} -> --beta1 {new_betas[0]:g} "
+                        f"--beta2 {new_betas[1]:g}")
+        if "r1_gamma" in changes and changes["r1_gamma"] != self.config.r1_gamma:
+            done.append(f"--r1-gamma {self.config.r1_gamma:g} -> {changes['r1_gamma']:g}")
+            self.set_r1_gamma(float(changes["r1_gamma"]))
+        if "d_skip_below" in changes and self.gate.skip_below is None:
+            self.gate.skip_below = changes["d_skip_below"]
+            done.append(f"--d-skip-below {changes['d_skip_below']}")
+        return done
+
+    def set_betas(self, beta1: float, beta2: float) -> None:
+        """Adam's betas for both networks (saved with the config and the optimisers, so a
+        resumed run keeps them)."""
+        self.config = self.config.replace(beta1=beta1, beta2=beta2)
+        self.recipe.set_betas(self.config)
+
+    def set_r1_gamma(self, gamma: float) -> None:
+        self.config = self.recipe.config = self.config.replace(r1_gamma=gamma)
 
     def _batch_split(self) -> str:
         """How the global batch is shared out, for the run's first lines."""
@@ -831,6 +944,8 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         saved = TrainConfig.from_dict(state["config"], source="saved config").validate()
     except GanvasError as exc:
         raise GanvasError(f"{source}: {exc}") from None
+    if isinstance(state["config"], dict) and "holdout" not in state["config"]:
+        saved = saved.replace(holdout=0)  # written before ganvas held images out: it trained on all
     changed = [k for k, v in overrides.items()
                if k in FIXED_ON_RESUME and v is not None and _plain(v) != _plain(getattr(saved, k))]
     if changed:
@@ -869,7 +984,7 @@ def resume(run: str | os.PathLike, *, callbacks: Sequence[Callback] = (), progre
         more = next((f"--{k} (a new total)" for k in ("epochs", "kimg") if k in overrides),
                     "--steps (a new total)")
         raise GanvasError(f"{run_dir} has already trained {trainer.step} steps "
-                          f"({trainer.step * config.batch_size / len(trainer.data):.1f} epochs); "
+                          f"({trainer.stream.epoch:.1f} epochs); "
                           f"give a larger {more} to continue it")
     if strategy.is_main:
         _set_aside_newer_checkpoints(run_dir, trainer.step, log)

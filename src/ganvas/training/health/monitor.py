@@ -1,5 +1,6 @@
-"""The live health monitor: measures diversity each tick, diagnoses, advises, and with
---auto-balance applies its own advice."""
+"""The live health monitor: measures the samples each tick (diversity, fidelity, blur,
+grain, checkerboard) and the discriminator's memory of its training set, diagnoses,
+advises, and with --auto-balance applies its own advice."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ganvas.errors import GanvasError
 from ganvas.rng import HEALTH_PROBE, HEALTH_REFERENCE, numpy_stream, stream
 from ganvas.training.callbacks import Callback
 from ganvas.training.health import diversity
-from ganvas.training.health.rules import diagnose
+from ganvas.training.health.pictures import FixedFeatures, RealReference, to_size
+from ganvas.training.health.rules import HISTORY, RunMemory, diagnose
 
 if TYPE_CHECKING:
     from ganvas.training.trainer import Trainer
 
 REFERENCE_IMAGES = 256
 PROBE_SAMPLES = 128
-HISTORY = 32  # ticks kept for the rules
+MEMORY_IMAGES = 128  # held-out (and as many training) images D scores each tick ...
+MEMORY_IMAGES_LARGE = 32  # ... above 64 px, where each costs more
 COOLDOWN = 10  # ticks before the same finding is reported (or acted on) again
-LR_FLOOR = 1e-6
 
 
 class HealthMonitor(Callback):
@@ -28,26 +31,54 @@ class HealthMonitor(Callback):
 
     Each finding is printed as one sentence with a remedy and recorded in metrics.jsonl as an
     event. Divergence (NaN/inf) is handled by the trainer's rollback, which the monitor's
-    events sit beside.
+    events sit beside. With --auto-balance it keeps the state of the best samples so far, to
+    return to it when quality gets worse.
     """
 
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
         self.last_reported: dict[str, int] = {}  # finding kind -> tick index
         self.ticks = 0
+        self.memory = RunMemory()
+        self.best_state: dict[str, Any] | None = None  # --auto-balance's way back
         self.real: torch.Tensor | None = None
         self.real_spread: dict[int, tuple[float, float]] = {}  # feature size -> spread
+        self.references: dict[int, RealReference] = {}  # resolution -> picture reference
+        self.features = FixedFeatures()
         self.probe: torch.Tensor | None = None
+        self.trained: torch.Tensor | None = None  # training images D is checked on
+        self.unseen: torch.Tensor | None = None  # held-out images, never trained on
+        self.context: dict[str, Any] = {}
 
     def on_train_start(self, trainer: Trainer) -> None:
         c = trainer.config
         images = trainer.data.images
         pick = numpy_stream(c.seed, HEALTH_REFERENCE).choice(
             len(images), size=min(REFERENCE_IMAGES, len(images)), replace=False)
-        real = torch.from_numpy(np.asarray(images[np.sort(pick)], dtype=np.float32))
-        self.real = real / 127.5 - 1
+        self.real = self._images(images, pick)
         self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
                                  generator=stream(c.seed, HEALTH_PROBE))
+        held_out, train = trainer.held_out, trainer.train_indices
+        self.context = {"train_images": len(train), "held_out": len(held_out)}
+        if len(held_out):
+            count = min(len(held_out), MEMORY_IMAGES if c.resolution <= 64
+                        else MEMORY_IMAGES_LARGE)
+            chooser = numpy_stream(c.seed, HEALTH_REFERENCE, 1)
+            self.unseen = self._images(images, chooser.choice(held_out, count, replace=False))
+            self.trained = self._images(images, chooser.choice(
+                train, min(count, len(train)), replace=False))
+
+    @staticmethod
+    def _images(images: np.ndarray, pick: np.ndarray) -> torch.Tensor:
+        chosen = torch.from_numpy(np.asarray(images[np.sort(pick)], dtype=np.float32))
+        return chosen / 127.5 - 1
+
+    def reference(self, resolution: int) -> RealReference:
+        """The reals' picture statistics at ``resolution`` (a growing model's current one)."""
+        if resolution not in self.references:
+            self.references[resolution] = RealReference(
+                to_size(self.real, resolution), resolution, self.features)
+        return self.references[resolution]
 
     def spread_of_reals(self, size: int) -> tuple[float, float]:
         """The reals' spread in the feature space of ``size`` pixels, computed once."""
@@ -64,10 +95,21 @@ class HealthMonitor(Callback):
             ratio, duplicates = diversity.compare(generated, *self.spread_of_reals(size), size)
             record["Health/diversity"] = round(ratio, 4)
             record["Health/duplicates"] = round(duplicates, 4)
+            resolution = trainer.point.resolution
+            signals = self.reference(resolution).compare(to_size(generated, resolution))
+            record.update({k: round(v, 5) for k, v in signals.items()})
+            if self.unseen is not None:
+                record.update(self._memorisation(trainer, generated))
         self.ticks += 1
         self.history = (self.history + [dict(record)])[-HISTORY:]
+        previous_best = self.memory.best_step
+        self.memory.update(record, trainer.config.health_warmup)
+        if (trainer.config.auto_balance and self.memory.best_step != previous_best
+                and not trainer.strategy.distributed):
+            self.best_state = trainer.snapshot()
         findings = diagnose(self.history, probabilistic=trainer.loss.probabilistic,
-                            warmup=trainer.config.health_warmup, loss_name=trainer.loss.name)
+                            warmup=trainer.config.health_warmup, loss_name=trainer.loss.name,
+                            memory=self.memory, context=self.context)
         for finding in findings:
             last = self.last_reported.get(finding.kind)
             if last is not None and self.ticks - last < COOLDOWN:
@@ -77,20 +119,32 @@ class HealthMonitor(Callback):
             if trainer.config.auto_balance:
                 self._apply(trainer, finding.kind, finding.changes)
 
+    def _memorisation(self, trainer: Trainer, generated: torch.Tensor) -> dict[str, float]:
+        """How D scores training images, held-out ones and samples. ``Health/memorisation``
+        is where the held-out images fall between the two others: 0 where the training
+        images are, 1 where the samples are (a discriminator that recognises its training set
+        rather than what such pictures look like)."""
+        trained, unseen = trainer.score(self.trained), trainer.score(self.unseen)
+        fake = trainer.score(generated[:len(self.unseen)])
+        s_train, s_unseen, s_fake = (float(t.mean()) for t in (trained, unseen, fake))
+        margin = s_train - s_fake
+        # A D that barely tells reals from samples has nothing to memorise with; below half a
+        # standard deviation of its scores the ratio would be noise.
+        spread = float(torch.cat([trained, fake]).std())
+        gap = (s_train - s_unseen) / margin if margin > 0.5 * spread and margin > 0 else 0.0
+        return {"Health/memorisation": round(min(max(gap, -1.0), 2.0), 4),
+                "Health/d_train": round(s_train, 4), "Health/d_heldout": round(s_unseen, 4),
+                "Health/d_fake": round(s_fake, 4)}
+
     def _apply(self, trainer: Trainer, kind: str, changes: dict[str, Any]) -> None:
-        lr_g, lr_d = trainer.learning_rates
         done = []
-        if "lr_g" in changes:
-            new = max(changes["lr_g"], LR_FLOOR)
-            trainer.set_learning_rates(g=new)
-            done.append(f"--lr-g {lr_g:.2g} -> {new:.2g}")
-        if "lr_d" in changes:
-            new = max(changes["lr_d"], LR_FLOOR)
-            trainer.set_learning_rates(d=new)
-            done.append(f"--lr-d {lr_d:.2g} -> {new:.2g}")
-        if "d_skip_below" in changes and trainer.gate.skip_below is None:
-            trainer.gate.skip_below = changes["d_skip_below"]
-            done.append(f"--d-skip-below {changes['d_skip_below']}")
+        if kind == "quality_worse" and self.best_state is not None:
+            try:
+                trainer.restore_snapshot(self.best_state)
+                done.append(f"returned to the weights of step {self.memory.best_step}")
+            except GanvasError:  # a damaged checkpoint's copy: lowering the rates still helps
+                self.best_state = None
+        done += trainer.apply_changes(changes)
         if done:
             # The new settings need time to act: judge afresh after they have had it.
             self.history.clear()
@@ -98,8 +152,11 @@ class HealthMonitor(Callback):
                               cause=kind, changes=changes)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "last_reported": self.last_reported,
-                "ticks": self.ticks}
+        state = {"history": self.history, "last_reported": self.last_reported,
+                 "ticks": self.ticks, "memory": self.memory.state_dict()}
+        if self.best_state is not None:
+            state["best_state"] = self.best_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what is sound; a damaged history only means judging afresh."""
@@ -112,3 +169,8 @@ class HealthMonitor(Callback):
                                and isinstance(v, int) and not isinstance(v, bool)}
                               if isinstance(reported, dict) else {})
         self.ticks = ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else 0
+        self.memory = RunMemory.from_state(state.get("memory"))
+        best = state.get("best_state")
+        parts = ("generator", "discriminator", "opt_g", "opt_d")
+        self.best_state = (best if isinstance(best, dict)
+                           and all(isinstance(best.get(k), dict) for k in parts) else None)

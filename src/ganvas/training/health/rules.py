@@ -11,20 +11,95 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+HISTORY = 32  # recent ticks the rules look at
 WINDOW = 4  # ticks a condition must hold before it is reported
 OSCILLATION_WINDOW = 8
 COLLAPSE_RATIO = 0.3  # generated diversity below this fraction of the real diversity
 COLLAPSE_DROP = 0.5  # ... and below this fraction of the best diversity the run has shown
 DUPLICATE_SHARE = 0.5  # more than this share of samples have a near-twin
+# Picture signals, as ratios to the real images (1 = alike); see health/pictures.py.
+BLUR = 0.2  # samples with less than this share of the reals' fine detail are blurry
+GRAIN = 8.0  # ... with more than this many times it are grainy
+CHECKERBOARD = 8.0  # a 2- or 4-pixel grid this many times stronger than in the reals
+# Held-out reals scored this far from the training ones (as a share of the margin between
+# training reals and samples): the discriminator knows its pictures, not what they show.
+MEMORISING = 0.5
+WORSE = 1.5  # the fidelity distance this many times its best: quality got worse
+STALLED_TICKS = 16  # ticks without a better fidelity ...
+STALLED_SHARE = 0.5  # ... spanning at least this share of the images seen when it was best
+IMPROVEMENT = 0.9  # a new best must beat the old one by 10 %: noise is no progress
+SATURATED_LOSS = 0.05  # a D loss this close to 0: D is certain of every picture ...
+SATURATED_GAP = 0.95  # ... or D(x) - D(G(z)) at least this
+LEARNING = 0.85  # the fidelity distance falling below this share in WINDOW ticks: learning
 
 
 @dataclass
 class Finding:
-    """One diagnosed problem: a plain sentence with a remedy, and the remedy in numbers."""
+    """One diagnosed problem: a plain sentence with a remedy, and the remedy in numbers.
+
+    ``changes`` are settings --auto-balance may change mid-run (rates, betas, penalties,
+    the balance gate); ``restart`` are those that need a new run (batch size, latent size,
+    widths, augmentation), for ``ganvas doctor``'s ready command.
+    """
 
     kind: str
     message: str
     changes: dict[str, Any] = field(default_factory=dict)  # what --auto-balance would set
+    restart: dict[str, Any] = field(default_factory=dict)  # what only a new run can change
+    evidence: dict[str, float] = field(default_factory=dict)  # the numbers behind it
+
+
+@dataclass
+class RunMemory:
+    """What the rules need from the whole run beyond its recent ticks: the best sample
+    quality and when it was reached, and the highest diversity. The live monitor keeps it in
+    its checkpointed state; ``ganvas doctor`` rebuilds it while streaming metrics.jsonl."""
+
+    best_fidelity: float | None = None
+    best_step: int | None = None
+    best_kimg: float | None = None
+    peak_diversity: float = 0.0
+
+    def update(self, record: dict[str, Any], warmup: int = 0) -> None:
+        if "event" in record:
+            return
+        diversity = record.get("Health/diversity")
+        if _finite(diversity):
+            self.peak_diversity = max(self.peak_diversity, float(diversity))
+        fidelity = record.get("Health/fidelity")
+        if _finite(fidelity) and record.get("step", 0) > warmup and (
+                self.best_fidelity is None or fidelity < IMPROVEMENT * self.best_fidelity):
+            self.best_fidelity = float(fidelity)
+            self.best_step = int(record.get("step", 0))
+            kimg = record.get("kimg")
+            self.best_kimg = float(kimg) if _finite(kimg) else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_fidelity": self.best_fidelity, "best_step": self.best_step,
+                "best_kimg": self.best_kimg, "peak_diversity": self.peak_diversity}
+
+    @classmethod
+    def from_state(cls, state: Any) -> RunMemory:
+        """A memory from a checkpoint's state; damaged values are forgotten, not trusted."""
+        memory = cls()
+        if not isinstance(state, dict):
+            return memory
+        for name in ("best_fidelity", "best_kimg"):
+            if _finite(state.get(name)):
+                setattr(memory, name, float(state[name]))
+        step = state.get("best_step")
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+            memory.best_step = step
+        if _finite(state.get("peak_diversity")):
+            memory.peak_diversity = float(state["peak_diversity"])
+        if memory.best_fidelity is None or memory.best_step is None:
+            memory.best_fidelity = memory.best_step = memory.best_kimg = None
+        return memory
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def _values(records: list[dict[str, Any]], key: str) -> list[float]:
@@ -82,8 +157,18 @@ def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
     if probabilistic and real and fake:
         detail += f", D(x) {statistics.mean(real):.2f} vs D(G(z)) {statistics.mean(fake):.2f}"
     grads = _values(recent, "Grad/G")
-    if len(grads) > WINDOW and grads[-1] < 0.1 * max(grads[:-WINDOW] or grads):
+    vanishing = len(grads) > WINDOW and grads[-1] < 0.1 * max(grads[:-WINDOW] or grads)
+    # A saturated D (it tells every picture apart with certainty) gives the generator
+    # nothing to learn from, whatever the samples did so far.
+    saturated = 0 <= loss <= SATURATED_LOSS or (
+        probabilistic and bool(real) and bool(fake)
+        and statistics.mean(real) - statistics.mean(fake) >= SATURATED_GAP)
+    if vanishing:
         detail += ", generator gradients vanishing"
+    elif not saturated and _still_improving(streak):
+        # A discriminator ahead is usual early on; while the samples keep getting better
+        # the generator is learning from it, so that is no problem yet.
+        return None
     advice = (" The saturating loss gives the generator almost no gradient here: use --loss bce."
               if loss_name == "bce-saturating" else "")
     return Finding(
@@ -91,6 +176,14 @@ def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
         f"The discriminator is winning ({detail} for {_span(streak)} steps): try --lr-d "
         f"{lr_d / 2:.1e}, --d-skip-below 0.3 or --augment ada.{advice}",
         {"lr_d": lr_d / 2, "d_skip_below": 0.3} if probabilistic else {"lr_d": lr_d / 2})
+
+
+def _still_improving(streak: list[dict[str, Any]]) -> bool:
+    """The fidelity distance fell by more than ``LEARNING`` over the last ``WINDOW`` ticks."""
+    fidelity = _values(streak, "Health/fidelity")
+    if len(fidelity) < WINDOW:
+        return False
+    return min(fidelity[-2:]) < LEARNING * fidelity[-WINDOW]
 
 
 def generator_wins(recent: list[dict[str, Any]], probabilistic: bool) -> Finding | None:
@@ -166,14 +259,128 @@ def mode_collapse(recent: list[dict[str, Any]]) -> Finding | None:
         {"lr_g": lr_g / 2})
 
 
+def picture_problems(recent: list[dict[str, Any]]) -> list[Finding]:
+    """Blur, grain and checkerboard artefacts, each held for ``WINDOW`` ticks."""
+    findings = []
+    if not recent:
+        return findings
+    lr_g, lr_d = _lr(recent, "LR/G"), _lr(recent, "LR/D")
+    blurry = _streak(recent, lambda r: _finite(r.get("Health/sharpness"))
+                     and r["Health/sharpness"] < BLUR)
+    if len(blurry) >= WINDOW:
+        value = statistics.mean(_values(blurry[-WINDOW:], "Health/sharpness"))
+        findings.append(Finding(
+            "blurry_samples",
+            f"Samples are blurry: they hold {value:.0%} of the real images' fine detail (edge "
+            f"energy) for {_span(blurry)} steps. A generator whose updates are too large "
+            f"averages its pictures: try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}, and "
+            "train longer; --loss hinge or --r1-gamma 1 give sharper gradients.",
+            {"lr_g": lr_g / 2, "lr_d": lr_d / 2}, evidence={"sharpness": value}))
+    grainy = _streak(recent, lambda r: _finite(r.get("Health/sharpness"))
+                     and r["Health/sharpness"] > GRAIN)
+    checkered = _streak(recent, lambda r: _finite(r.get("Health/checkerboard"))
+                        and r["Health/checkerboard"] > CHECKERBOARD)
+    if len(checkered) >= WINDOW:
+        value = statistics.mean(_values(checkered[-WINDOW:], "Health/checkerboard"))
+        findings.append(Finding(
+            "checkerboard",
+            f"Samples show a grid pattern repeating every 2 or 4 pixels (checkerboard "
+            f"artefacts, {value:.1f}x stronger than in the real images for "
+            f"{_span(checkered)} steps). Transposed convolutions leave it when training is "
+            f"rough: try --lr-g {lr_g / 2:.1e}, --r1-gamma 1, or a model that upsamples "
+            "before convolving (--model progressive, msg or stylegan2).",
+            {"lr_g": lr_g / 2}, evidence={"checkerboard": value}))
+    elif len(grainy) >= WINDOW:
+        value = statistics.mean(_values(grainy[-WINDOW:], "Health/sharpness"))
+        findings.append(Finding(
+            "grainy_samples",
+            f"Samples are grainy: they hold {value:.1f}x the real images' fine detail (edge "
+            f"energy) for {_span(grainy)} steps, high-frequency noise rather than detail. "
+            f"Try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}, --r1-gamma 1 or "
+            "--spectral-norm.",
+            {"lr_g": lr_g / 2, "lr_d": lr_d / 2}, evidence={"sharpness": value}))
+    return findings
+
+
+def memorisation(recent: list[dict[str, Any]], context: dict[str, Any]) -> Finding | None:
+    """Held-out real images scored like generated ones while training images score high."""
+    streak = _streak(recent, lambda r: _finite(r.get("Health/memorisation"))
+                     and r["Health/memorisation"] > MEMORISING)
+    if len(streak) < WINDOW:
+        return None
+    window = streak[-WINDOW:]
+    gap = statistics.mean(_values(window, "Health/memorisation"))
+    scores = {k: statistics.mean(_values(window, f"Health/d_{k}") or [float("nan")])
+              for k in ("train", "heldout", "fake")}
+    signs = _values(window, "D/real_sign")
+    images, held = context.get("train_images"), context.get("held_out")
+    pictures = f"your {images:,} training pictures" if isinstance(images, int) else \
+        "your training pictures"
+    detail = (f"it scores them {scores['train']:.2f} on average but {scores['heldout']:.2f} "
+              f"for {held or 'the'} held-out ones, nearer the generated images' "
+              f"{scores['fake']:.2f} ({gap:.0%} of the way)")
+    if signs:
+        detail += f"; r_t {statistics.mean(signs):.2f}"
+    lr_d = _lr(window, "LR/D")
+    return Finding(
+        "memorisation",
+        f"The discriminator is memorising {pictures} ({detail}, for {_span(streak)} steps): "
+        f"it stops teaching the generator what such pictures look like. Start again with "
+        f"--augment ada (or --augment diffaugment), or give it more pictures; meanwhile "
+        f"--lr-d {lr_d / 2:.1e} slows it.",
+        {"lr_d": lr_d / 2}, restart={"augment": "ada"},
+        evidence={"gap": gap, **{f"score_{k}": v for k, v in scores.items()}})
+
+
+def quality_trend(recent: list[dict[str, Any]], memory: RunMemory | None) -> Finding | None:
+    """Sample quality (the fidelity distance) worse than its best, or not better for long."""
+    if memory is None or memory.best_fidelity is None or memory.best_step is None:
+        return None
+    measured = [r for r in recent if _finite(r.get("Health/fidelity"))]
+    if len(measured) < WINDOW:
+        return None
+    best, best_step = memory.best_fidelity, memory.best_step
+    lr_g, lr_d = _lr(measured, "LR/G"), _lr(measured, "LR/D")
+    window = measured[-WINDOW:]
+    now = statistics.median(_values(window, "Health/fidelity"))
+    since = [r for r in measured if r["step"] > best_step]
+    if len(since) >= WINDOW and all(r["Health/fidelity"] > WORSE * best for r in window):
+        return Finding(
+            "quality_worse",
+            f"Sample quality got worse since step {best_step}: the fidelity distance to the "
+            f"real images is {now:.3g} now, {now / best:.1f}x its best of {best:.3g} there. "
+            f"Rates that suited the start are too large now: try --lr-g {lr_g / 2:.1e} "
+            f"--lr-d {lr_d / 2:.1e}, resuming from the checkpoint nearest step {best_step}.",
+            {"lr_g": lr_g / 2, "lr_d": lr_d / 2},
+            evidence={"fidelity": now, "best": best, "best_step": float(best_step)})
+    kimg, best_kimg = measured[-1].get("kimg"), memory.best_kimg
+    if len(since) >= STALLED_TICKS and _finite(kimg) and best_kimg is not None \
+            and kimg - best_kimg >= STALLED_SHARE * best_kimg:
+        return Finding(
+            "quality_stalled",
+            f"Sample quality has stopped improving for {kimg - best_kimg:.0f} kimg (fidelity "
+            f"distance {now:.3g}, best {best:.3g} at step {best_step}). Lower rates usually "
+            f"let it settle further: try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}; if the "
+            "samples look right, the run has done what it can with these settings.",
+            {"lr_g": lr_g / 2, "lr_d": lr_d / 2},
+            evidence={"fidelity": now, "best": best, "kimg_since_best": kimg - best_kimg})
+    return None
+
+
 def diagnose(records: list[dict[str, Any]], *, probabilistic: bool = True,
-             warmup: int = 0, loss_name: str = "") -> list[Finding]:
-    """Every problem visible at the end of ``records`` (tick records, oldest first)."""
+             warmup: int = 0, loss_name: str = "", memory: RunMemory | None = None,
+             context: dict[str, Any] | None = None) -> list[Finding]:
+    """Every problem visible at the end of ``records`` (recent tick records, oldest first;
+    at least the last ``HISTORY``), knowing what ``memory`` kept of the whole run.
+    ``context`` may name ``train_images`` and ``held_out`` (counts) for the messages."""
     ticks = [r for r in records if "event" not in r and r.get("step", 0) > warmup]
     findings = [
         discriminator_wins(ticks, probabilistic, loss_name),
         generator_wins(ticks, probabilistic),
         oscillation(ticks),
         mode_collapse(ticks),
+        memorisation(ticks, context or {}),
+        quality_trend(ticks, memory),
+        *picture_problems(ticks),
     ]
     return [f for f in findings if f is not None]
