@@ -11,6 +11,7 @@ import difflib
 import math
 import os
 import reprlib
+import shlex
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "workers": 64,
           "seed": 2**62, "steps": 10**9, "n_critic": 100, "max_image_pixels": 2**31,
           "keep_checkpoints": 10_000, "health_warmup": 10**9, "max_rollbacks": 1_000,
-          "fid_num": 100_000}
+          "fid_num": 100_000, "holdout": 100_000}
 # What a setting left on auto (None) becomes when the model family has no preference of its
 # own: the lesson's settings. Families built for resolution choose others (see
 # ModelFamily.auto_settings and `ganvas train --dry-run`).
@@ -175,6 +176,12 @@ class TrainConfig:
                         "and divergence, and say what to do")
     auto_balance: bool = _opt(False, "let the health monitor apply its remedies itself")
     health_warmup: int = _opt(200, "steps before the health monitor starts judging")
+    holdout: int | None = _opt(
+        None, "real images kept out of training, to tell a discriminator that memorises "
+        "from one that learns; default one image in 20 (2 to 256; none below 10 images or "
+        "with --no-health)")
+    quiet_checks: bool = _opt(False, "do not print the warnings about risky settings before "
+                              "training")
     max_rollbacks: int = _opt(
         3, "on NaN/inf or exploding losses, roll back to the last good checkpoint with halved "
         "learning rates at most N times")
@@ -285,6 +292,7 @@ class TrainConfig:
                 raise GanvasError(f"--{name.replace('_', '-')} must be a positive number, "
                                   f"got {value}")
         _positive(self.health_warmup, "--health-warmup", minimum=0)
+        _positive(self.holdout, "--holdout", minimum=0, allow_none=True)
         _positive(self.max_rollbacks, "--max-rollbacks", minimum=0)
         _positive(self.seed, "--seed", minimum=0)
         _positive(self.fid_every, "--fid-every", allow_none=True)
@@ -298,6 +306,50 @@ class TrainConfig:
                      "num_samples", "r1_every", "n_critic"):
             _positive(getattr(self, name), "--" + name.replace("_", "-"))
         return self
+
+
+def flag_words(name: str, value: Any) -> list[str]:
+    """TrainConfig field ``name`` set to ``value`` as `ganvas train` words, each already
+    shell-quoted (join them with spaces): the field's own flag (``model_options`` is
+    ``--model-option NAME=VALUE``, once per option, the value a YAML scalar so ``1.0e-05``
+    stays a number and ``[64, 128]`` a list), ``--x``/``--no-x`` for a bool, the values of a
+    tuple or list after one flag, floats to 6 significant digits. Nothing for None (auto)
+    or for a non-finite number, which no flag accepts."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise ValueError(f"{name!r} is not a TrainConfig field")
+    flag = fields[name].metadata.get("flag", "--" + name.replace("_", "-"))
+
+    def plain(v: Any) -> Any:  # what YAML can write: lists, not tuples
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    def finite(v: Any) -> bool:
+        if isinstance(v, float):
+            return math.isfinite(v)
+        if isinstance(v, (list, tuple)):
+            return all(finite(x) for x in v)
+        return all(finite(x) for x in v.values()) if isinstance(v, dict) else True
+
+    def text(v: Any) -> str:
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    if isinstance(value, dict):  # one flag per entry; a non-finite one is left out alone
+        words = []
+        for key, option in value.items():
+            if finite(option):
+                scalar = yaml.safe_dump(plain(option), default_flow_style=True, width=math.inf)
+                words += [flag, f"{key}={scalar.strip().removesuffix('...').strip()}"]
+    elif value is None or not finite(value):
+        return []
+    elif isinstance(value, bool):
+        words = [flag if value else "--no-" + flag.removeprefix("--")]
+    elif isinstance(value, (list, tuple)):
+        words = [flag, *(text(v) for v in value)]
+    else:
+        words = [flag, text(value)]
+    return [shlex.quote(word) for word in words]
 
 
 def normalise_key(key: Any, source: str) -> str:

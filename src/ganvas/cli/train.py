@@ -33,7 +33,8 @@ OPTION_GROUPS = {
         "d_accuracy_band"],
     "small data and sampling": ["augment", "diffaugment_policy", "ada_target", "ada_kimg",
                                 "ema", "ema_kimg"],
-    "health monitor": ["health", "auto_balance", "health_warmup", "max_rollbacks"],
+    "health monitor": ["health", "auto_balance", "health_warmup", "max_rollbacks", "holdout",
+                       "quiet_checks"],
     "quality during training": ["fid_every", "fid_num", "inception"],
     "run folder and monitoring": ["out", "runs_dir", "log_every", "sample_every",
                                   "checkpoint_every", "keep_checkpoints", "num_samples"],
@@ -77,6 +78,11 @@ def dry_run(config: TrainConfig) -> str:
               latent_dim=resolved.latent_dim, options=resolved.model_options)
     get_loss(resolved.loss, resolved.label_smoothing)
     notes = describe_choices(resolved, chosen, num_images)
+    if not resolved.quiet_checks:
+        from ganvas.training.health.settings_check import check_settings
+
+        warnings = [f"# warning: {f.message}" for f in check_settings(resolved)]
+        notes = "\n".join(x for x in (notes, *warnings) if x)
     return (notes + "\n" if notes else "") + dump_yaml(resolved).rstrip()
 
 
