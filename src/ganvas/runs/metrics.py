@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ganvas.errors import GanvasError
-from ganvas.utils.files import atomic_write_text
+from ganvas.utils.files import atomic_write
 
 
 class MetricsLog:
@@ -38,39 +39,72 @@ class MetricsLog:
         return read_metrics(self.path)
 
     def truncate_after(self, step: int) -> None:
-        """Drop records newer than ``step`` (written after the checkpoint we resume from)."""
-        if not self.writable or not self.path.exists():
+        """Drop records newer than ``step`` (written after the checkpoint we resume from).
+
+        Streams the file into a temporary one beside it, so a long run's log never has to
+        fit in memory. Lines that are not records (a torn last line, garbage) go too: the
+        next append must start on a line of its own.
+        """
+        if not self.writable or not _is_regular(self.path):
             return
-        kept = [r for r in self.read() if r.get("step", 0) <= step]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        with open(self.path, encoding="utf-8", errors="replace") as source, \
+                atomic_write(self.path) as target:
+            for line in _bounded_lines(source):
+                record = _parse(line)
+                if record is not None and record["step"] <= step:
+                    target.write(line.rstrip("\r\n").encode("utf-8") + b"\n")
 
 
 MAX_LINE = 100_000  # a record is a few hundred bytes; longer lines are not ours
 MAX_STEP = 10**12
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Parse a metrics.jsonl file into records with a whole-number ``step``.
+def iter_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The records of a metrics.jsonl file, one at a time, each with a whole-number
+    ``step``; memory stays bounded whatever the file's size.
 
     Anything else (a torn last line, garbage, hostile nesting, a FIFO or device in place
     of the file) is skipped rather than trusted.
     """
     path = Path(path)
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            return []
-    except OSError:
-        return []
-    records = []
+    if not _is_regular(path):
+        return
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if len(line) > MAX_LINE:
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            step = record.get("step") if isinstance(record, dict) else None
-            if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= MAX_STEP:
-                records.append(record)
-    return records
+        for line in _bounded_lines(handle):
+            record = _parse(line)
+            if record is not None:
+                yield record
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All the records of a metrics.jsonl file (see :func:`iter_metrics`)."""
+    return list(iter_metrics(path))
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _bounded_lines(handle: TextIO) -> Iterator[str]:
+    """The lines of ``handle`` no longer than MAX_LINE (newline included); a longer one is
+    read past in MAX_LINE pieces, never held whole."""
+    while line := handle.readline(MAX_LINE + 1):
+        if len(line) <= MAX_LINE:
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = handle.readline(MAX_LINE + 1)
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= MAX_STEP:
+        return record
+    return None
