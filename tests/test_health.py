@@ -9,7 +9,9 @@ from PIL import Image
 
 import ganvas
 from ganvas.cli.main import main
-from ganvas.training.health.rules import diagnose
+from ganvas.metrics.fixed_features import FixedFeatures
+from ganvas.training.health.pictures import RealReference
+from ganvas.training.health.rules import RunMemory, diagnose
 
 QUIET = dict(progress=False, log=lambda m: None)
 # The scenarios below were tuned on float32 trajectories; pinning the precision keeps them
@@ -69,16 +71,30 @@ def test_a_far_too_high_discriminator_learning_rate_is_diagnosed(tmp_path):
     assert message.startswith("The discriminator is winning") and "--lr-d 2.5e-02" in message
 
 
-def test_auto_balance_applies_the_remedy_and_says_so(tmp_path):
-    # 240 steps: on this seed's trajectory the remedy comes at step 160; the run must go on
-    # after it to show its effect.
-    result = ganvas.train(steps=240, log_every=10, health_warmup=40, lr_d=0.05,
-                          auto_balance=True, out=str(tmp_path / "run"), **DIGITS)
+def test_auto_balance_corrects_a_risky_setting_before_training(tmp_path):
+    said = []
+    result = ganvas.train(steps=20, log_every=10, lr_d=0.05, auto_balance=True,
+                          out=str(tmp_path / "run"), **{**DIGITS, "log": said.append})
+    warned = [m for m in said if m.startswith("warning: ") and "--lr-d" in m]
+    assert warned and said.index(warned[0]) < said.index(next(
+        m for m in said if m.startswith("auto-balance (settings_lr_high)")))
+    # The warnings are printed, not recorded: metrics.jsonl holds what training did.
+    assert not events(result.run_dir, "settings_lr_high")
     applied = events(result.run_dir, "auto_balance")
-    assert applied and "--lr-d 0.05 -> 0.025" in applied[0]["message"]
+    assert applied[0]["step"] == 0
+    assert "auto-balance (settings_lr_high): --lr-d 0.05 -> 0.0002" in applied[0]["message"]
+    assert all(r["LR/D"] == pytest.approx(2e-4) for r in records(result.run_dir) if "LR/D" in r)
+
+
+def test_auto_balance_applies_the_monitors_remedy_and_says_so(tmp_path):
+    result = ganvas.train(steps=24, log_every=2, health_warmup=0, auto_balance=True,
+                          out=str(tmp_path / "run"), callbacks=[OneImageGenerator()], **DIGITS)
+    applied = events(result.run_dir, "auto_balance")
+    assert applied and applied[0]["cause"] == "mode_collapse", events(result.run_dir)
+    assert "--lr-g 0.0002 -> 0.0001" in applied[0]["message"]
     after = [r for r in records(result.run_dir)
-             if "LR/D" in r and r["step"] > applied[0]["step"]]
-    assert after and all(r["LR/D"] <= 0.025 for r in after)
+             if "LR/G" in r and r["step"] > applied[0]["step"]]
+    assert after and all(r["LR/G"] <= 1e-4 for r in after)
 
 
 class PoisonOnce(ganvas.Callback):
@@ -218,3 +234,172 @@ def _poison(trainer):
     """Put one NaN into the generator's first weight tensor (whatever its memory layout)."""
     weight = next(trainer.generator.parameters())
     weight[(0,) * weight.dim()] = float("nan")
+
+
+# ---- what the samples look like, and what D remembers -------------------------------------
+
+class ShownPictures(ganvas.Callback):
+    """What the monitor (and the sample grids) see of the generator becomes ``transform`` of
+    real images; training itself goes on unchanged."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def on_train_start(self, trainer):
+        reals = torch.from_numpy(np.asarray(trainer.data.images[:128])).float() / 127.5 - 1
+        shown = self.transform(reals)
+        trainer.generator.preview = lambda z, c=None: shown[torch.arange(len(z)) % len(shown)]
+
+
+def _blurred(images):
+    return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(images, 7),
+                                           scale_factor=7, mode="bilinear")
+
+
+def _checkered(images):
+    y, x = torch.meshgrid(torch.arange(images.shape[-2]), torch.arange(images.shape[-1]),
+                          indexing="ij")
+    return (images + 0.2 * ((y + x) % 2 * 2 - 1)).clamp(-1, 1)
+
+
+def _health(run_dir):
+    return [r for r in records(run_dir) if "Health/sharpness" in r]
+
+
+@pytest.mark.parametrize("transform, kind, words", [
+    (_blurred, "blurry_samples", "Samples are blurry"),
+    (_checkered, "checkerboard", "grid pattern"),
+])
+def test_a_picture_problem_is_diagnosed_with_its_evidence(tmp_path, transform, kind, words):
+    result = ganvas.train(steps=10, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
+                          callbacks=[ShownPictures(transform)], **DIGITS)
+    found = events(result.run_dir, kind)
+    assert found, events(result.run_dir)
+    assert words in found[0]["message"] and "try --lr-g" in found[0]["message"]
+    last = _health(result.run_dir)[-1]
+    if kind == "blurry_samples":
+        assert last["Health/sharpness"] < 0.2 and last["Health/checkerboard"] < 8
+    else:
+        assert last["Health/checkerboard"] > 8
+
+
+def test_real_pictures_shown_as_samples_raise_no_alarm_and_score_as_real(tmp_path):
+    result = ganvas.train(steps=10, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
+                          callbacks=[ShownPictures(lambda x: x)], **DIGITS)
+    kinds = {e["event"] for e in events(result.run_dir)}
+    assert not kinds & {"blurry_samples", "grainy_samples", "checkerboard", "mode_collapse"}
+    last = _health(result.run_dir)[-1]
+    assert 0.7 < last["Health/sharpness"] < 1.4 and last["Health/checkerboard"] < 1.5
+    first = _health(result.run_dir)[0]
+    assert last["Health/fidelity"] < 0.2 * first["Health/fidelity"] or \
+        last["Health/fidelity"] < 0.5
+
+
+class MemorisingDiscriminator(ganvas.Callback):
+    """D gains a large bonus for the exact pictures it trains on: it has memorised them."""
+
+    def on_train_start(self, trainer):
+        images = np.asarray(trainer.data.images[trainer.train_indices])
+        memory = torch.from_numpy(images).float().flatten(1) / 127.5 - 1
+        D = trainer.discriminator
+        forward = D.forward
+
+        def remembering(x, *args, **kwargs):
+            out = forward(x, *args, **kwargs)
+            seen = torch.cdist(x.detach().float().flatten(1), memory).min(dim=1).values < 0.5
+            return out + 20.0 * seen.to(out.dtype).view(-1, *([1] * (out.dim() - 1)))
+
+        D.forward = remembering
+
+
+def test_a_discriminator_that_memorised_a_16_image_set_is_diagnosed(tmp_path):
+    folder = _folder(tmp_path, 16)
+    result = ganvas.train(steps=24, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
+                          resolution=28, channels=1, callbacks=[MemorisingDiscriminator()],
+                          **{**DIGITS, "data": str(folder), "batch_size": 14})
+    assert (result.run_dir / "config.yaml").read_text().count("holdout: 2") == 1
+    found = events(result.run_dir, "memorisation")
+    assert found, events(result.run_dir)
+    message = found[0]["message"]
+    assert "memorising your 14 training pictures" in message and "--augment ada" in message
+    assert "2 held-out" in message
+    last = [r for r in records(result.run_dir) if "Health/memorisation" in r][-1]
+    assert last["Health/memorisation"] > 0.5 and last["Health/d_train"] > last["Health/d_heldout"]
+
+
+def test_held_out_images_never_reach_training(tmp_path):
+    folder = _folder(tmp_path, 40)
+    seen = set()
+
+    class Watch(ganvas.Callback):
+        def on_train_start(self, trainer):
+            self.trainer = trainer
+            trainer.stream.next_indices = self._wrap(trainer.stream.next_indices)
+
+        def _wrap(self, next_indices):
+            def watched(size=None):
+                idx, flips = next_indices(size)
+                seen.update(self.trainer.train_indices[idx].tolist())
+                return idx, flips
+            return watched
+
+    watch = Watch()
+    result = ganvas.train(steps=12, log_every=4, out=str(tmp_path / "run"), resolution=28,
+                          channels=1, callbacks=[watch],
+                          **{**DIGITS, "data": str(folder), "batch_size": 16})
+    held = set(watch.trainer.held_out.tolist())
+    assert len(held) == 2 and not held & seen and len(seen) == 38
+    assert "holdout: 2" in (result.run_dir / "config.yaml").read_text()
+
+
+def _ticks(fidelities, **extra):
+    return [{"step": 20 * (i + 1), "kimg": 0.64 * (i + 1), "Health/fidelity": f,
+             "LR/G": 2e-4, "LR/D": 2e-4, **extra} for i, f in enumerate(fidelities)]
+
+
+def _memory(ticks):
+    memory = RunMemory()
+    for record in ticks:
+        memory.update(record)
+    return memory
+
+
+def test_quality_that_got_worse_is_diagnosed_with_its_best_step():
+    ticks = _ticks([9.0, 5.0, 2.0, 1.0, 1.1, 2.0, 2.5, 3.0, 2.8])
+    findings = diagnose(ticks, memory=_memory(ticks))
+    assert [f.kind for f in findings] == ["quality_worse"]
+    assert "since step 80" in findings[0].message and "--lr-g 1.0e-04" in findings[0].message
+    assert findings[0].evidence["best"] == 1.0
+    # still improving, or only noisy around the best: no finding
+    calm = _ticks([9.0, 5.0, 2.0, 1.0, 1.2, 0.95, 1.3, 1.1, 1.2])
+    assert diagnose(calm, memory=_memory(calm)) == []
+
+
+def test_quality_that_stopped_improving_is_diagnosed():
+    ticks = _ticks([9.0, 4.0, 2.0] + [1.9, 2.0, 2.1, 1.95] * 5)
+    findings = diagnose(ticks, memory=_memory(ticks))
+    assert [f.kind for f in findings] == ["quality_stalled"]
+    assert "stopped improving for" in findings[0].message
+
+
+def test_run_memory_survives_a_damaged_state():
+    memory = RunMemory.from_state({"best_fidelity": "x", "best_step": -3, "peak_diversity": 0.5})
+    assert memory.best_fidelity is None and memory.best_step is None
+    assert memory.peak_diversity == 0.5
+    assert RunMemory.from_state(None) == RunMemory()
+
+
+def test_picture_signals_of_real_blurred_and_checkered_images():
+    images = torch.from_numpy(np.asarray(
+        ganvas.data.load_images("digits", resolution=28, channels=1, progress=False,
+                                log=lambda m: None).images[:384])).float() / 127.5 - 1
+    reference = RealReference(images[:256], 28, FixedFeatures())
+    alike = reference.compare(images[256:])
+    assert 0.8 < alike["Health/sharpness"] < 1.25 and alike["Health/checkerboard"] < 1.3
+    blurred = reference.compare(_blurred(images[256:]))
+    assert blurred["Health/sharpness"] < 0.2 and blurred["Health/fidelity"] > 5 * alike[
+        "Health/fidelity"]
+    checkered = reference.compare(_checkered(images[256:]))
+    assert checkered["Health/checkerboard"] > 5
+    one = reference.compare(images[256:257].expand(128, -1, -1, -1))
+    assert one["Health/fidelity"] > 5 * alike["Health/fidelity"]
