@@ -271,6 +271,9 @@ def test_restart_takes_the_settings_warnings_of_the_saved_config(tmp_path):
     report = build_report(run)
     assert report.healthy and [f.kind for f in report.settings] == [
         "settings_batch_small", "settings_generator_small"]
+    assert [f["kind"] for f in report.as_dict()["settings"]] == [
+        "settings_batch_small", "settings_generator_small"]
+    assert "Settings check (config.yaml):\n  - --batch-size 4" in report.text()
     restart = [a for a in recommendations(report) if "new run" in a]
     assert len(restart) == 1 and shlex.quote(f"{run}-restart") in restart[0]
     again, given = parsed(restart[0].removeprefix("some remedies need a new run: "))

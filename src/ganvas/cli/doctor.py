@@ -32,6 +32,7 @@ examples:
   event_counts      {{event name: how many times}} over the whole run
   findings          what is wrong now: [{{"kind", "message", "changes", "restart",
                     "evidence"}}]; changes can be applied by --resume, restart needs a new run
+  settings          risky settings in config.yaml, in the same form as findings
   recommendations   the advice of the text report, as a list of sentences
   memory            what the rules kept of the whole run (best fidelity and its step, ...)
   healthy           true when there are no findings
