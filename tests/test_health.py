@@ -271,7 +271,9 @@ def _health(run_dir):
     (_checkered, "checkerboard", "grid pattern"),
 ])
 def test_a_picture_problem_is_diagnosed_with_its_evidence(tmp_path, transform, kind, words):
-    result = ganvas.train(steps=10, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
+    # 12 ticks: a picture problem is only one once the samples stop getting better (here
+    # from the first tick on: the pictures shown do not change), for 8 ticks.
+    result = ganvas.train(steps=24, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
                           callbacks=[ShownPictures(transform)], **DIGITS)
     found = events(result.run_dir, kind)
     assert found, events(result.run_dir)
@@ -284,7 +286,7 @@ def test_a_picture_problem_is_diagnosed_with_its_evidence(tmp_path, transform, k
 
 
 def test_real_pictures_shown_as_samples_raise_no_alarm_and_score_as_real(tmp_path):
-    result = ganvas.train(steps=10, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
+    result = ganvas.train(steps=24, log_every=2, health_warmup=0, out=str(tmp_path / "run"),
                           callbacks=[ShownPictures(lambda x: x)], **DIGITS)
     kinds = {e["event"] for e in events(result.run_dir)}
     assert not kinds & {"blurry_samples", "grainy_samples", "checkerboard", "mode_collapse"}
@@ -380,6 +382,21 @@ def test_quality_that_stopped_improving_is_diagnosed():
     findings = diagnose(ticks, memory=_memory(ticks))
     assert [f.kind for f in findings] == ["quality_stalled"]
     assert "stopped improving for" in findings[0].message
+
+
+def test_a_discriminator_ahead_is_no_alarm_while_the_samples_keep_getting_better():
+    ahead = dict(**{"D/accuracy": 0.97, "D/real": 0.92, "D/fake": 0.08, "Loss/D": 0.3},
+                 **{"Grad/G": 30.0, "Health/sharpness": 12.0})
+    learning = _ticks([9.0 * 0.8 ** i for i in range(12)], **ahead)
+    assert diagnose(learning, memory=_memory(learning)) == []
+    # The same once the samples stop improving: D is winning, and the samples are grainy.
+    stuck = _ticks([9.0, 6.0] + [5.0, 5.3, 4.9, 5.2] * 3, **ahead)
+    assert {f.kind for f in diagnose(stuck, memory=_memory(stuck))} == {
+        "discriminator_wins", "grainy_samples"}
+    # A saturated D (certain of every picture) is reported even while the samples improve.
+    saturated = [dict(r, **{"D/real": 1.0, "D/fake": 0.0, "Loss/D": 0.001}) for r in learning]
+    assert [f.kind for f in diagnose(saturated, memory=_memory(saturated))] == [
+        "discriminator_wins"]
 
 
 def test_run_memory_survives_a_damaged_state():

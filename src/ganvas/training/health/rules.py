@@ -30,7 +30,7 @@ STALLED_SHARE = 0.5  # ... spanning at least this share of the images seen when 
 IMPROVEMENT = 0.9  # a new best must beat the old one by 10 %: noise is no progress
 SATURATED_LOSS = 0.05  # a D loss this close to 0: D is certain of every picture ...
 SATURATED_GAP = 0.95  # ... or D(x) - D(G(z)) at least this
-LEARNING = 0.85  # the fidelity distance falling below this share in WINDOW ticks: learning
+LEARNING_TICKS = 2 * WINDOW  # a new best fidelity this recently: the run is still learning
 
 
 @dataclass
@@ -144,7 +144,8 @@ def _streak(recent: list[dict[str, Any]], holds) -> list[dict[str, Any]]:
 
 
 def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
-                       loss_name: str = "") -> Finding | None:
+                       loss_name: str = "", memory: RunMemory | None = None
+                       ) -> Finding | None:
     streak = _streak(recent, lambda r: _d_dominates(r, probabilistic))
     if len(streak) < WINDOW:
         return None
@@ -165,7 +166,7 @@ def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
         and statistics.mean(real) - statistics.mean(fake) >= SATURATED_GAP)
     if vanishing:
         detail += ", generator gradients vanishing"
-    elif not saturated and _still_improving(streak):
+    elif not saturated and still_improving(recent, memory):
         # A discriminator ahead is usual early on; while the samples keep getting better
         # the generator is learning from it, so that is no problem yet.
         return None
@@ -178,12 +179,13 @@ def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
         {"lr_d": lr_d / 2, "d_skip_below": 0.3} if probabilistic else {"lr_d": lr_d / 2})
 
 
-def _still_improving(streak: list[dict[str, Any]]) -> bool:
-    """The fidelity distance fell by more than ``LEARNING`` over the last ``WINDOW`` ticks."""
-    fidelity = _values(streak, "Health/fidelity")
-    if len(fidelity) < WINDOW:
+def still_improving(recent: list[dict[str, Any]], memory: RunMemory | None) -> bool:
+    """The samples reached a new best fidelity within the last ``LEARNING_TICKS`` ticks:
+    the run is still learning. The fidelity of 128 samples is noisy from tick to tick, so
+    only a new best (10 % better) counts, not a single tick's dip."""
+    if memory is None or memory.best_step is None or not recent:
         return False
-    return min(fidelity[-2:]) < LEARNING * fidelity[-WINDOW]
+    return memory.best_step >= recent[-LEARNING_TICKS:][0]["step"]
 
 
 def generator_wins(recent: list[dict[str, Any]], probabilistic: bool) -> Finding | None:
@@ -259,10 +261,13 @@ def mode_collapse(recent: list[dict[str, Any]]) -> Finding | None:
         {"lr_g": lr_g / 2})
 
 
-def picture_problems(recent: list[dict[str, Any]]) -> list[Finding]:
-    """Blur, grain and checkerboard artefacts, each held for ``WINDOW`` ticks."""
+def picture_problems(recent: list[dict[str, Any]], memory: RunMemory | None = None
+                     ) -> list[Finding]:
+    """Blur, grain and checkerboard artefacts, each held for ``WINDOW`` ticks once the
+    samples have stopped getting better (a young generator's pictures are noisy and soft
+    on their way to sharp ones)."""
     findings = []
-    if not recent:
+    if not recent or still_improving(recent, memory):
         return findings
     lr_g, lr_d = _lr(recent, "LR/G"), _lr(recent, "LR/D")
     blurry = _streak(recent, lambda r: _finite(r.get("Health/sharpness"))
@@ -375,12 +380,12 @@ def diagnose(records: list[dict[str, Any]], *, probabilistic: bool = True,
     ``context`` may name ``train_images`` and ``held_out`` (counts) for the messages."""
     ticks = [r for r in records if "event" not in r and r.get("step", 0) > warmup]
     findings = [
-        discriminator_wins(ticks, probabilistic, loss_name),
+        discriminator_wins(ticks, probabilistic, loss_name, memory),
         generator_wins(ticks, probabilistic),
         oscillation(ticks),
         mode_collapse(ticks),
         memorisation(ticks, context or {}),
         quality_trend(ticks, memory),
-        *picture_problems(ticks),
+        *picture_problems(ticks, memory),
     ]
     return [f for f in findings if f is not None]
