@@ -86,6 +86,14 @@ def test_auto_balance_corrects_a_risky_setting_before_training(tmp_path):
     assert all(r["LR/D"] == pytest.approx(2e-4) for r in records(result.run_dir) if "LR/D" in r)
 
 
+def test_auto_balance_trades_the_saturating_loss_for_its_usual_form(tmp_path):
+    result = ganvas.train(steps=4, log_every=2, loss="bce-saturating", auto_balance=True,
+                          out=str(tmp_path / "run"), **DIGITS)
+    applied = events(result.run_dir, "auto_balance")
+    assert applied and applied[0]["step"] == 0 and "--loss bce" in applied[0]["message"]
+    assert ganvas.load(result.run_dir).config["loss"] == "bce"  # the checkpoint keeps it
+
+
 def test_auto_balance_applies_the_monitors_remedy_and_says_so(tmp_path):
     result = ganvas.train(steps=24, log_every=2, health_warmup=0, auto_balance=True,
                           out=str(tmp_path / "run"), callbacks=[OneImageGenerator()], **DIGITS)

@@ -34,6 +34,7 @@ from ganvas.data.loader import BatchStream
 from ganvas.data.split import auto_holdout, split_indices
 from ganvas.errors import GanvasError
 from ganvas.losses import get_loss
+from ganvas.losses.criteria import LOSSES, BCELoss
 from ganvas.losses.recipe import StepInputs, get_recipe
 from ganvas.models.export import load_weights, save_generator
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_batchnorm
@@ -308,15 +309,17 @@ class Trainer:
         if not self.strategy.distributed:
             return
         gate = self.gate
-        lr_g, lr_d, skip, band, reason, betas, r1_gamma = self.strategy.agree(
+        lr_g, lr_d, skip, band, reason, betas, r1_gamma, loss = self.strategy.agree(
             (*self.learning_rates, gate.skip_below, gate.accuracy_band, self._stop_reason,
-             (self.config.beta1, self.config.beta2), self.config.r1_gamma))
+             (self.config.beta1, self.config.beta2), self.config.r1_gamma, self.config.loss))
         if not self.strategy.is_main:
             self.set_learning_rates(g=lr_g, d=lr_d)
             gate.skip_below, gate.accuracy_band = skip, band
             self._stop_reason = reason
             self.set_betas(*betas)
             self.set_r1_gamma(r1_gamma)
+            if loss != self.config.loss:
+                self.set_loss(loss)
 
     def _prepare_batchnorm(self, *networks: torch.nn.Module) -> None:
         """BatchNorm sees one process's slice of the batch unless --sync-bn (said once the
@@ -772,6 +775,9 @@ class Trainer:
         if "r1_gamma" in changes and changes["r1_gamma"] != self.config.r1_gamma:
             done.append(f"--r1-gamma {self.config.r1_gamma:g} -> {changes['r1_gamma']:g}")
             self.set_r1_gamma(float(changes["r1_gamma"]))
+        if "loss" in changes and changes["loss"] != self.config.loss \
+                and self.set_loss(str(changes["loss"])):
+            done.append(f"--loss {changes['loss']}")
         if "d_skip_below" in changes and self.gate.skip_below is None:
             self.gate.skip_below = changes["d_skip_below"]
             done.append(f"--d-skip-below {changes['d_skip_below']}")
@@ -782,6 +788,16 @@ class Trainer:
         resumed run keeps them)."""
         self.config = self.config.replace(beta1=beta1, beta2=beta2)
         self.recipe.set_betas(self.config)
+
+    def set_loss(self, name: str) -> bool:
+        """Switch to loss ``name`` mid-run where only the generator's objective changes
+        (between the forms of the logistic loss: bce-saturating, bce, ns); False else."""
+        if not (isinstance(self.loss, BCELoss) and name in LOSSES
+                and issubclass(LOSSES[name], BCELoss)):
+            return False
+        self.config = self.recipe.config = self.config.replace(loss=name)
+        self.recipe.criterion = get_loss(name, self.config.label_smoothing)
+        return True
 
     def set_r1_gamma(self, gamma: float) -> None:
         self.config = self.recipe.config = self.config.replace(r1_gamma=gamma)

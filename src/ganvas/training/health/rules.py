@@ -176,7 +176,8 @@ def discriminator_wins(recent: list[dict[str, Any]], probabilistic: bool,
         "discriminator_wins",
         f"The discriminator is winning ({detail} for {_span(streak)} steps): try --lr-d "
         f"{lr_d / 2:.1e}, --d-skip-below 0.3 or --augment ada.{advice}",
-        {"lr_d": lr_d / 2, "d_skip_below": 0.3} if probabilistic else {"lr_d": lr_d / 2})
+        {"lr_d": lr_d / 2, "d_skip_below": 0.3, **({"loss": "bce"} if advice else {})}
+        if probabilistic else {"lr_d": lr_d / 2})
 
 
 def still_improving(recent: list[dict[str, Any]], memory: RunMemory | None) -> bool:

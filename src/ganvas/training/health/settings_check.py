@@ -93,6 +93,7 @@ def check_settings(config: TrainConfig, *, generator_params: int | None = None,
         *_learning_rates(config, usual),
         *_betas(config, usual),
         _batch_size(config, usual),
+        _saturating_loss(config),
         _r1_gamma(config),
         _n_critic(config),
         _generator_size(config, generator_params, discriminator_params),
@@ -279,6 +280,17 @@ def _batch_size(config: TrainConfig, usual: dict[str, Any]) -> Finding | None:
         f"is unstable; {_reference(config, usual)} usually trains with {typical}: start "
         f"with --batch-size {typical}.",
         restart={"batch_size": typical}, evidence={"batch_size": batch, "usual": typical})
+
+
+def _saturating_loss(config: TrainConfig) -> Finding | None:
+    if config.loss != "bce-saturating":
+        return None
+    return Finding(
+        "settings_loss_saturating",
+        "--loss bce-saturating is the original minimax loss, kept for teaching: once the "
+        "discriminator is confident the generator's gradient all but vanishes and it stops "
+        "learning; GANs train with its non-saturating form: use --loss bce.",
+        changes={"loss": "bce"})
 
 
 def _r1_gamma(config: TrainConfig) -> Finding | None:
