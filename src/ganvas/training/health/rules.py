@@ -271,41 +271,46 @@ def picture_problems(recent: list[dict[str, Any]], memory: RunMemory | None = No
     if not recent or still_improving(recent, memory):
         return findings
     lr_g, lr_d = _lr(recent, "LR/G"), _lr(recent, "LR/D")
-    blurry = _streak(recent, lambda r: _finite(r.get("Health/sharpness"))
-                     and r["Health/sharpness"] < BLUR)
-    if len(blurry) >= WINDOW:
-        value = statistics.mean(_values(blurry[-WINDOW:], "Health/sharpness"))
+    blurry = _held(recent, "Health/sharpness", lambda v: v < BLUR)
+    if blurry:
+        steps, value = blurry
         findings.append(Finding(
             "blurry_samples",
             f"Samples are blurry: they hold {value:.0%} of the real images' fine detail (edge "
-            f"energy) for {_span(blurry)} steps. A generator whose updates are too large "
-            f"averages its pictures: try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}, and "
-            "train longer; --loss hinge or --r1-gamma 1 give sharper gradients.",
+            f"energy) for {steps} steps. A generator whose updates are too large averages "
+            f"its pictures: try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}, and train "
+            "longer; --loss hinge or --r1-gamma 1 give sharper gradients.",
             {"lr_g": lr_g / 2, "lr_d": lr_d / 2}, evidence={"sharpness": value}))
-    grainy = _streak(recent, lambda r: _finite(r.get("Health/sharpness"))
-                     and r["Health/sharpness"] > GRAIN)
-    checkered = _streak(recent, lambda r: _finite(r.get("Health/checkerboard"))
-                        and r["Health/checkerboard"] > CHECKERBOARD)
-    if len(checkered) >= WINDOW:
-        value = statistics.mean(_values(checkered[-WINDOW:], "Health/checkerboard"))
+    checkered = _held(recent, "Health/checkerboard", lambda v: v > CHECKERBOARD)
+    grainy = _held(recent, "Health/sharpness", lambda v: v > GRAIN)
+    if checkered:
+        steps, value = checkered
         findings.append(Finding(
             "checkerboard",
             f"Samples show a grid pattern repeating every 2 or 4 pixels (checkerboard "
-            f"artefacts, {value:.1f}x stronger than in the real images for "
-            f"{_span(checkered)} steps). Transposed convolutions leave it when training is "
-            f"rough: try --lr-g {lr_g / 2:.1e}, --r1-gamma 1, or a model that upsamples "
-            "before convolving (--model progressive, msg or stylegan2).",
+            f"artefacts, {value:.1f}x stronger than in the real images for {steps} steps). "
+            f"Transposed convolutions leave it when training is rough: try --lr-g "
+            f"{lr_g / 2:.1e}, --r1-gamma 1, or a model that upsamples before convolving "
+            "(--model progressive, msg or stylegan2).",
             {"lr_g": lr_g / 2}, evidence={"checkerboard": value}))
-    elif len(grainy) >= WINDOW:
-        value = statistics.mean(_values(grainy[-WINDOW:], "Health/sharpness"))
+    elif grainy:
+        steps, value = grainy
         findings.append(Finding(
             "grainy_samples",
             f"Samples are grainy: they hold {value:.1f}x the real images' fine detail (edge "
-            f"energy) for {_span(grainy)} steps, high-frequency noise rather than detail. "
-            f"Try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}, --r1-gamma 1 or "
-            "--spectral-norm.",
+            f"energy) for {steps} steps, high-frequency noise rather than detail. Try "
+            f"--lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}, --r1-gamma 1 or --spectral-norm.",
             {"lr_g": lr_g / 2, "lr_d": lr_d / 2}, evidence={"sharpness": value}))
     return findings
+
+
+def _held(recent: list[dict[str, Any]], key: str, holds) -> tuple[int, float] | None:
+    """(steps, mean of its last ``WINDOW`` values) where ``key``'s value satisfied
+    ``holds`` for at least ``WINDOW`` ticks at the end of ``recent``; else None."""
+    streak = _streak(recent, lambda r: _finite(r.get(key)) and holds(r[key]))
+    if len(streak) < WINDOW:
+        return None
+    return _span(streak), statistics.mean(_values(streak[-WINDOW:], key))
 
 
 def memorisation(recent: list[dict[str, Any]], context: dict[str, Any]) -> Finding | None:
@@ -364,8 +369,9 @@ def quality_trend(recent: list[dict[str, Any]], memory: RunMemory | None) -> Fin
             and kimg - best_kimg >= STALLED_SHARE * best_kimg:
         return Finding(
             "quality_stalled",
-            f"Sample quality has stopped improving for {kimg - best_kimg:.0f} kimg (fidelity "
-            f"distance {now:.3g}, best {best:.3g} at step {best_step}). Lower rates usually "
+            f"Sample quality has stopped improving for {kimg - best_kimg:.0f} kimg (the "
+            f"fidelity distance is {now:.3g}, not 10 % better than its {best:.3g} at step "
+            f"{best_step}). Lower rates usually "
             f"let it settle further: try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}; if the "
             "samples look right, the run has done what it can with these settings.",
             {"lr_g": lr_g / 2, "lr_d": lr_d / 2},
