@@ -274,6 +274,56 @@ def _health(run_dir):
     return [r for r in records(run_dir) if "Health/sharpness" in r]
 
 
+class WorseAfter(ganvas.Callback):
+    """What the monitor sees of the generator: real images until ``step``, noise after."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_start(self, trainer):
+        reals = torch.from_numpy(np.asarray(trainer.data.images[:128])).float() / 127.5 - 1
+        noise = torch.rand(reals.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        trainer.generator.preview = lambda z, c=None: (
+            reals if trainer.step <= self.step else noise)[torch.arange(len(z)) % len(reals)]
+
+
+def test_auto_balance_returns_to_the_best_weights_when_quality_gets_worse(tmp_path):
+    weights = {}
+
+    def generator(trainer):
+        return {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+
+    class Keep(ganvas.Callback):  # the generator's weights at every tick, and once restored
+        def on_train_start(self, trainer):
+            restore = trainer.restore_snapshot
+
+            def restored(state):
+                restore(state)
+                weights["restored"] = generator(trainer)
+            trainer.restore_snapshot = restored
+
+        def on_tick(self, trainer, record):  # (before the monitor's)
+            weights[trainer.step] = generator(trainer)
+
+    result = ganvas.train(steps=24, log_every=2, health_warmup=0, auto_balance=True,
+                          out=str(tmp_path / "run"), callbacks=[WorseAfter(6), Keep()],
+                          **DIGITS)
+    applied = [e for e in events(result.run_dir, "auto_balance")
+               if e["cause"] == "quality_worse"]
+    assert applied, events(result.run_dir)
+    message = applied[0]["message"]
+    best = int(message.split("returned to the weights of step ")[1].split(",")[0])
+    assert best <= 6 and "--lr-g 0.0002 -> 0.0001" in message
+    found = events(result.run_dir, "quality_worse")[0]
+    # The generator's weights are the best step's again, not the worse ones of that tick.
+    restored, kept = weights["restored"], weights[best]
+    assert all(torch.equal(restored[k], kept[k]) for k in kept)
+    assert not all(torch.equal(weights[found["step"]][k], kept[k]) for k in kept)
+    assert found["step"] == applied[0]["step"] and "best" in found["message"]
+    after = [r for r in records(result.run_dir) if "LR/G" in r and r["step"] > found["step"]]
+    assert after and all(r["LR/G"] <= 1e-4 for r in after)
+
+
 @pytest.mark.parametrize("transform, kind, words", [
     (_blurred, "blurry_samples", "Samples are blurry"),
     (_checkered, "checkerboard", "grid pattern"),
