@@ -168,8 +168,9 @@ def test_the_fast_style_benchmarks_clip_pans_as_it_says(tmp_path):
 def test_the_health_matrix_replays_a_kept_run_as_the_live_monitor_saw_it(tmp_path):
     """--reuse judges kept runs by replaying metrics.jsonl through the rules: on a plain run
     (no auto-balance) that must say what the live monitor said."""
-    import ganvas
     from health_matrix import said
+
+    import ganvas
 
     run = ganvas.train(data="digits", steps=40, log_every=4, health_warmup=8, lr_d=0.05,
                        batch_size=32, sample_every=10_000, precision="fp32",
