@@ -166,8 +166,9 @@ def recommendations(report: HealthReport) -> list[str]:
 
     advice = []
     changes: dict[str, Any] = {}
-    # The settings check's remedies first: what the run shows now has the last word.
-    for finding in [*report.settings, *report.current]:
+    # The settings check's remedies last: it knows the usual value, where a finding of the
+    # run only halves or doubles what is set (a rate 250x too high halved is still 125x).
+    for finding in [*report.current, *report.settings]:
         changes.update(finding.changes)
     if changes:
         planned, done = report.config.get("steps"), report.last["step"]

@@ -370,7 +370,7 @@ def quality_trend(recent: list[dict[str, Any]], memory: RunMemory | None) -> Fin
         return Finding(
             "quality_stalled",
             f"Sample quality has stopped improving for {kimg - best_kimg:.0f} kimg (the "
-            f"fidelity distance is {now:.3g}, not 10 % better than its {best:.3g} at step "
+            f"fidelity distance is {now:.3g}; its best, {best:.3g}, was at step "
             f"{best_step}). Lower rates usually "
             f"let it settle further: try --lr-g {lr_g / 2:.1e} --lr-d {lr_d / 2:.1e}; if the "
             "samples look right, the run has done what it can with these settings.",
