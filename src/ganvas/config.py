@@ -140,7 +140,8 @@ class TrainConfig:
     grad_accum: int = _opt(
         1, "split each step's batch into K rounds whose gradients add up before the update: "
         "the same global --batch-size in 1/K of the memory (augmentation and noise are drawn "
-        "per round, so the run is not bit-identical to K=1)")
+        "per round, so the run is not bit-identical to K=1; BatchNorm layers see each round's "
+        "statistics)")
     compile: bool = _opt(
         False, "torch.compile the networks' blocks (penalties still run eagerly): pays on "
         "GPUs for long runs; the first steps take longer (see benchmarks/distributed.py)")
