@@ -1,5 +1,7 @@
-"""Architectures at equal CPU time: DCGAN, progressive growing, MSG-GAN, StyleGAN2 and FastGAN on
-emoji, and a few-shot table (100 emoji at 128 px, FastGAN against DCGAN with DiffAugment).
+"""Architectures at equal CPU time: DCGAN, progressive growing, MSG-GAN, StyleGAN2, FastGAN and the
+projected discriminator on emoji, a few-shot table (100 emoji at 128 px, FastGAN against DCGAN
+with DiffAugment) and a small-folder table (200 emoji at 64 px: the projected discriminator,
+FastGAN, DCGAN at its small-data defaults and at its old ones).
 
 Each model trains for the same CPU minutes (process time: all threads of this process, so
 other work on the machine does not shorten anyone's budget), one after the other in this
@@ -7,13 +9,16 @@ process, with its own defaults (``ganvas train --data emoji --model NAME --resol
 plus the settings listed in ``SETTINGS`` below and any ``--set``. Every generator is then
 scored with the code ``ganvas eval`` uses (offline Inception, real statistics cached by
 content, the same latents for every model): FID and KID on ``--num`` samples against as
-many real images. Prints a table per resolution and, with ``--pictures DIR``, writes a
+many real images, and the same distance in a fixed random-convolution feature space that no
+discriminator sees (the projected one judges VGG features, and FID's Inception features
+could flatter it). Prints a table per resolution and, with ``--pictures DIR``, writes a
 sample grid per model and the growth picture of the progressive run.
 
     python benchmarks/models.py                    # 64 px at 20 min each, 128 px at 8 min
     python benchmarks/models.py --minutes 3 --num 500 --resolutions 64   # a quick look
     python benchmarks/models.py --only progressive --set progressive:loss=ns
     python benchmarks/models.py --resolutions --few-shot   # only the few-shot table
+    python benchmarks/models.py --resolutions --small-folder   # only the small-folder table
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ganvas.config import TrainConfig
 from ganvas.errors import GanvasError
 from ganvas.metrics import real_statistics
 from ganvas.metrics.evaluation import extract_features
+from ganvas.metrics.fixed_features import FixedFeatures
 from ganvas.metrics.inception import load_inception
 from ganvas.metrics.statistics import (
     frechet_distance_to,
@@ -43,7 +49,7 @@ from ganvas.runs import checkpoint as ckpt
 from ganvas.training.settings import resolve_settings
 from ganvas.utils.images import make_grid, save_image
 
-MODELS = ("dcgan", "progressive", "msg", "stylegan2", "fastgan")
+MODELS = ("dcgan", "progressive", "msg", "stylegan2", "fastgan", "projected")
 # Settings beyond each model's defaults, per resolution: why each is here is said beside it.
 SETTINGS: dict[int, dict[str, dict]] = {
     64: {name: {} for name in MODELS},
@@ -54,6 +60,12 @@ SETTINGS: dict[int, dict[str, dict]] = {
 FEW_SHOT_PICTURES, FEW_SHOT_RESOLUTION = 100, 128
 FEW_SHOT: dict[str, dict] = {"fastgan": {}, "dcgan": {
     "augment": "diffaugment", "diffaugment_policy": "color,translation"}}
+# The small-folder table: the projected discriminator against FastGAN, and DCGAN at its
+# small-data defaults (ADA below ganvas.training.settings.SMALL_DATA pictures) against its
+# old ones (no augmentation). Rows are (model, settings); a model may appear twice.
+SMALL_FOLDER_PICTURES, SMALL_FOLDER_RESOLUTION = 200, 64
+SMALL_FOLDER: list[tuple[str, dict]] = [
+    ("projected", {}), ("fastgan", {}), ("dcgan", {}), ("dcgan", {"augment": "none"})]
 GRID = 64  # images in each sample grid
 GROWTH_SAMPLES = 8  # latents followed through the growth picture
 
@@ -150,16 +162,40 @@ def train(name: str, resolution: int, seconds: float, folder: Path, options: dic
     changed = " ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
     return {"name": name, "settings": changed, "source": result.run_dir, "steps": result.step,
             "images": state["images_seen"], "cpu": cpu, "wall": wall,
-            "batch": config["batch_size"], "loss": config["loss"], "growth": growth.rows}
+            "batch": config["batch_size"], "loss": config["loss"],
+            "augment": config["augment"], "growth": growth.rows}
 
 
-def score(source: Path, real, extractor, num: int, seed: int = 0) -> dict:
+def fixed_reference(data: str, resolution: int, num: int | None) -> np.ndarray:
+    """The real pictures (``num`` of them, spread over the set; None: all) in the fixed
+    random-convolution space: a second measure on features no discriminator ever saw
+    (the projected one sees VGG's, FID Inception's)."""
+    from ganvas.data import load_images
+
+    images = load_images(data, resolution=resolution, channels=3, progress=False,
+                         log=lambda message: None).images
+    if num is not None and num < len(images):
+        images = images[np.linspace(0, len(images) - 1, num).round().astype(int)]
+    extractor = FixedFeatures()
+    return np.concatenate([extractor.features(np.array(images[i:i + 256]))
+                           for i in range(0, len(images), 256)])
+
+
+def score(source: Path, real, extractor, num: int, seed: int = 0,
+          fixed_reals: np.ndarray | None = None) -> dict:
     model = ganvas.load(source, device="cpu")
-    fake = np.concatenate([extract_features(extractor, batch)
-                           for batch in model.batches(num, seed, batch_size=50)])
+    batches = list(model.batches(num, seed, batch_size=50))
+    fake = np.concatenate([extract_features(extractor, batch) for batch in batches])
     fid = frechet_distance_to(fake, real.mu, real.sigma)
     kid, _ = kernel_inception_distance(fake, real.features, seed=seed)
-    return {"fid": fid, "kid_mean": kid, "grid": model.sample_tensor(GRID, seed=seed)}
+    result = {"fid": fid, "kid_mean": kid, "grid": model.sample_tensor(GRID, seed=seed)}
+    if fixed_reals is not None:
+        fixed = FixedFeatures()
+        fake_fixed = np.concatenate([fixed.features(batch) for batch in batches])
+        # centred on the reals' mean, as the monitor compares them (every feature is positive)
+        result["fixed_fd"] = frechet_distance_to(
+            fake_fixed, fixed_reals.mean(0), np.cov(fixed_reals, rowvar=False))
+    return result
 
 
 def growth_picture(rows: list[tuple[str, torch.Tensor]], path: Path) -> Path:
@@ -192,7 +228,8 @@ def main() -> None:
     parser.add_argument("--num-128", type=int, default=1000,
                         help="the same at 128 px (default 1000: Inception at about 9 images/s "
                              "on 2 cores makes scoring the longest part)")
-    parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="the models of every table to run (default: all)")
     parser.add_argument("--few-shot", action="store_true",
                         help=f"also the few-shot table: {FEW_SHOT_PICTURES} emoji at "
                              f"{FEW_SHOT_RESOLUTION} px, " + " vs ".join(FEW_SHOT))
@@ -202,6 +239,14 @@ def main() -> None:
                         choices=(32, 64, 128, 256))
     parser.add_argument("--few-shot-num", type=int, default=1000,
                         help="generated images scored against the few pictures (default 1000)")
+    parser.add_argument("--small-folder", action="store_true",
+                        help=f"also the small-folder table: {SMALL_FOLDER_PICTURES} emoji at "
+                             f"{SMALL_FOLDER_RESOLUTION} px, projected vs fastgan vs dcgan "
+                             "(new and old defaults)")
+    parser.add_argument("--small-folder-minutes", type=float, default=10.0,
+                        help="CPU minutes per model in the small-folder table (default 10)")
+    parser.add_argument("--small-folder-num", type=int, default=1000,
+                        help="generated images scored against the small folder (default 1000)")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="change one setting of one model (repeatable; in every table), "
                              "e.g. progressive:model_options.fade_kimg=10")
@@ -221,6 +266,13 @@ def main() -> None:
         sections.append((f"{FEW_SHOT_PICTURES} emoji at {r} px (few-shot)", None, r,
                          args.few_shot_minutes, args.few_shot_num, list(FEW_SHOT),
                          parse_settings(args.set, r, FEW_SHOT)))
+    if args.small_folder:
+        r = SMALL_FOLDER_RESOLUTION
+        changed = parse_settings(args.set, r, {})
+        rows = [(name, {**settings, **changed[name]}) for name, settings in SMALL_FOLDER
+                if name in args.only]
+        sections.append((f"{SMALL_FOLDER_PICTURES} emoji at {r} px (small folder)", None, r,
+                         args.small_folder_minutes, args.small_folder_num, rows, None))
     extractor = load_inception(device="cpu", log=lambda message: None)
     wall, cpu = time.perf_counter(), time.process_time()
     tables = []
@@ -229,12 +281,16 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for title, data, resolution, minutes, num, names, settings in sections:
             few_shot = data is None
+            small = few_shot and settings is None
             if few_shot:
-                data = str(few_shot_folder(root, FEW_SHOT_PICTURES, resolution))
+                count = SMALL_FOLDER_PICTURES if small else FEW_SHOT_PICTURES
+                data = str(few_shot_folder(root, count, resolution))
             rows = []
-            for name in names:
-                tag = f"{name}-{resolution}px" + ("-few-shot" if few_shot else "")
-                rows.append(train(name, resolution, minutes * 60, root / tag, settings[name],
+            runs = names if small else [(name, settings[name]) for name in names]
+            for index, (name, options) in enumerate(runs):
+                tag = (f"{name}-{resolution}px-small-{index}" if small else
+                       f"{name}-{resolution}px" + ("-few-shot" if few_shot else ""))
+                rows.append(train(name, resolution, minutes * 60, root / tag, options,
                                   data=data))
                 rows[-1]["tag"] = tag
                 print(f"trained {name} on {title}: {rows[-1]['steps']:,} steps, "
@@ -243,9 +299,11 @@ def main() -> None:
             real = real_statistics(data, resolution, 3, extractor,
                                    num=None if few_shot else num,
                                    progress=sys.stderr.isatty(), log=lambda message: None)
+            fixed_reals = fixed_reference(data, resolution, None if few_shot else num)
             for row in rows:
-                row.update(score(row["source"], real, extractor, num))
-                print(f"scored {row['name']} on {title}: FID {row['fid']:.2f}", flush=True)
+                row.update(score(row["source"], real, extractor, num, fixed_reals=fixed_reals))
+                print(f"scored {row['name']} on {title}: FID {row['fid']:.2f}, fixed-feature "
+                      f"FD {row['fixed_fd']:.3f}", flush=True)
                 if args.pictures:
                     pictures = Path(args.pictures)
                     save_image(make_grid(row["grid"]), pictures / f"models-{row['tag']}.png")
@@ -257,15 +315,16 @@ def main() -> None:
         print(f"\n{title}, {minutes:g} CPU minutes per model (process time, "
               f"{torch.get_num_threads()} threads), FID/KID on {num:,} samples against "
               f"{real_num:,} real images, torch {torch.__version__}\n")
-        print("| model | settings | loss | batch | steps | images seen | images/s | FID | "
-              "KID | FID vs dcgan |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| model | settings | loss | augment | batch | steps | images seen | images/s | "
+              "FID | KID | fixed-feature FD | FID vs dcgan |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for row in rows:
             ratio = f"{row['fid'] / reference:.2f}x" if reference else "-"
             speed = row["images"] / max(row["wall"], 1e-9)
-            print(f"| {row['name']} | {row['settings']} | {row['loss']} | {row['batch']} | "
+            print(f"| {row['name']} | {row['settings']} | {row['loss']} | {row['augment']} | "
+                  f"{row['batch']} | "
                   f"{row['steps']:,} | {row['images']:,} | {speed:.0f} | {row['fid']:.2f} | "
-                  f"{row['kid_mean']:.4f} | {ratio} |")
+                  f"{row['kid_mean']:.4f} | {row['fixed_fd']:.3f} | {ratio} |")
     print(f"\nwall {time.perf_counter() - wall:.0f} s, CPU {time.process_time() - cpu:.0f} s "
           f"(this process)")
 

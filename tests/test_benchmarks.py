@@ -74,22 +74,35 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
                "--set", "progressive:model_options.fade_kimg=0.02",
                "--set", "progressive:model_options.stable_kimg=0.02",
                "--few-shot", "--few-shot-minutes", "0.02", "--few-shot-resolution", "32",
-               "--few-shot-num", "8", "--pictures", str(tmp_path / "pictures"))
+               "--few-shot-num", "8", "--small-folder", "--small-folder-minutes", "0.02",
+               "--small-folder-num", "8", "--pictures", str(tmp_path / "pictures"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
-    header = next(i for i, r in enumerate(rows) if i and r.startswith("| model"))
-    assert [row.split(" | ")[0] for row in rows[1:header]] == [
-        "| dcgan", "| progressive", "| msg", "| stylegan2", "| fastgan"]
+    headers = [i for i, r in enumerate(rows) if r.startswith("| model")]
+    assert len(headers) == 3
+    assert [row.split(" | ")[0] for row in rows[1:headers[1]]] == [
+        "| dcgan", "| progressive", "| msg", "| stylegan2", "| fastgan", "| projected"]
     assert rows[1].endswith("| 1.00x |")
     assert "100 emoji at 32 px (few-shot)" in out and "against 100 real images" in out
-    few_shot = [row.split(" | ")[:2] for row in rows[header + 1:]]
+    few_shot = [row.split(" | ")[:2] for row in rows[headers[1] + 1:headers[2]]]
     assert few_shot == [["| fastgan", "defaults"],
                         ["| dcgan", "augment=diffaugment diffaugment_policy=color,translation"]]
-    assert rows[-1].endswith("| 1.00x |")
+    assert "200 emoji at 64 px (small folder)" in out and "against 200 real images" in out
+    small = [row.split(" | ")[:4] for row in rows[headers[2] + 1:]]
+    assert small == [["| projected", "defaults", "hinge", "diffaugment"],
+                     ["| fastgan", "defaults", "hinge", "diffaugment"],
+                     ["| dcgan", "defaults", "bce", "ada"],
+                     ["| dcgan", "augment=none", "bce", "none"]]
+    results = [r for r in rows if not r.startswith(("| model", "|---"))]
+    assert all(float(row.split(" | ")[-2]) >= 0 for row in results)  # fixed-feature FD
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert pictures == ["growth-32px.png", "models-dcgan-32px-few-shot.png",
-                        "models-dcgan-32px.png", "models-fastgan-32px-few-shot.png",
-                        "models-fastgan-32px.png", "models-msg-32px.png",
-                        "models-progressive-32px.png", "models-stylegan2-32px.png"]
+                        "models-dcgan-32px.png", "models-dcgan-64px-small-2.png",
+                        "models-dcgan-64px-small-3.png",
+                        "models-fastgan-32px-few-shot.png", "models-fastgan-32px.png",
+                        "models-fastgan-64px-small-1.png", "models-msg-32px.png",
+                        "models-progressive-32px.png",
+                        "models-projected-32px.png", "models-projected-64px-small-0.png",
+                        "models-stylegan2-32px.png"]
 
 
 def test_train_speed_prints_a_row_per_precision(tmp_path):

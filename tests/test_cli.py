@@ -65,9 +65,11 @@ def test_train_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--lr-d X" in out and "(default: 0.0002;" in out and "(default: dcgan)" in out
+    assert "--lr-d X" in out and "(default: 0.0002;" in out
     flat = " ".join(out.split())  # auto settings name the families that choose their own
-    assert "(default: none; fastgan chooses its own, see --dry-run)" in flat
+    assert "(auto: from the data: the lesson's DCGAN for digits" in flat  # --model
+    assert ("auto turns ada on below 10,000 pictures (except for the lesson's datasets) "
+            "(default: none; fastgan, projected choose their own, see --dry-run)") in flat
     assert "(default: 0.0; progressive, stylegan2 choose their own, see --dry-run)" in flat
 
 
@@ -116,7 +118,8 @@ def test_config_file_with_flag_override(capsys, pictures, tmp_path):
     (["train", "--data", "pictures", "--steps", "-5"], ["--steps"]),
     (["train", "--data", "pictures", "--lr-d", "0"], ["--lr-d"]),
     (["train", "--data", "pictures", "--channels", "2"], ["--channels"]),
-    (["train", "--data", "pictures", "--model-option", "widht=3"], ["widht", "dcgan"]),
+    (["train", "--data", "pictures", "--model", "dcgan", "--model-option", "widht=3"],
+     ["widht", "dcgan"]),
     (["train", "--data", "pictures", "--device", "cuda:7"], ["--device"]),
     (["train", "--data", "pictures", "--out", "pictures/0.jpg/run"], ["--out"]),
     (["train", "--data", "pictures", "--steps", "2", "--epochs", "1"], ["--steps", "--epochs"]),

@@ -136,6 +136,20 @@ def test_stylegan2_trains_alike_on_two_processes(tmp_path, env):
                     tmp_path / "two" / "checkpoints" / "step-0000004.pt", tight=False)
 
 
+def test_projected_discriminator_trains_alike_on_two_processes(tmp_path, env):
+    """The frozen network outside the module tree, frozen projections never averaged,
+    BatchNorm heads over the global batch, the generator's noise from the recipe's stream."""
+    common = [*TINY, "--model", "projected", "--resolution", "32", "--model-option",
+              "features=tiny", "--model-option", "projection_channels=4", "--model-option",
+              "base_channels=2", "--steps", "4", "--checkpoint-every", "4"]
+    together([("train", *common, "--out", str(tmp_path / "one")),
+              ("train", "--nproc", "2", *common, "--out", str(tmp_path / "two"))], env=env)
+    one, two = (tmp_path / name / "checkpoints" / "step-0000004.pt" for name in ("one", "two"))
+    assert_same_run(one, two, tight=False)
+    d1, d2 = (torch.load(p, weights_only=True)["discriminator"] for p in (one, two))
+    assert torch.equal(d1["channel_mix0"], d2["channel_mix0"])
+
+
 def _start(tmp_path, env, resume=False):
     """A long two-process run (or its continuation), once it has written a tick."""
     run = tmp_path / "run"

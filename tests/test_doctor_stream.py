@@ -269,8 +269,14 @@ def test_restart_takes_the_settings_warnings_of_the_saved_config(tmp_path):
     records = [tick(s) for s in range(10, 200, 10)]
     run = write_run(tmp_path / "run 1; rm -rf ~", records, config=config)
     report = build_report(run)
-    assert report.healthy and [f.kind for f in report.settings] == [
+    # The samples show nothing, but the risky settings are the diagnosis: the run is not
+    # called healthy above the advice to start it again (issue 26).
+    assert not report.current and not report.healthy
+    assert [f.kind for f in report.settings] == [
         "settings_batch_small", "settings_generator_small"]
+    assert "The risky settings above are the diagnosis" in report.text()
+    assert "No problem is visible" not in report.text()
+    assert report.as_dict()["healthy"] is False
     assert [f["kind"] for f in report.as_dict()["settings"]] == [
         "settings_batch_small", "settings_generator_small"]
     assert "Settings check (config.yaml):\n  - --batch-size 4" in report.text()
@@ -286,7 +292,8 @@ def test_restart_takes_the_settings_warnings_of_the_saved_config(tmp_path):
     usual = ("model: dense\nresolution: 32\nchannels: 1\ndata: digits\nloss: bce\n"
              "batch_size: 64\nsteps: 500\n")
     quiet = write_run(tmp_path / "quiet", records, config=usual)
-    assert build_report(quiet).settings == []
+    assert build_report(quiet).settings == [] and build_report(quiet).healthy
+    assert "No problem is visible at the end of the run." in build_report(quiet).text()
     assert not any("new run" in a for a in recommendations(build_report(quiet)))
 
 

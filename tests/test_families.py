@@ -34,6 +34,9 @@ TINY = {
         "base_channels": 8, "max_channels": 16, "w_dim": 16, "pl_weight": 2.0, "pl_every": 2}},
     # 64 px: the smallest size with skip-layer excitation in both networks
     "fastgan": {"resolution": 64, "model_options": {"base_channels": 2}},
+    # a random 4-level feature network stands in for the pretrained one
+    "projected": {"resolution": 32, "model_options": {"base_channels": 2, "features": "tiny",
+                                                      "projection_channels": 4}},
 }
 QUIET = dict(progress=False, log=lambda m: None)
 
@@ -371,8 +374,8 @@ def test_dry_run_prints_what_the_defaults_chose(pictures, tmp_path, capsys):
                  "wgan-gp", "--batch-size", "8", "--dry-run"]) == 0
     out = capsys.readouterr().out  # the paper's loss brings the paper's drift term
     assert "batch_size: 8" in out and "drift: 0.001" in out and "r1_gamma: 0.0" in out
-    assert main(["train", "--data", str(pictures), "--dry-run"]) == 0  # dcgan: the lesson's
-    out = capsys.readouterr().out
+    assert main(["train", "--data", str(pictures), "--model", "dcgan", "--dry-run"]) == 0
+    out = capsys.readouterr().out  # dcgan: the lesson's
     assert "chosen automatically for dcgan" in out and "lr_g: 0.0002" in out
 
 

@@ -154,7 +154,10 @@ def test_few_shot_defaults_are_the_papers(pictures, capsys):
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "augment: ada" in out and "augment: diffaugment" not in out
-    assert main(["train", "--data", str(pictures), "--dry-run"]) == 0  # other families: none
+    # other families: ADA on a small folder (24 pictures), none on the lesson's datasets
+    assert main(["train", "--data", str(pictures), "--model", "dcgan", "--dry-run"]) == 0
+    assert "augment: ada" in capsys.readouterr().out
+    assert main(["train", "--data", "digits", "--dry-run"]) == 0
     assert "augment: none" in capsys.readouterr().out
 
 

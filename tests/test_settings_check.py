@@ -120,9 +120,11 @@ RISKY = [
     ({"model": "progressive", "data": "emoji", "batch_size": 2}, "settings_batch_small",
      "--batch-size", "32", {"batch_size": 32}),
     # StyleGAN2-ADA's rule at 64 px and batch 64: 0.0002 x 64^2 / 64 = 0.0128
-    ({"data": "emoji", "r1_gamma": 100.0}, "settings_r1_gamma", "--r1-gamma", "0.013",
+    ({"model": "dcgan", "data": "emoji", "r1_gamma": 100.0}, "settings_r1_gamma",
+     "--r1-gamma", "0.013",
      {"r1_gamma": 0.013}),
-    ({"data": "emoji", "r1_gamma": 1e-5}, "settings_r1_gamma", "--r1-gamma", "0.013",
+    ({"model": "dcgan", "data": "emoji", "r1_gamma": 1e-5}, "settings_r1_gamma",
+     "--r1-gamma", "0.013",
      {"r1_gamma": 0.013}),
     ({"model": "stylegan2", "data": "emoji", "resolution": 256, "r1_gamma": 0.01},
      "settings_r1_gamma", "--r1-gamma", "0.82", {"r1_gamma": 0.82}),

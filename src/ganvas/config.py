@@ -81,7 +81,10 @@ class TrainConfig:
         128_000_000, "skip images with more pixels than this (guards against decompression bombs)"
     )
     # model
-    model: str = _opt("dcgan", "architecture; see `ganvas models`")
+    model: str | None = _opt(
+        None, "architecture; see `ganvas models` (auto: from the data: the lesson's DCGAN for "
+        "digits, mnist and fashion-mnist, FastGAN below 10,000 pictures, StyleGAN2 for more "
+        "at 64 px and above, else DCGAN)")
     latent_dim: int = _opt(100, "size of the generator's input noise vector z")
     model_options: dict = _opt(
         {}, "architecture-specific settings as KEY=VALUE (repeatable); see `ganvas models`",
@@ -156,8 +159,8 @@ class TrainConfig:
     # small data
     augment: str | None = _opt(
         None, "augment every image D sees: none, diffaugment (fixed policy) or ada "
-        "(strength adapts to D's overfitting); use for a few thousand images or fewer",
-        auto=True)
+        "(strength adapts to D's overfitting); auto turns ada on below 10,000 pictures "
+        "(except for the lesson's datasets)", auto=True)
     diffaugment_policy: str | None = _opt(
         None, "what --augment diffaugment does: color, translation and/or cutout, "
         "comma-separated", auto=True)

@@ -28,6 +28,7 @@ STYLE_MIXING = "stylegan2/mixing"  # style-mixing cutoffs and second latents
 SYNTHESIS_NOISE = "stylegan2/noise"  # per-pixel noise inputs and path-length projections
 RECONSTRUCTION_PARTS = "fastgan/parts"  # which quarter FastGAN's discriminator reconstructs
 FASTGAN_NOISE = "fastgan/noise"  # FastGAN's per-pixel noise inputs during training
+PROJECTED_NOISE = "projected/noise"  # the generator's noise inputs under a projected D
 EMA_STATISTICS = "ema/statistics"  # latents of the average's own BatchNorm passes
 
 

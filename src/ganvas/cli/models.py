@@ -15,6 +15,7 @@ examples:
   ganvas train --data emoji --model progressive --resolution 64
   ganvas train --data emoji --model msg --model-option combine=lin_cat
   ganvas train --data emoji --model progressive --dry-run   # what the defaults choose
+  ganvas train --data ~/pictures/my-200-paintings --model projected
 """
 
 
@@ -29,9 +30,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganvas.config import AUTO_DEFAULTS
+    from ganvas.training.settings import SMALL_DATA
+
+    print_stdout(textwrap.fill(
+        f"Without --model, the family is chosen from the data: the lesson's DCGAN for "
+        f"digits, mnist and fashion-mnist; fastgan below {SMALL_DATA:,} pictures; stylegan2 "
+        f"for more at 64 px and above; else dcgan (`ganvas train ... --dry-run` says which "
+        f"and why).", 100) + "\n")
     for name, family in available_models().items():
         print_stdout(f"{name}: " + textwrap.fill(family.description, 96,
                                                  subsequent_indent="    "))
+        own = family.auto_settings(64, SMALL_DATA, None).get("augment")
+        augment = (f"{own} (the family's own)" if own else
+                   f"ada below {SMALL_DATA:,} pictures, else {AUTO_DEFAULTS['augment']}")
+        print_stdout(f"    augmentation on auto: {augment}")
         for f in dataclasses.fields(family.Options):
             default = "auto" if f.default is None else f.default
             line = f"    --model-option {f.name}=VALUE   (default: {default})"

@@ -133,7 +133,12 @@ def register_recipe(recipe: type[LossRecipe]) -> type[LossRecipe]:
 
 
 def get_recipe(name: str) -> type[LossRecipe]:
-    from ganvas.losses import fastgan, standard, stylegan2  # noqa: F401  (registers the built-ins)
+    from ganvas.losses import (  # noqa: F401  (registers the built-ins)
+        fastgan,
+        projected,
+        standard,
+        stylegan2,
+    )
 
     try:
         return _RECIPES[name]

@@ -1,6 +1,14 @@
 """Generator/discriminator architectures, built by short name from the registry."""
 
-from ganvas.models import dcgan, dense, fastgan, msg, progressive, stylegan2  # noqa: F401  (registers them)
+from ganvas.models import (  # noqa: F401  (registers them)
+    dcgan,
+    dense,
+    fastgan,
+    msg,
+    progressive,
+    projected,
+    stylegan2,
+)
 from ganvas.models.registry import (
     ModelFamily,
     ModelSpec,

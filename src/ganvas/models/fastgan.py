@@ -147,7 +147,7 @@ class FastGANGenerator(GeneratorNetwork):
 
     average_needs_own_statistics = True  # BatchNorm after every convolution
 
-    def __init__(self, spec: ModelSpec, base: int):
+    def __init__(self, spec: ModelSpec, base: int, half_size_image: bool = True):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
                      channels=spec.channels)
@@ -165,24 +165,31 @@ class FastGANGenerator(GeneratorNetwork):
                                      for s in self.sizes if SLE_MIN <= s <= 512})
         self.small = small_resolution(R)
         self.to_image = conv(ch[R], spec.channels, 3, padding=1)
-        self.to_small = conv(ch[self.small], spec.channels, 1)
+        # The half-size image serves FastGAN's own discriminator; other discriminators
+        # (the projected one) judge the image alone.
+        self.to_small = conv(ch[self.small], spec.channels, 1) if half_size_image else None
         init_norms(self)
 
     def render(self, z: torch.Tensor, noise: str, rng: torch.Generator | None = None
                ) -> list[torch.Tensor]:
-        """``[half-size image, image]``; ``rng`` draws random noise (None: the global
-        generator)."""
+        """``[half-size image, image]`` (``[image]`` without the half-size one); ``rng``
+        draws random noise (None: the global generator)."""
         features = {4: self.start(z.view(len(z), -1, 1, 1))}
         for s in self.sizes[1:]:
             x = self.ups[str(s)](features[s // 2], noise, rng)
             if str(s) in self.excite:
                 x = self.excite[str(s)](x, features[s // 16])
             features[s] = x
-        return [torch.tanh(self.to_small(features[self.small])),
-                torch.tanh(self.to_image(features[self.resolution]))]
+        image = torch.tanh(self.to_image(features[self.resolution]))
+        if self.to_small is None:
+            return [image]
+        return [torch.tanh(self.to_small(features[self.small])), image]
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         return self.render(z, "random")
+
+    def training_images(self, z, rng=None):
+        return self.render(z, "random", rng)
 
     def synthesize_images(self, z, c, noise):
         return self.render(z, noise)[-1].clamp(-1, 1)

@@ -72,6 +72,15 @@ class GeneratorNetwork(nn.Module):
         at ``resolution``. The same as ``sample`` except for growing families."""
         return self.sample(z, c)
 
+    def training_images(self, z: torch.Tensor, rng: torch.Generator | None = None
+                        ) -> torch.Tensor | list[torch.Tensor]:
+        """What the generator shows a discriminator during training, as its own recipe
+        would draw it: per-pixel noise from ``rng`` (a CPU generator; None: the global one)
+        and whatever running statistics training keeps (StyleGAN2's average style)
+        updated. Recipes that train any family's generator (a projected discriminator's)
+        call this rather than the family's internals."""
+        return self(z)
+
     def set_schedule(self, point: SchedulePoint) -> None:
         """Follow the training schedule (a growing family changes its level); no-op here."""
 
@@ -89,6 +98,9 @@ class DiscriminatorNetwork(nn.Module):
     # such as minibatch standard deviation makes it the size of its groups of consecutive
     # images. (BatchNorm mixes the whole batch and is detected separately.)
     batch_group: int = 1
+    # Buffers that never change in training (a projected discriminator's frozen random
+    # projections): processes never average them, so they stay bit-identical to the seed's.
+    fixed_buffers: tuple[str, ...] = ()
 
     def set_schedule(self, point: SchedulePoint) -> None:
         """Follow the training schedule; no-op here."""

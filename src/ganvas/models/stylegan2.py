@@ -255,6 +255,10 @@ class StyleGAN2Generator(GeneratorNetwork):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.synthesis(self.broadcast(self.mapping(z)))
 
+    def training_images(self, z, rng=None):
+        # the average style follows training, as in StyleGAN2's own recipe (truncation)
+        return self.synthesis(self.broadcast(self.mapping(z, update_w_avg=True)), "random", rng)
+
     # ---- the sampling contract, in W ------------------------------------------------------
 
     def map(self, z: torch.Tensor, c: torch.Tensor | None = None, *, truncation: float = 1.0,

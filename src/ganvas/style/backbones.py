@@ -105,6 +105,8 @@ _SPECS: dict[str, _Spec] = {
     "vgg16-hed": _Spec((2, 2, 3, 3, 3), _VGG_WIDTHS, True, True),
 }
 _TINY = _Spec((2, 2), (8, 16), False, False)
+# Four blocks of one convolution: as many levels as a projected discriminator reads.
+_TINY_DEEP = _Spec((1, 1, 1, 1), (8, 16, 16, 32), False, False)
 
 
 def backbone_names() -> list[str]:
@@ -257,12 +259,14 @@ def empty_backbone(name: str) -> Backbone:
     return Backbone(name, _spec(name), DEFAULTS[name], init=False)
 
 
-def tiny_backbone(seed: int = 0, pooling: str = "max") -> Backbone:
-    """A small random VGG-like net (2 blocks of 8/16 channels) for fast tests.
+def tiny_backbone(seed: int = 0, pooling: str = "max", deep: bool = False) -> Backbone:
+    """A small random VGG-like net (2 blocks of 8/16 channels; ``deep``: 4 blocks of one
+    convolution, 8/16/16/32 channels) for fast tests.
 
     Deterministic from ``seed`` without touching the global random state.
     """
-    net = Backbone("tiny", _TINY, DEFAULTS["tiny"], pooling=pooling, init=False)
+    net = Backbone("tiny", _TINY_DEEP if deep else _TINY, DEFAULTS["tiny"], pooling=pooling,
+                   init=False)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for i in net.conv_indices():

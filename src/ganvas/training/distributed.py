@@ -220,7 +220,10 @@ class ProcessGroupStrategy(Strategy):
         """Running statistics (StyleGAN2's ``w_avg``, BatchNorm's means) follow each process's
         slice of the batch; their average is what one process with the whole batch would
         hold (exactly for running means, which are linear in the batch)."""
-        self._average([b for m in modules for b in m.buffers() if b.is_floating_point()])
+        fixed = {id(getattr(part, name)) for m in modules for part in m.modules()
+                 for name in getattr(part, "fixed_buffers", ())}
+        self._average([b for m in modules for b in m.buffers()
+                       if b.is_floating_point() and id(b) not in fixed])
 
     def _average(self, tensors: list[torch.Tensor]) -> None:
         """Replace each tensor by its mean over the processes, in place."""

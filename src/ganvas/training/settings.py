@@ -18,6 +18,22 @@ from ganvas.models.registry import get_model_family
 DEFAULT_STEPS = 10_000
 # Built-ins whose pictures are small and grayscale: the lesson's 28 px, one channel.
 _SMALL_GRAYSCALE = ("digits", "mnist", "fashion-mnist")
+# Below this many pictures a discriminator trained without augmentation memorises them
+# (Karras et al. 2020, "Training GANs with Limited Data": FFHQ subsets of 2k and 10k images
+# overfit within a few million images shown; stylegan2-ada turns ADA on by default). A family
+# that names its own augmentation (FastGAN's and the projected discriminator's DiffAugment)
+# keeps it; the lesson's datasets keep the lesson's settings.
+SMALL_DATA = 10_000
+
+
+def small_data_augment(config: TrainConfig, num_images: int | None) -> str | None:
+    """``ada`` for a folder of fewer than SMALL_DATA pictures (None: no opinion)."""
+    builtin = parse_builtin(config.data) if isinstance(config.data, str) else None
+    if builtin is not None and builtin[0] in _SMALL_GRAYSCALE:
+        return None
+    if num_images is not None and 0 < num_images < SMALL_DATA:
+        return "ada"
+    return None
 
 
 def default_resolution(config: TrainConfig) -> TrainConfig:
@@ -28,15 +44,51 @@ def default_resolution(config: TrainConfig) -> TrainConfig:
                           channels=config.channels or (1 if small else 3))
 
 
+def choose_family(config: TrainConfig, num_images: int | None) -> tuple[str, str]:
+    """The model family for ``--model`` left on auto, and why, from the data and the
+    resolution (already filled in): the lesson's datasets keep the lesson's DCGAN; a folder
+    of fewer than SMALL_DATA pictures gets FastGAN, built for 100 to 1,000 pictures (the
+    projected discriminator is a choice, not yet the default: benchmarks/models.py
+    --small-folder measures it against FastGAN); more pictures at 64 px and above get
+    StyleGAN2, as stylegan2-ada chooses it for any data. Sizes a family cannot build fall
+    back to DCGAN."""
+    builtin = parse_builtin(config.data) if isinstance(config.data, str) else None
+    r = config.resolution
+    power_of_two = r is not None and r >= 1 and r & (r - 1) == 0
+    if builtin is not None and builtin[0] in _SMALL_GRAYSCALE:
+        return "dcgan", f"{builtin[0]} is one of the lesson's datasets: the lesson's DCGAN"
+    if num_images is None:
+        return "dcgan", "the data's size is unknown: DCGAN, the general default"
+    if num_images < SMALL_DATA:
+        if power_of_two and 32 <= r <= 1024:
+            return "fastgan", (f"{num_images:,} pictures, fewer than {SMALL_DATA:,}: FastGAN, "
+                               "built for 100 to 1,000 pictures")
+        return "dcgan", (f"{num_images:,} pictures at {r} px: DCGAN (FastGAN needs a power "
+                         "of two from 32 to 1024 px)")
+    if power_of_two and 64 <= r <= 1024:
+        return "stylegan2", f"{num_images:,} pictures at {r} px: StyleGAN2"
+    return "dcgan", f"{num_images:,} pictures at {r} px: DCGAN"
+
+
 def resolve_settings(config: TrainConfig, num_images: int | None = None
                      ) -> tuple[TrainConfig, dict[str, Any]]:
     """The config with every auto setting filled in, and what was chosen (name -> value;
-    family options as ``model_options.NAME``). Settings already given are kept."""
+    family options as ``model_options.NAME``; the family itself as ``model`` with its
+    reason as ``model_reason``). Settings already given are kept."""
     config = default_resolution(config)
-    family = get_model_family(config.model)
     if num_images is None:
-        num_images = count_images(config.data) or 10_000
+        num_images = count_images(config.data)
+    picked: dict[str, Any] = {}
+    if config.model is None:
+        name, reason = choose_family(config, num_images)
+        config = config.replace(model=name)
+        picked = {"model": name, "model_reason": reason}
+    family = get_model_family(config.model)
+    augment = small_data_augment(config, num_images)
+    num_images = num_images or 10_000
     preferred = family.auto_settings(config.resolution, num_images, config.loss)
+    if augment is not None and "augment" not in preferred:
+        preferred = {**preferred, "augment": augment}
     chosen: dict[str, Any] = {}
     for name in TrainConfig.auto_fields():
         if getattr(config, name) is None:
@@ -45,6 +97,7 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
             and "kimg" in preferred:
         chosen["kimg"] = preferred["kimg"]
     config = config.replace(**chosen)
+    chosen = {**picked, **chosen}
     given = dict(config.model_options)
     options = family.auto_options(config.resolution, num_images, config.batch_size)
     filled = {k: v for k, v in options.items() if given.get(k) is None}
@@ -61,5 +114,7 @@ def describe_choices(config: TrainConfig, chosen: dict[str, Any], num_images: in
         return ""
     size = f"{num_images:,} images" if num_images else "data of unknown size"
     lines = [f"# chosen automatically for {config.model} at {config.resolution} px and {size}:"]
-    lines += [f"#   {name}: {value}" for name, value in chosen.items()]
+    reason = chosen.get("model_reason")
+    lines += [f"#   {name}: {value}" + (f" ({reason})" if name == "model" and reason else "")
+              for name, value in chosen.items() if name != "model_reason"]
     return "\n".join(lines)

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ganvas import __version__
+from ganvas.augment import build_augment
 from ganvas.config import LIMITS, TrainConfig, dump_yaml
 from ganvas.data import count_images, load_images
 from ganvas.data.loader import BatchStream
@@ -41,7 +42,16 @@ from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_
 from ganvas.models.registry import make_spec
 from ganvas.models.schedule import SchedulePoint, steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
-from ganvas.rng import DATA, LATENTS, SAMPLES, batch_slice, per_sample, stream, stream_seed
+from ganvas.rng import (
+    AUGMENT,
+    DATA,
+    LATENTS,
+    SAMPLES,
+    batch_slice,
+    per_sample,
+    stream,
+    stream_seed,
+)
 from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
 from ganvas.runs.metrics import MetricsLog
@@ -309,9 +319,10 @@ class Trainer:
         if not self.strategy.distributed:
             return
         gate = self.gate
-        lr_g, lr_d, skip, band, reason, betas, r1_gamma, loss = self.strategy.agree(
+        lr_g, lr_d, skip, band, reason, betas, r1_gamma, loss, augment = self.strategy.agree(
             (*self.learning_rates, gate.skip_below, gate.accuracy_band, self._stop_reason,
-             (self.config.beta1, self.config.beta2), self.config.r1_gamma, self.config.loss))
+             (self.config.beta1, self.config.beta2), self.config.r1_gamma, self.config.loss,
+             self.config.augment))
         if not self.strategy.is_main:
             self.set_learning_rates(g=lr_g, d=lr_d)
             gate.skip_below, gate.accuracy_band = skip, band
@@ -320,6 +331,8 @@ class Trainer:
             self.set_r1_gamma(r1_gamma)
             if loss != self.config.loss:
                 self.set_loss(loss)
+            if augment != self.config.augment:
+                self.set_augment(augment)
 
     def _prepare_batchnorm(self, *networks: torch.nn.Module) -> None:
         """BatchNorm sees one process's slice of the batch unless --sync-bn (said once the
@@ -778,6 +791,9 @@ class Trainer:
         if "loss" in changes and changes["loss"] != self.config.loss \
                 and self.set_loss(str(changes["loss"])):
             done.append(f"--loss {changes['loss']}")
+        if changes.get("augment") == "ada" and self.config.augment == "none":
+            self.set_augment("ada")
+            done.append("--augment none -> ada")
         if "d_skip_below" in changes and self.gate.skip_below is None:
             self.gate.skip_below = changes["d_skip_below"]
             done.append(f"--d-skip-below {changes['d_skip_below']}")
@@ -798,6 +814,13 @@ class Trainer:
         self.config = self.recipe.config = self.config.replace(loss=name)
         self.recipe.criterion = get_loss(name, self.config.label_smoothing)
         return True
+
+    def set_augment(self, name: str) -> None:
+        """Turn augmentation ``name`` on mid-run (from none: ADA starts at strength 0)."""
+        c = self.config = self.recipe.config = self.config.replace(augment=name)
+        self.recipe.augment = build_augment(
+            name, seed=stream_seed(c.seed, AUGMENT), diffaugment_policy=c.diffaugment_policy,
+            ada_target=c.ada_target, ada_kimg=c.ada_kimg, sum_over_processes=self.strategy.sum)
 
     def set_r1_gamma(self, gamma: float) -> None:
         self.config = self.recipe.config = self.config.replace(r1_gamma=gamma)
@@ -887,7 +910,7 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
     values = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
     config = TrainConfig.from_dict({**values, **options}, source="train()").validate()
     # Reject a bad model/resolution/option before any decoding or folder creation.
-    config, _ = resolve_settings(config, count_images(config.data))
+    config, chosen = resolve_settings(config, count_images(config.data))
     family, _ = make_spec(config.model, resolution=config.resolution,
                           channels=config.channels, latent_dim=config.latent_dim,
                           options=config.model_options)
@@ -920,6 +943,9 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
         raise
     if strategy.is_main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(trainer.config))
+        if "model_reason" in chosen:  # said once everything checked out: errors stay alone
+            log(f"model {config.model}, chosen for the data ({chosen['model_reason']}); "
+                "another with --model NAME")
     return trainer.fit()
 
 

@@ -107,6 +107,7 @@ class HealthMonitor(Callback):
         if (trainer.config.auto_balance and self.memory.best_step != previous_best
                 and not trainer.strategy.distributed):
             self.best_state = trainer.snapshot()
+        self.context["augment"] = trainer.config.augment  # auto-balance may turn ADA on
         findings = diagnose(self.history, probabilistic=trainer.loss.probabilistic,
                             warmup=trainer.config.health_warmup, loss_name=trainer.loss.name,
                             memory=self.memory, context=self.context)

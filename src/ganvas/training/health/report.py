@@ -25,6 +25,10 @@ from ganvas.training.health.rules import HISTORY, Finding, RunMemory, diagnose
 from ganvas.utils.files import atomic_write
 
 HEALTHY = "No problem is visible at the end of the run."
+# With risky settings the verdict is theirs: the run is not called healthy above the advice
+# to start it again with other settings.
+ONLY_SETTINGS = ("The risky settings above are the diagnosis; the samples show no further "
+                 "problem the monitor can measure.")
 JSON_SCHEMA = 1  # bump when a key of HealthReport.as_dict() changes meaning or goes away
 MAX_EVENTS = 1000  # the newest events kept for the timeline; older ones are only counted
 MAX_EVENT_KINDS = 256  # distinct event names counted (a damaged file could invent millions)
@@ -102,7 +106,7 @@ class HealthReport:
 
     @property
     def healthy(self) -> bool:
-        return not self.current
+        return not self.current and not self.settings
 
     def text(self) -> str:
         c, last = self.config, self.last
@@ -126,7 +130,8 @@ class HealthReport:
             lines += ["", "Settings check (config.yaml):"]
             lines += [f"  - {f.message}" for f in self.settings]
         lines += ["", "Diagnosis:"]
-        lines += [f"  - {f.message}" for f in self.current] or [f"  {HEALTHY}"]
+        lines += [f"  - {f.message}" for f in self.current] or [
+            f"  {ONLY_SETTINGS if self.settings else HEALTHY}"]
         advice = recommendations(self)
         if advice:
             lines += ["", "Recommendations:"] + [f"  - {a}" for a in advice]

@@ -24,6 +24,12 @@ CHECKERBOARD = 8.0  # a 2- or 4-pixel grid this many times stronger than in the 
 # Held-out reals scored this far from the training ones (as a share of the margin between
 # training reals and samples): the discriminator knows its pictures, not what they show.
 MEMORISING = 0.5
+# ADA's overfitting heuristic r_t = E[sign(D(x))] above ADA's target, with the held-out
+# images already a quarter of the way towards the samples: a discriminator on its way to
+# memorising a small folder from the first ticks, reported without waiting for the gap to
+# reach MEMORISING (a run without ADA; with it, r_t above target is ADA's to handle).
+ADA_TARGET = 0.6
+EARLY_MEMORISING = 0.25
 WORSE = 1.5  # the fidelity distance this many times its best: quality got worse
 STALLED_TICKS = 16  # ticks without a better fidelity ...
 STALLED_SHARE = 0.5  # ... spanning at least this share of the images seen when it was best
@@ -313,10 +319,23 @@ def _held(recent: list[dict[str, Any]], key: str, holds) -> tuple[int, float] | 
     return _span(streak), statistics.mean(_values(streak[-WINDOW:], key))
 
 
+def _memorising(record: dict[str, Any]) -> bool:
+    return _finite(record.get("Health/memorisation")) \
+        and record["Health/memorisation"] > MEMORISING
+
+
+def _starting_to_memorise(record: dict[str, Any]) -> bool:
+    return (_finite(record.get("Health/memorisation"))
+            and record["Health/memorisation"] > EARLY_MEMORISING
+            and _finite(record.get("D/real_sign")) and record["D/real_sign"] > ADA_TARGET)
+
+
 def memorisation(recent: list[dict[str, Any]], context: dict[str, Any]) -> Finding | None:
-    """Held-out real images scored like generated ones while training images score high."""
-    streak = _streak(recent, lambda r: _finite(r.get("Health/memorisation"))
-                     and r["Health/memorisation"] > MEMORISING)
+    """Held-out real images scored like generated ones while training images score high;
+    or, without ADA, r_t above ADA's target while the held-out images drift that way."""
+    streak = _streak(recent, _memorising)
+    if len(streak) < WINDOW and context.get("augment") != "ada":
+        streak = _streak(recent, _starting_to_memorise)
     if len(streak) < WINDOW:
         return None
     window = streak[-WINDOW:]
@@ -333,14 +352,26 @@ def memorisation(recent: list[dict[str, Any]], context: dict[str, Any]) -> Findi
     if signs:
         detail += f"; r_t {statistics.mean(signs):.2f}"
     lr_d = _lr(window, "LR/D")
+    evidence = {"gap": gap, **{f"score_{k}": v for k, v in scores.items()}}
+    if signs:
+        evidence["r_t"] = statistics.mean(signs)
+    if context.get("augment") == "none":
+        # ADA's strength starts at 0 and grows only as far as D needs: safe to turn on
+        # mid-run (--auto-balance does), unlike a fixed augmentation.
+        return Finding(
+            "memorisation",
+            f"The discriminator is memorising {pictures} ({detail}, for {_span(streak)} "
+            f"steps): it stops teaching the generator what such pictures look like. Use "
+            f"--augment ada (--auto-balance turns it on now; resuming with --augment ada "
+            f"does too), or give it more pictures.",
+            {"augment": "ada"}, restart={"augment": "ada"}, evidence=evidence)
     return Finding(
         "memorisation",
         f"The discriminator is memorising {pictures} ({detail}, for {_span(streak)} steps): "
         f"it stops teaching the generator what such pictures look like. Start again with "
         f"--augment ada (or --augment diffaugment), or give it more pictures; meanwhile "
         f"--lr-d {lr_d / 2:.1e} slows it.",
-        {"lr_d": lr_d / 2}, restart={"augment": "ada"},
-        evidence={"gap": gap, **{f"score_{k}": v for k, v in scores.items()}})
+        {"lr_d": lr_d / 2}, restart={"augment": "ada"}, evidence=evidence)
 
 
 def quality_trend(recent: list[dict[str, Any]], memory: RunMemory | None) -> Finding | None:

@@ -21,11 +21,12 @@ from typing import Any
 import torch
 
 from ganvas.config import AUTO_DEFAULTS, TrainConfig, flag_words
+from ganvas.data import count_images
 from ganvas.errors import GanvasError
 from ganvas.losses.criteria import LOSSES, WassersteinLoss
 from ganvas.models import available_models, build_generator, build_models
 from ganvas.training.health.rules import Finding
-from ganvas.training.settings import default_resolution
+from ganvas.training.settings import SMALL_DATA, default_resolution, small_data_augment
 
 # A rate this many times the family's own (for the loss) is far from where it was tuned:
 # Adam's steps overshoot and the two networks oscillate or diverge. DCGAN-like nets still
@@ -98,6 +99,7 @@ def check_settings(config: TrainConfig, *, generator_params: int | None = None,
         _n_critic(config),
         _generator_size(config, generator_params, discriminator_params),
         _latent_dim(config),
+        _augmentation_off(config),
     ]
     return [finding for finding in findings if finding is not None]
 
@@ -407,6 +409,22 @@ def _latent_dim(config: TrainConfig) -> Finding | None:
         f"images from, and such runs tend to collapse onto a few pictures; GANs use 100 "
         f"(DCGAN) to 512 (StyleGAN): start with --latent-dim {typical}.",
         restart={"latent_dim": typical}, evidence={"latent_dim": latent, "usual": typical})
+
+
+def _augmentation_off(config: TrainConfig) -> Finding | None:
+    """Augmentation turned off on a folder small enough for the defaults to turn it on."""
+    if config.augment != "none":
+        return None
+    count = count_images(config.data)
+    if small_data_augment(config, count) is None:
+        return None
+    return Finding(
+        "settings_augment_off",
+        f"--augment none on {count:,} pictures: with fewer than {SMALL_DATA:,} the "
+        f"discriminator soon memorises them and the samples stop improving; let ganvas "
+        f"choose (leave --augment out) or use --augment ada, which augments only as much "
+        f"as the discriminator needs.",
+        restart={"augment": "ada"}, evidence={"num_images": count, "threshold": SMALL_DATA})
 
 
 # ---- the command line ------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""The projected discriminator: a frozen pretrained network, frozen random projections fixed
+by the seed, light heads that learn, and the frozen network kept out of checkpoints but
+checked when a run resumes. (The contract suite in test_families.py covers sampling, export,
+every phase and the exact resume mid-run.)"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganvas.errors import GanvasError
+from ganvas.models.export import load_weights
+from ganvas.models.projected import ProjectedDiscriminator
+from ganvas.models.registry import make_spec
+from ganvas.style.backbones import build_backbone, tiny_backbone
+from ganvas.training.callbacks import Callback
+
+OPTIONS = {"base_channels": 2, "features": "tiny", "projection_channels": 4}
+QUIET = dict(progress=False, log=lambda m: None)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANVAS_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(24):
+        array = np.full((20, 20, 3), rng.integers(0, 255, 3), dtype=np.uint8)
+        y, x = rng.integers(0, 10, 2)
+        array[y:y + 10, x:x + 10] = rng.integers(0, 255, 3)
+        Image.fromarray(array).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def networks(seed=0, **options):
+    torch.manual_seed(seed)
+    family, spec = make_spec("projected", resolution=32, channels=3, latent_dim=8,
+                             options={**OPTIONS, **options})
+    return family.build_generator(spec), family.build_discriminator(spec)
+
+
+def test_only_the_heads_learn_and_each_receives_gradients():
+    G, D = networks()
+    D(G(torch.randn(4, 8))).sum().backward()
+    assert len(D.heads) == 4
+    for head in D.heads:
+        grads = [p.grad for p in head.parameters()]
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    frozen = list(D.feature_network.parameters())
+    assert frozen and all(not p.requires_grad and p.grad is None for p in frozen)
+    assert not {id(p) for p in frozen} & {id(p) for p in D.parameters()}
+    # the generator's image is judged through the frozen network: G gets gradients
+    assert all(p.grad is not None for p in G.to_image.parameters())
+
+
+def test_the_frozen_network_stays_out_of_the_state_dict_but_its_checksum_is_in():
+    _, D = networks()
+    keys = set(D.state_dict())
+    assert "feature_checksum" in keys and {"channel_mix0", "scale_mix0"} <= keys
+    assert not any(k.startswith("feature_network") for k in keys)
+
+
+def test_random_projections_are_fixed_by_the_seed():
+    _, a = networks(seed=0)
+    _, b = networks(seed=0)
+    _, c = networks(seed=1)
+    for name in ("channel_mix0", "channel_mix3", "scale_mix1"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+        assert not torch.equal(getattr(a, name), getattr(c, name))
+
+
+def test_a_run_with_other_feature_weights_is_refused_in_one_line():
+    _, D = networks()
+    state = D.state_dict()
+    state["feature_checksum"] = state["feature_checksum"].clone()
+    state["feature_checksum"][0] ^= 1
+    _, fresh = networks()
+    with pytest.raises(GanvasError, match="trained on other tiny weights") as error:
+        load_weights(fresh, state, "step-0000004.pt")
+    assert "\n" not in str(error.value)
+    load_weights(fresh, D.state_dict(), "step-0000004.pt")  # the same weights load
+
+
+class KeepTrainer(Callback):
+    def on_train_end(self, trainer, result):
+        self.trainer = trainer
+
+
+def test_training_moves_the_heads_and_leaves_the_feature_network_bit_identical(
+        pictures, tmp_path):
+    from ganvas.training.trainer import train
+
+    keep = KeepTrainer()
+    result = train(dict(data=str(pictures), model="projected", resolution=32, latent_dim=8,
+                        batch_size=8, steps=4, model_options=OPTIONS, precision="fp32",
+                        health=False, log_every=2), out=str(tmp_path / "run"),
+                   callbacks=[keep], **QUIET)
+    D = keep.trainer.discriminator
+    reference = tiny_backbone(seed=0, deep=True)
+    for (name, value), (_, before) in zip(D.feature_network.state_dict().items(),
+                                          reference.state_dict().items()):
+        assert torch.equal(value, before), name
+    saved = torch.load(result.checkpoint, weights_only=True)
+    assert not any(k.startswith("feature_network") for k in saved["discriminator"])
+    torch.manual_seed(0)
+    _, initial = networks()
+    assert torch.equal(saved["discriminator"]["channel_mix0"], initial.channel_mix0)
+    moved = [not torch.equal(saved["discriminator"][k], v)
+             for k, v in initial.state_dict().items() if k.startswith("heads.")]
+    assert sum(moved) > len(moved) // 2
+    assert saved["config"]["augment"] == "diffaugment" and saved["config"]["loss"] == "hinge"
+
+
+def test_stylegan2_generator_keeps_its_average_style_under_the_projected_discriminator(
+        pictures, tmp_path):
+    from ganvas.training.trainer import train
+
+    keep = KeepTrainer()
+    train(dict(data=str(pictures), model="projected", resolution=32, latent_dim=8,
+               batch_size=8, steps=3, precision="fp32", health=False, log_every=3,
+               model_options={**OPTIONS, "generator": "stylegan2", "base_channels": 8,
+                              "max_channels": 16}),
+          out=str(tmp_path / "run"), callbacks=[keep], **QUIET)
+    G = keep.trainer.generator
+    assert G.w_avg.abs().sum() > 0  # updated by training_images, used by truncation
+    images = G.sample(torch.randn(2, 8), truncation=0.5)
+    assert images.shape == (2, 3, 32, 32)
+
+
+def test_the_vgg_feature_networks_give_four_levels():
+    """The architectures the pretrained weights load into (random weights here: no
+    download in tests)."""
+    _, spec = make_spec("projected", resolution=32, channels=1, latent_dim=8,
+                        options=OPTIONS)
+    D = ProjectedDiscriminator(spec, build_backbone("vgg16-hed"), 32, 4)
+    assert D.layers == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    assert D(torch.rand(2, 1, 32, 32) * 2 - 1).shape == (2,)  # grayscale: shown as RGB
+
+
+@pytest.mark.parametrize("options, needle", [
+    ({"features": "inception"}, "features must be one of vgg16-hed, vgg16, vgg19, tiny"),
+    ({"generator": "dcgan"}, "generator must be one of fastgan, stylegan2"),
+    ({"feature_resolution": 48}, "feature_resolution must be a power of two"),
+    ({"projection_channels": 0}, "projection_channels must be 1..1024"),
+])
+def test_bad_options_are_one_line(options, needle):
+    with pytest.raises(GanvasError, match=needle):
+        make_spec("projected", resolution=32, channels=3, latent_dim=8,
+                  options={**OPTIONS, **options})

@@ -1,0 +1,164 @@
+"""Small folders are the default case: the family and the augmentation are chosen from the
+picture count, turning augmentation off on a small folder is warned about, and a
+discriminator that starts memorising is named within a few ticks (and, with
+--auto-balance, given ADA mid-run)."""
+
+import json
+import platform
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ganvas
+from ganvas.cli.main import main
+from ganvas.config import TrainConfig
+from ganvas.training.health.rules import diagnose
+from ganvas.training.health.settings_check import check_settings
+from ganvas.training.settings import SMALL_DATA, choose_family, resolve_settings
+
+QUIET = dict(progress=False, log=lambda m: None)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANVAS_CACHE", str(tmp_path / "cache"))
+
+
+def folder_of(tmp_path, count, size=28):
+    folder = tmp_path / f"set{count}"
+    folder.mkdir()
+    rng = np.random.default_rng(count)
+    for i in range(count):
+        image = np.zeros((size, size), np.uint8)
+        y, x = rng.integers(4, size - 8, 2)
+        image[y:y + 8, x:x + 8] = 255
+        Image.fromarray(image).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("data, count, resolution, family", [
+    ("digits", 1797, 28, "dcgan"),            # the lesson's dataset keeps the lesson's model
+    ("fashion-mnist", 60000, 28, "dcgan"),
+    ("FOLDER", 300, 64, "fastgan"),           # a few hundred pictures: the few-shot family
+    ("FOLDER", 300, 48, "dcgan"),             # ... where FastGAN cannot build the size
+    ("FOLDER", SMALL_DATA, 64, "stylegan2"),  # enough pictures at 64 px and above
+    ("FOLDER", 50000, 32, "dcgan"),
+    ("FOLDER", None, 64, "dcgan"),            # a size ganvas cannot count
+])
+def test_the_family_is_chosen_from_the_data(tmp_path, data, count, resolution, family):
+    config = TrainConfig(data=str(tmp_path) if data == "FOLDER" else data,
+                         resolution=resolution)
+    name, reason = choose_family(config, count)
+    assert name == family and reason
+
+
+def test_small_folders_get_ada_unless_the_family_names_its_own_augmentation(tmp_path):
+    folder = str(tmp_path)
+    for model, count, augment in [("dcgan", 300, "ada"), ("stylegan2", 9999, "ada"),
+                                  ("msg", 300, "ada"), ("dcgan", SMALL_DATA, "none"),
+                                  ("fastgan", 300, "diffaugment"),
+                                  ("projected", 300, "diffaugment")]:
+        config = TrainConfig(data=folder, model=model, resolution=64)
+        resolved, chosen = resolve_settings(config, count)
+        assert resolved.augment == augment and chosen["augment"] == augment, (model, count)
+    lesson, _ = resolve_settings(TrainConfig(data="digits", model="dcgan"), 1797)
+    assert lesson.augment == "none"
+    given, chosen = resolve_settings(TrainConfig(data=folder, model="dcgan", resolution=64,
+                                                 augment="none"), 300)
+    assert given.augment == "none" and "augment" not in chosen
+
+
+def test_dry_run_says_which_family_and_why(tmp_path, capsys):
+    folder = folder_of(tmp_path, 12)
+    assert main(["train", "--data", str(folder), "--resolution", "32", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "#   model: fastgan (12 pictures, fewer than 10,000: FastGAN" in out
+    assert "\nmodel: fastgan\n" in out and "\naugment: diffaugment\n" in out
+    assert main(["train", "--data", str(folder), "--model", "dcgan", "--dry-run"]) == 0
+    assert "\naugment: ada\n" in capsys.readouterr().out
+
+
+def test_turning_augmentation_off_on_a_small_folder_is_warned_about(tmp_path):
+    folder = folder_of(tmp_path, 12)
+    config = TrainConfig(data=str(folder), model="dcgan", augment="none")
+    config, _ = resolve_settings(config)
+    found = [f for f in check_settings(config) if f.kind == "settings_augment_off"]
+    assert found and "--augment none on 12 pictures" in found[0].message
+    assert found[0].restart == {"augment": "ada"}
+    lesson, _ = resolve_settings(TrainConfig(data="digits", augment="none"))
+    assert not [f for f in check_settings(lesson) if f.kind == "settings_augment_off"]
+
+
+def tick(step, r_t, gap):
+    return {"step": step, "D/real_sign": r_t, "Health/memorisation": gap, "LR/D": 2e-4,
+            "Health/d_train": 1.0, "Health/d_heldout": 0.5, "Health/d_fake": -1.0,
+            "D/accuracy": 0.8, "Loss/D": 0.9, "Loss/G": 1.0}
+
+
+def test_r_t_above_adas_target_with_drifting_held_out_images_is_memorising_at_once():
+    early = [tick(10 * i, 0.85, 0.3) for i in range(1, 5)]
+    found = [f for f in diagnose(early, context={"augment": "none", "train_images": 190,
+                                                 "held_out": 10}) if f.kind == "memorisation"]
+    assert found and "memorising your 190 training pictures" in found[0].message
+    assert found[0].changes == {"augment": "ada"} and found[0].evidence["r_t"] == 0.85
+    # with ADA on, r_t above its target is ADA's to handle; a confident D on pictures it
+    # has not memorised (no drift of the held-out ones) is no memorising
+    assert not [f for f in diagnose(early, context={"augment": "ada"})
+                if f.kind == "memorisation"]
+    healthy = [tick(10 * i, 0.85, 0.1) for i in range(1, 5)]
+    assert not [f for f in diagnose(healthy, context={"augment": "none"})
+                if f.kind == "memorisation"]
+    short = early[:3]
+    assert not [f for f in diagnose(short, context={"augment": "none"})
+                if f.kind == "memorisation"]
+
+
+class MemorisingDiscriminator(ganvas.Callback):
+    """D gains a large bonus for the exact pictures it trains on."""
+
+    def on_train_start(self, trainer):
+        images = np.asarray(trainer.data.images[trainer.train_indices])
+        memory = torch.from_numpy(images).float().flatten(1) / 127.5 - 1
+        D = trainer.discriminator
+        forward = D.forward
+
+        def remembering(x, *args, **kwargs):
+            out = forward(x, *args, **kwargs)
+            seen = torch.cdist(x.detach().float().flatten(1), memory).min(dim=1).values < 0.5
+            return out + 20.0 * seen.to(out.dtype).view(-1, *([1] * (out.dim() - 1)))
+
+        D.forward = remembering
+
+
+def test_auto_balance_turns_ada_on_when_the_discriminator_memorises(tmp_path):
+    folder = folder_of(tmp_path, 16)
+    result = ganvas.train(data=str(folder), model="dcgan", resolution=28, channels=1,
+                          batch_size=14, steps=24, log_every=2, health_warmup=0,
+                          augment="none", auto_balance=True, precision="fp32",
+                          sample_every=10_000, model_options={"base_channels": 16},
+                          out=str(tmp_path / "run"), callbacks=[MemorisingDiscriminator()],
+                          **QUIET)
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    found = [r for r in lines if r.get("event") == "memorisation"]
+    assert found and "--augment ada" in found[0]["message"]
+    assert found[0]["step"] <= 16  # within a few ticks (4 in a row are needed)
+    balanced = [r for r in lines if r.get("event") == "auto_balance"
+                and r.get("cause") == "memorisation"]
+    assert balanced and "--augment none -> ada" in balanced[0]["message"]
+    assert any("Augment/p" in r for r in lines if r["step"] > balanced[0]["step"])
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["config"]["augment"] == "ada" and "p" in state["augment"]
+    resumed = ganvas.resume(result.run_dir, steps=28, **QUIET)
+    assert resumed.step == 28
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the CPU-flag check is for x86")
+def test_mixed_precision_is_not_chosen_where_bf16_would_be_emulated(monkeypatch):
+    from ganvas.utils import device as devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512f", "avx512bw", "avx512vl"})
+    assert devices.native_bf16(torch.device("cpu")) is False
+    assert devices.resolve_precision("auto", torch.device("cpu")) is None
