@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_health import MemorisingDiscriminator  # D gains a bonus for its exact pictures
 
 import ganvas
 from ganvas.cli.main import main
@@ -113,23 +114,6 @@ def test_r_t_above_adas_target_with_drifting_held_out_images_is_memorising_at_on
     short = early[:3]
     assert not [f for f in diagnose(short, context={"augment": "none"})
                 if f.kind == "memorisation"]
-
-
-class MemorisingDiscriminator(ganvas.Callback):
-    """D gains a large bonus for the exact pictures it trains on."""
-
-    def on_train_start(self, trainer):
-        images = np.asarray(trainer.data.images[trainer.train_indices])
-        memory = torch.from_numpy(images).float().flatten(1) / 127.5 - 1
-        D = trainer.discriminator
-        forward = D.forward
-
-        def remembering(x, *args, **kwargs):
-            out = forward(x, *args, **kwargs)
-            seen = torch.cdist(x.detach().float().flatten(1), memory).min(dim=1).values < 0.5
-            return out + 20.0 * seen.to(out.dtype).view(-1, *([1] * (out.dim() - 1)))
-
-        D.forward = remembering
 
 
 def test_auto_balance_turns_ada_on_when_the_discriminator_memorises(tmp_path):
