@@ -118,18 +118,24 @@ def test_training_moves_the_heads_and_leaves_the_feature_network_bit_identical(
 
 def test_stylegan2_generator_keeps_its_average_style_under_the_projected_discriminator(
         pictures, tmp_path):
+    import ganvas
+    from ganvas.project import project
     from ganvas.training.trainer import train
 
     keep = KeepTrainer()
-    train(dict(data=str(pictures), model="projected", resolution=32, latent_dim=8,
-               batch_size=8, steps=3, precision="fp32", health=False, log_every=3,
-               model_options={**OPTIONS, "generator": "stylegan2", "base_channels": 8,
-                              "max_channels": 16}),
-          out=str(tmp_path / "run"), callbacks=[keep], **QUIET)
+    result = train(dict(data=str(pictures), model="projected", resolution=32, latent_dim=8,
+                        batch_size=8, steps=3, precision="fp32", health=False, log_every=3,
+                        model_options={**OPTIONS, "generator": "stylegan2",
+                                       "base_channels": 8, "max_channels": 16}),
+                   out=str(tmp_path / "run"), callbacks=[keep], **QUIET)
     G = keep.trainer.generator
     assert G.w_avg.abs().sum() > 0  # updated by training_images, used by truncation
     images = G.sample(torch.randn(2, 8), truncation=0.5)
     assert images.shape == (2, 3, 32, 32)
+    # the run's generator projects into W like a stylegan2 run's
+    found = project(ganvas.load(result.run_dir), next(pictures.iterdir()), steps=5,
+                    backbone=tiny_backbone(), frames=0)
+    assert found.kind == "w" and found.distance <= found.distances[0]
 
 
 def test_the_vgg_feature_networks_give_four_levels():
