@@ -158,3 +158,15 @@ def test_bad_options_are_one_line(options, needle):
     with pytest.raises(GanvasError, match=needle):
         make_spec("projected", resolution=32, channels=3, latent_dim=8,
                   options={**OPTIONS, **options})
+
+
+def test_a_missing_weights_file_names_the_model_options_to_use(tmp_path):
+    family, spec = make_spec("projected", resolution=32, channels=3, latent_dim=8,
+                             options={"features": "vgg16",
+                                      "features_file": str(tmp_path / "missing.pth")})
+    with pytest.raises(GanvasError) as error:
+        family.build_discriminator(spec)
+    message = str(error.value)
+    assert "missing.pth: no such weights file" in message and "\n" not in message
+    assert "--model-option features_file=FILE" in message
+    assert "--model-option features=vgg16-hed" in message and "--backbone" not in message

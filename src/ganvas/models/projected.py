@@ -54,7 +54,12 @@ def load_feature_network(name: str, file: str | None = None) -> nn.Module:
 
     if name == "tiny":
         return tiny_backbone(seed=0, deep=True)
-    return load_backbone(name, file)
+    try:
+        return load_backbone(name, file)
+    except GanvasError as error:  # its advice names style transfer's flags: name ours
+        message = (str(error).replace("--weights FILE", "--model-option features_file=FILE")
+                   .replace("--backbone ", "--model-option features="))
+        raise GanvasError(message) from None
 
 
 def weights_checksum(network: nn.Module) -> bytes:
