@@ -243,6 +243,8 @@ def main() -> None:
                         help=f"also the small-folder table: {SMALL_FOLDER_PICTURES} emoji at "
                              f"{SMALL_FOLDER_RESOLUTION} px, projected vs fastgan vs dcgan "
                              "(new and old defaults)")
+    parser.add_argument("--small-folder-resolution", type=int, default=SMALL_FOLDER_RESOLUTION,
+                        choices=(32, 64, 128))
     parser.add_argument("--small-folder-minutes", type=float, default=10.0,
                         help="CPU minutes per model in the small-folder table (default 10)")
     parser.add_argument("--small-folder-num", type=int, default=1000,
@@ -267,7 +269,7 @@ def main() -> None:
                          args.few_shot_minutes, args.few_shot_num, list(FEW_SHOT),
                          parse_settings(args.set, r, FEW_SHOT)))
     if args.small_folder:
-        r = SMALL_FOLDER_RESOLUTION
+        r = args.small_folder_resolution
         changed = parse_settings(args.set, r, {})
         rows = [(name, {**settings, **changed[name]}) for name, settings in SMALL_FOLDER
                 if name in args.only]
