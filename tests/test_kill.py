@@ -1,5 +1,6 @@
 """No work is lost to a SIGKILL: a run killed mid-fade (progressive), between its lazy
-phases (stylegan2) or between reconstruction draws (fastgan), with no chance to save
+phases (stylegan2), between reconstruction draws (fastgan) or mid-run under a projected
+discriminator, with no chance to save
 anything, and resumed from its last checkpoint ends with exactly the weights of an
 uninterrupted run."""
 
@@ -26,6 +27,10 @@ MODELS = {
                   "--r1-every", "4"],
     # its smallest size; the later --resolution wins
     "fastgan": ["--model", "fastgan", "--resolution", "32", "--model-option", "base_channels=2"],
+    # the generator's noise stream and the frozen projections (a random 4-level network)
+    "projected": ["--model", "projected", "--resolution", "32", "--model-option",
+                  "base_channels=2", "--model-option", "features=tiny", "--model-option",
+                  "projection_channels=4"],
 }
 
 
