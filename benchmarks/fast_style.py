@@ -20,7 +20,7 @@ in training) and the same style picture:
     python benchmarks/fast_style.py ... --iterations 100 --video-frames 8   # quicker
 
 Make the stylisers with ``benchmarks/style_pictures.py`` (photos and styles) and
-``ganvas style-train`` (the README gives the commands).
+``ganvas style-train`` (docs/style-transfer.md gives the commands).
 """
 
 from __future__ import annotations

@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 import ganvas
+from ganvas.health.report import build_report, recommendations
 from ganvas.metrics import real_statistics
 from ganvas.metrics.evaluation import extract_features
 from ganvas.metrics.inception import load_inception
 from ganvas.metrics.statistics import frechet_distance_to, kernel_inception_distance
-from ganvas.training.health.report import build_report, recommendations
 
 # What the lesson's DCGAN trains with here; each configuration changes some of it.
 BASE = {"model": "dcgan", "batch_size": 64, "model_options": {"base_channels": 32}}
@@ -162,9 +162,9 @@ def said(run: Path, replay: bool = False) -> dict:
 def replayed(run: Path, report) -> list[str]:
     """The finding kinds the live monitor would report with today's rules, tick by tick
     through metrics.jsonl (its history, run memory and cooldown; no auto-balance)."""
+    from ganvas.health.rules import HISTORY, RunMemory, diagnose
     from ganvas.losses.criteria import LOSSES
-    from ganvas.training.health.monitor import COOLDOWN
-    from ganvas.training.health.rules import HISTORY, RunMemory, diagnose
+    from ganvas.training.callbacks.health import COOLDOWN
 
     config = report.config
     loss = LOSSES.get(str(config.get("loss", "bce")), LOSSES["bce"])

@@ -34,6 +34,7 @@ import torch
 import yaml
 
 import ganvas
+from ganvas.auto_settings import resolve_settings
 from ganvas.config import TrainConfig
 from ganvas.errors import GanvasError
 from ganvas.metrics import real_statistics
@@ -46,7 +47,6 @@ from ganvas.metrics.statistics import (
 )
 from ganvas.models.registry import make_spec
 from ganvas.runs import checkpoint as ckpt
-from ganvas.training.settings import resolve_settings
 from ganvas.utils.images import make_grid, save_image
 
 MODELS = ("dcgan", "progressive", "msg", "stylegan2", "fastgan", "projected")
@@ -61,7 +61,7 @@ FEW_SHOT_PICTURES, FEW_SHOT_RESOLUTION = 100, 128
 FEW_SHOT: dict[str, dict] = {"fastgan": {}, "dcgan": {
     "augment": "diffaugment", "diffaugment_policy": "color,translation"}}
 # The small-folder table: the projected discriminator against FastGAN, and DCGAN at its
-# small-data defaults (ADA below ganvas.training.settings.SMALL_DATA pictures) against its
+# small-data defaults (ADA below ganvas.auto_settings.SMALL_DATA pictures) against its
 # old ones (no augmentation). Rows are (model, settings); a model may appear twice.
 SMALL_FOLDER_PICTURES, SMALL_FOLDER_RESOLUTION = 200, 64
 SMALL_FOLDER: list[tuple[str, dict]] = [
@@ -239,6 +239,8 @@ def main() -> None:
                         choices=(32, 64, 128, 256))
     parser.add_argument("--few-shot-num", type=int, default=1000,
                         help="generated images scored against the few pictures (default 1000)")
+    parser.add_argument("--few-shot-pictures", type=int, default=FEW_SHOT_PICTURES,
+                        help=f"pictures in the few-shot set (default {FEW_SHOT_PICTURES})")
     parser.add_argument("--small-folder", action="store_true",
                         help=f"also the small-folder table: {SMALL_FOLDER_PICTURES} emoji at "
                              f"{SMALL_FOLDER_RESOLUTION} px, projected vs fastgan vs dcgan "
@@ -249,6 +251,9 @@ def main() -> None:
                         help="CPU minutes per model in the small-folder table (default 10)")
     parser.add_argument("--small-folder-num", type=int, default=1000,
                         help="generated images scored against the small folder (default 1000)")
+    parser.add_argument("--small-folder-pictures", type=int, default=SMALL_FOLDER_PICTURES,
+                        help=f"pictures in the small folder (default {SMALL_FOLDER_PICTURES}; "
+                             "every one is scored against, so fewer is quicker)")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="change one setting of one model (repeatable; in every table), "
                              "e.g. progressive:model_options.fade_kimg=10")
@@ -256,6 +261,9 @@ def main() -> None:
                         help="write models-<name>-<res>px.png grids and growth-<res>px.png")
     parser.add_argument("--keep", default=None, help="keep the run folders here")
     args = parser.parse_args()
+    for flag in ("few_shot_pictures", "small_folder_pictures"):
+        if not 2 <= getattr(args, flag) <= 3000:
+            parser.error(f"--{flag.replace('_', '-')} must be 2..3000")
     # Everything that can fail fails here, before the hours of training and scoring.
     sections = []  # (title, data, resolution, minutes, num, models, settings)
     for r in args.resolutions:
@@ -265,7 +273,7 @@ def main() -> None:
                          parse_settings(args.set, r)))
     if args.few_shot:
         r = args.few_shot_resolution
-        sections.append((f"{FEW_SHOT_PICTURES} emoji at {r} px (few-shot)", None, r,
+        sections.append((f"{args.few_shot_pictures} emoji at {r} px (few-shot)", None, r,
                          args.few_shot_minutes, args.few_shot_num, list(FEW_SHOT),
                          parse_settings(args.set, r, FEW_SHOT)))
     if args.small_folder:
@@ -273,7 +281,7 @@ def main() -> None:
         changed = parse_settings(args.set, r, {})
         rows = [(name, {**settings, **changed[name]}) for name, settings in SMALL_FOLDER
                 if name in args.only]
-        sections.append((f"{SMALL_FOLDER_PICTURES} emoji at {r} px (small folder)", None, r,
+        sections.append((f"{args.small_folder_pictures} emoji at {r} px (small folder)", None, r,
                          args.small_folder_minutes, args.small_folder_num, rows, None))
     extractor = load_inception(device="cpu", log=lambda message: None)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -285,7 +293,7 @@ def main() -> None:
             few_shot = data is None
             small = few_shot and settings is None
             if few_shot:
-                count = SMALL_FOLDER_PICTURES if small else FEW_SHOT_PICTURES
+                count = args.small_folder_pictures if small else args.few_shot_pictures
                 data = str(few_shot_folder(root, count, resolution))
             rows = []
             runs = names if small else [(name, settings[name]) for name in names]

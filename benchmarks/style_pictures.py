@@ -1,4 +1,4 @@
-"""The pictures the fast-style benchmark and the README's examples are made from, all from
+"""The pictures the fast-style benchmark and the documentation's examples are made from, all from
 packages that work offline: training photos cut from the photos that scikit-image and
 scikit-learn ship, and style pictures (their textures, a photo of flowers, and two
 patterns drawn here).
@@ -6,7 +6,7 @@ patterns drawn here).
     python benchmarks/style_pictures.py photos DIR [--count 144]
     python benchmarks/style_pictures.py styles DIR
     python benchmarks/style_pictures.py docs DIR --styliser STYLER --decoder ANYSTYLE \
-        --style STYLE.png      # the README's pictures: results, an any-style grid, a GIF
+        --style STYLE.png      # the documentation's pictures: results, an any-style grid, a GIF
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
           "motorcycle_left", "cat")
 TEXTURES = ("brick", "grass", "gravel")
-HELD_OUT = ("chelsea", "coffee", "astronaut")  # shown in the README, so not trained on
+HELD_OUT = ("chelsea", "coffee", "astronaut")  # shown in the documentation, so not trained on
 
 
 def source_photos(*, held_out: bool = False) -> dict[str, Image.Image]:
@@ -126,7 +126,7 @@ def _tile(images: list[list[Image.Image | None]], side: int, gap: int = 4) -> Im
 
 
 def make_docs(folder: Path, styliser: Path, decoder: Path, style: Path) -> list[Path]:
-    """The README's pictures, every one made here from the held-out photos."""
+    """The documentation's pictures, every one made here from the held-out photos."""
     import tempfile
 
     import torch

@@ -74,8 +74,9 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
                "--set", "progressive:model_options.fade_kimg=0.02",
                "--set", "progressive:model_options.stable_kimg=0.02",
                "--few-shot", "--few-shot-minutes", "0.02", "--few-shot-resolution", "32",
-               "--few-shot-num", "8", "--small-folder", "--small-folder-resolution", "32",
-               "--small-folder-minutes", "0.02",
+               "--few-shot-num", "8", "--few-shot-pictures", "12",
+               "--small-folder", "--small-folder-resolution", "32",
+               "--small-folder-minutes", "0.02", "--small-folder-pictures", "10",
                "--small-folder-num", "8", "--pictures", str(tmp_path / "pictures"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     headers = [i for i, r in enumerate(rows) if r.startswith("| model")]
@@ -83,11 +84,11 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
     assert [row.split(" | ")[0] for row in rows[1:headers[1]]] == [
         "| dcgan", "| progressive", "| msg", "| stylegan2", "| fastgan", "| projected"]
     assert rows[1].endswith("| 1.00x |")
-    assert "100 emoji at 32 px (few-shot)" in out and "against 100 real images" in out
+    assert "12 emoji at 32 px (few-shot)" in out and "against 12 real images" in out
     few_shot = [row.split(" | ")[:2] for row in rows[headers[1] + 1:headers[2]]]
     assert few_shot == [["| fastgan", "defaults"],
                         ["| dcgan", "augment=diffaugment diffaugment_policy=color,translation"]]
-    assert "200 emoji at 32 px (small folder)" in out and "against 200 real images" in out
+    assert "10 emoji at 32 px (small folder)" in out and "against 10 real images" in out
     small = [row.split(" | ")[:4] for row in rows[headers[2] + 1:]]
     assert small == [["| projected", "defaults", "hinge", "diffaugment"],
                      ["| fastgan", "defaults", "hinge", "diffaugment"],

@@ -268,7 +268,7 @@ def test_gradient_accumulation_matches_one_round(tmp_path):
     rounding of adding the same terms in another order. (Augmentation parameters are drawn
     per round, so with --augment the rounds see other, equally likely, augmentations; and
     BatchNorm layers see each round's statistics, so this uses MSG, which has none.)"""
-    from ganvas.training.trainer import train
+    from ganvas.training.session import train
 
     common = dict(data="digits", model="msg", resolution=16, batch_size=8, steps=3,
                   model_options={"base_channels": 8}, loss="hinge", precision="fp32",

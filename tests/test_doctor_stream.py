@@ -13,8 +13,7 @@ from ganvas.cli import doctor as doctor_cli
 from ganvas.cli.main import build_parser, main
 from ganvas.cli.parsing import config_values
 from ganvas.config import TrainConfig
-from ganvas.runs.metrics import MAX_LINE, MetricsLog, iter_metrics, read_metrics
-from ganvas.training.health.report import (
+from ganvas.health.report import (
     MAX_EVENTS,
     PLOT_POINTS,
     Thinned,
@@ -23,7 +22,8 @@ from ganvas.training.health.report import (
     recommendations,
     train_flags,
 )
-from ganvas.training.health.rules import HISTORY, Finding
+from ganvas.health.rules import HISTORY, Finding
+from ganvas.runs.metrics import MAX_LINE, MetricsLog, iter_metrics, read_metrics
 
 CONFIG = "model: dcgan\nresolution: 32\ndata: digits\nloss: bce\nsteps: 500000\n" \
          "health_warmup: 0\nauto_balance: false\naugment: none\n"

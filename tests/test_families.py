@@ -380,8 +380,8 @@ def test_dry_run_prints_what_the_defaults_chose(pictures, tmp_path, capsys):
 
 
 def test_a_given_setting_is_never_overridden(pictures):
+    from ganvas.auto_settings import resolve_settings
     from ganvas.config import TrainConfig
-    from ganvas.training.settings import resolve_settings
 
     config = TrainConfig(data=str(pictures), model="msg", lr_g=5e-4, batch_size=12,
                          model_options={"combine": "lin_cat"})

@@ -9,9 +9,9 @@ from PIL import Image
 
 import ganvas
 from ganvas.cli.main import main
+from ganvas.health.pictures import RealReference
+from ganvas.health.rules import RunMemory, diagnose
 from ganvas.metrics.fixed_features import FixedFeatures
-from ganvas.training.health.pictures import RealReference
-from ganvas.training.health.rules import RunMemory, diagnose
 
 QUIET = dict(progress=False, log=lambda m: None)
 # The scenarios below were tuned on float32 trajectories; pinning the precision keeps them

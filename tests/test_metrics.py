@@ -382,7 +382,7 @@ def test_sha1_mismatch(nothing_offline, monkeypatch, tmp_path):
 
 
 def test_fid_every_logs_metric_fid_and_resumes_its_schedule(tmp_path):
-    from ganvas.training.fid_monitor import FIDMonitor
+    from ganvas.training.callbacks.fid import FIDMonitor
 
     data = _pictures(tmp_path / "pictures")
     options = dict(data=str(data), resolution=16, batch_size=4, latent_dim=8, workers=1,

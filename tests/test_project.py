@@ -10,8 +10,9 @@ from PIL import Image
 import ganvas
 from ganvas.cli.main import main
 from ganvas.generate import ImageGenerator
+from ganvas.latents import load_latent, save_latent
 from ganvas.models.registry import make_spec
-from ganvas.project import load_latent, project, save_latent
+from ganvas.project import project
 from ganvas.style.backbones import tiny_backbone
 from ganvas.utils.images import to_pil
 

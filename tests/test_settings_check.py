@@ -9,17 +9,17 @@ import pytest
 import torch
 import yaml
 
+from ganvas.auto_settings import resolve_settings
 from ganvas.cli.main import build_parser
 from ganvas.cli.parsing import config_values
 from ganvas.config import TrainConfig, dump_yaml, flag_words
-from ganvas.losses.criteria import LOSSES
-from ganvas.models import available_models, build_models, get_model_family
-from ganvas.training.health.settings_check import (
+from ganvas.health.settings_check import (
     check_settings,
     restart_command,
     saved_config_findings,
 )
-from ganvas.training.settings import resolve_settings
+from ganvas.losses.criteria import LOSSES
+from ganvas.models import available_models, build_models, get_model_family
 
 DIGITS_IMAGES = 1797
 EMOJI_IMAGES = 3926

@@ -13,11 +13,11 @@ from PIL import Image
 from test_health import MemorisingDiscriminator  # D gains a bonus for its exact pictures
 
 import ganvas
+from ganvas.auto_settings import SMALL_DATA, choose_family, resolve_settings
 from ganvas.cli.main import main
 from ganvas.config import TrainConfig
-from ganvas.training.health.rules import diagnose
-from ganvas.training.health.settings_check import check_settings
-from ganvas.training.settings import SMALL_DATA, choose_family, resolve_settings
+from ganvas.health.rules import diagnose
+from ganvas.health.settings_check import check_settings
 
 QUIET = dict(progress=False, log=lambda m: None)
 

@@ -23,11 +23,11 @@ _EXPORTS = {
     "ImageGenerator": "ganvas.generate",
     "StyleOptions": "ganvas.style",
     "TrainConfig": "ganvas.config",
-    "TrainResult": "ganvas.training.trainer",
+    "TrainResult": "ganvas.training.session",
     "load": "ganvas.generate",
-    "resume": "ganvas.training.trainer",
+    "resume": "ganvas.training.session",
     "stylize": "ganvas.style",
-    "train": "ganvas.training.trainer",
+    "train": "ganvas.training.session",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

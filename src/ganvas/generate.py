@@ -58,7 +58,7 @@ class ImageGenerator:
     @property
     def has_styles(self) -> bool:
         """Whether the model draws through style vectors (``map`` / ``synthesize``)."""
-        return hasattr(self.generator, "map") and hasattr(self.generator, "synthesize")
+        return bool(getattr(self.generator, "has_styles", False))
 
     def style_layers(self, option: str) -> int:
         """The number of per-layer styles, or a clear error naming ``option``."""
@@ -201,14 +201,14 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
         raise GanvasError("--latent and --style-mix draw different pictures; give one")
     saved = None
     if latent is not None:
-        from ganvas.project import load_latent
+        from ganvas.latents import load_latent
 
         saved = load_latent(latent)  # a bad file fails before the model is read
     model = load(source, device=device, truncation=truncation, noise_mode=noise_mode,
                  truncation_cutoff=truncation_cutoff)
     if style_mix is not None or saved is not None:
         if saved is not None:
-            from ganvas.project import render_latent
+            from ganvas.latents import render_latent
 
             images = render_latent(model, saved, f"--latent {latent}")
             picture, name = make_grid(images) if len(images) > 1 else to_pil(images)[0], \

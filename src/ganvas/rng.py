@@ -15,17 +15,21 @@ import numpy as np
 import torch
 
 # The streams ganvas uses, in one place so no two consumers share one by accident.
+INITIAL_WEIGHTS = "weights"  # the networks' initial weights and fixed random buffers
 LATENTS = "latents"  # training latents z
-NOISE = "noise"  # instance noise and the mixing weights of the gradient penalty
+NOISE = "noise"  # instance noise
+PENALTY = "penalty"  # the real/fake mixing weights of the gradient penalty
 AUGMENT = "augment"  # DiffAugment / ADA parameters
 DATA = "data"  # shuffling and mirroring of the training images
 HOLDOUT = "data/holdout"  # which real images are kept out of training
 SAMPLES = "samples"  # the fixed latents of the sample grids
 HEALTH_REFERENCE = "health/reference"  # which real images the monitor compares against
 HEALTH_PROBE = "health/probe"  # the monitor's fixed latents
+HEALTH_MEMORY = "health/memory"  # the training and held-out images D is checked on
 FID_LATENTS = "fid/latents"  # the fixed latents of --fid-every
 STYLE_MIXING = "stylegan2/mixing"  # style-mixing cutoffs and second latents
-SYNTHESIS_NOISE = "stylegan2/noise"  # per-pixel noise inputs and path-length projections
+SYNTHESIS_NOISE = "stylegan2/noise"  # per-pixel noise inputs
+PATH_LENGTH = "stylegan2/path-length"  # the random images path lengths are measured along
 RECONSTRUCTION_PARTS = "fastgan/parts"  # which quarter FastGAN's discriminator reconstructs
 FASTGAN_NOISE = "fastgan/noise"  # FastGAN's per-pixel noise inputs during training
 PROJECTED_NOISE = "projected/noise"  # the generator's noise inputs under a projected D

@@ -8,9 +8,9 @@ import json
 from ganvas.cli.parsing import HelpFormatter, print_stdout
 from ganvas.data import count_images
 from ganvas.errors import GanvasError
+from ganvas.health.report import JSON_SCHEMA, MAX_EVENTS, build_report, plot_health
 from ganvas.metrics.fixed_features import FixedFeatures
 from ganvas.metrics.nearest import NearestResult, nearest_training_images
-from ganvas.training.health.report import JSON_SCHEMA, MAX_EVENTS, build_report, plot_health
 from ganvas.utils.images import save_image
 
 NEAREST_MAX_IMAGES = 2000  # beyond, copying is rare; `ganvas generate --nearest` checks any set

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 def _rank() -> int:
     """This process's rank in a distributed run (0 otherwise), without importing torch for
     the commands that never need it."""
-    if "ganvas.training.distributed" in sys.modules:
-        return sys.modules["ganvas.training.distributed"].process_rank()
+    if "ganvas.distributed" in sys.modules:
+        return sys.modules["ganvas.distributed"].process_rank()
     return int(os.environ.get("RANK", "0") or 0) if "LOCAL_RANK" in os.environ else 0
 
 
@@ -107,7 +107,7 @@ def _speaks_for_itself(exc: GanvasError) -> bool:
     """Whether a process other than rank 0 should print its error: only for what happened to
     it alone (rank 0 reports everything the processes share: the options, the run folder,
     the checkpoint, a process that stopped)."""
-    from ganvas.training.distributed import LocalProblem
+    from ganvas.distributed import LocalProblem
 
     return isinstance(exc, LocalProblem)
 

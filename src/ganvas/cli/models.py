@@ -30,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ganvas.auto_settings import SMALL_DATA
     from ganvas.config import AUTO_DEFAULTS
-    from ganvas.training.settings import SMALL_DATA
 
     print_stdout(textwrap.fill(
         f"Without --model, the family is chosen from the data: the lesson's DCGAN for "

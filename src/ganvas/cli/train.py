@@ -25,9 +25,9 @@ OPTION_GROUPS = {
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
                      "epochs", "kimg", "seed", "device", "update", "precision"],
-    "several processes and GPUs (see README: Many processes; with --nproc or torchrun)": [
+    "several processes and GPUs (see docs/distributed.md; with --nproc or torchrun)": [
         "grad_accum", "sync_bn", "compile"],
-    "stabilisation (see README: Training health)": [
+    "stabilisation (see docs/health.md)": [
         "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "drift", "spectral_norm",
         "instance_noise", "instance_noise_steps", "n_critic", "d_skip_below",
         "d_accuracy_band"],
@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="train in N processes on this machine (one per GPU, or several "
                              "sharing the CPU cores): torchrun's launcher, with --batch-size "
                              "the global batch; for several machines run torchrun yourself "
-                             "(see README: Many processes)")
+                             "(see docs/distributed.md)")
     add_config_options(parser, OPTION_GROUPS)
     parser.set_defaults(func=run)
 
@@ -67,10 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def dry_run(config: TrainConfig) -> str:
     """The resolved configuration, with what was chosen automatically, without any work:
     the data is counted, not decoded."""
+    from ganvas.auto_settings import describe_choices, resolve_settings
     from ganvas.data import count_images
     from ganvas.losses import get_loss
     from ganvas.models.registry import make_spec
-    from ganvas.training.settings import describe_choices, resolve_settings
 
     num_images = count_images(config.data)
     resolved, chosen = resolve_settings(config, num_images)
@@ -79,7 +79,7 @@ def dry_run(config: TrainConfig) -> str:
     get_loss(resolved.loss, resolved.label_smoothing)
     notes = describe_choices(resolved, chosen, num_images)
     if not resolved.quiet_checks:
-        from ganvas.training.health.settings_check import check_settings
+        from ganvas.health.settings_check import check_settings
 
         warnings = [f"# warning: {f.message}" for f in check_settings(resolved)]
         notes = "\n".join(x for x in (notes, *warnings) if x)
@@ -102,8 +102,8 @@ def _launch(args: argparse.Namespace, values: dict) -> int:
             raise GanvasError(f"--resume {args.resume}: no such run folder or checkpoint file")
         _check_gpus(values.get("device") or "auto", args.nproc)
     else:
+        from ganvas.auto_settings import resolve_settings
         from ganvas.data import count_images
-        from ganvas.training.settings import resolve_settings
 
         config = TrainConfig.from_dict(values, source="options").validate()
         dry_run(config)  # the data, model and loss exist; nothing is decoded
@@ -129,8 +129,8 @@ def _check_gpus(device: str, nproc: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ganvas.training.distributed import launched_by_torchrun, process_rank
-    from ganvas.training.trainer import resume, train
+    from ganvas.distributed import launched_by_torchrun, process_rank
+    from ganvas.training.session import resume, train
 
     from_file: dict = {}
     if args.config:

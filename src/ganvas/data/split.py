@@ -2,7 +2,7 @@
 
 A discriminator that has learnt what the pictures look like scores unseen real pictures like
 the ones it trains on; one that has memorised its training set scores them like generated
-ones. The health monitor compares the two (see ``ganvas.training.health``).
+ones. The health monitor compares the two (see ``ganvas.health``).
 """
 
 from __future__ import annotations

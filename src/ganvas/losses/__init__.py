@@ -1,6 +1,6 @@
 """Loss recipes and their parts: criteria (bce, hinge, ...), penalties, the balance gate.
 
-A model family names its recipe; :func:`ganvas.losses.recipe.get_recipe` finds it. See
+A model family names its recipe; :func:`ganvas.losses.registry.get_recipe` finds it. See
 :mod:`ganvas.losses.recipe` for the phase contract the training loop runs. Only the criteria
 are imported here, so reading a run's loss name (``ganvas doctor``) stays light.
 """

@@ -17,14 +17,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ganvas.losses.recipe import register_recipe
 from ganvas.losses.standard import StandardRecipe
 from ganvas.models.fastgan import PARTS, reconstruction_targets
 from ganvas.rng import FASTGAN_NOISE, RECONSTRUCTION_PARTS, stream
 from ganvas.utils.nested import Images
 
 
-@register_recipe
 class FastGANRecipe(StandardRecipe):
     name = "fastgan"
 

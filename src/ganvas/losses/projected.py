@@ -10,12 +10,10 @@ from typing import Any
 
 import torch
 
-from ganvas.losses.recipe import register_recipe
 from ganvas.losses.standard import StandardRecipe
 from ganvas.rng import PROJECTED_NOISE, stream
 
 
-@register_recipe
 class ProjectedRecipe(StandardRecipe):
     name = "projected"
 

@@ -11,14 +11,11 @@ gradients, let the recipe accumulate them, step the optimisers the recipe lets u
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-
-from ganvas.errors import GanvasError
 
 if TYPE_CHECKING:
     from ganvas.models.schedule import SchedulePoint
@@ -122,27 +119,3 @@ def precision_context(device: torch.device, dtype: torch.dtype | None
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=dtype)
-
-
-_RECIPES: dict[str, type[LossRecipe]] = {}
-
-
-def register_recipe(recipe: type[LossRecipe]) -> type[LossRecipe]:
-    _RECIPES[recipe.name] = recipe
-    return recipe
-
-
-def get_recipe(name: str) -> type[LossRecipe]:
-    from ganvas.losses import (  # noqa: F401  (registers the built-ins)
-        fastgan,
-        projected,
-        standard,
-        stylegan2,
-    )
-
-    try:
-        return _RECIPES[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), _RECIPES, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise GanvasError(f"loss recipe {name!r} is not known{hint}") from None

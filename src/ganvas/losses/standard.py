@@ -17,6 +17,7 @@ import torch
 
 from ganvas.augment import build_augment
 from ganvas.config import TrainConfig
+from ganvas.distributed import Strategy
 from ganvas.errors import GanvasError
 from ganvas.losses.balance import BalanceGate
 from ganvas.losses.criteria import get_loss
@@ -27,17 +28,14 @@ from ganvas.losses.recipe import (
     adam,
     complete_groups,
     precision_context,
-    register_recipe,
 )
 from ganvas.losses.regularizers import drift_penalty, gradient_penalty, r1_penalty
 from ganvas.models.networks import scores_are_independent
-from ganvas.rng import AUGMENT, NOISE, per_sample, stream, stream_seed
-from ganvas.training.distributed import Strategy
+from ganvas.rng import AUGMENT, NOISE, PENALTY, per_sample, stream, stream_seed
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
 
 
-@register_recipe
 class StandardRecipe(LossRecipe):
     """Args:
         config: the run's resolved TrainConfig.
@@ -91,6 +89,7 @@ class StandardRecipe(LossRecipe):
                                      ada_target=c.ada_target, ada_kimg=c.ada_kimg,
                                      sum_over_processes=self.strategy.sum)
         self.noise_rng = stream(c.seed, NOISE)
+        self.penalty_rng = stream(c.seed, PENALTY)
         betas = (c.beta1, c.beta2)
         self.optimizers = {"G": adam(generator, c.lr_g, betas),
                            "D": adam(discriminator, c.lr_d, betas)}
@@ -240,7 +239,7 @@ class StandardRecipe(LossRecipe):
                     else contextlib.nullcontext():
                 penalty = gradient_penalty(D, real_seen, nested.apply(torch.Tensor.detach,
                                                                       fake_seen),
-                                           generator=self.noise_rng)
+                                           generator=self.penalty_rng)
             total = total + self.gp_weight * penalty
             self.stats.report("Loss/GP", penalty)
         if self.drift_weight:
@@ -342,6 +341,7 @@ class StandardRecipe(LossRecipe):
                 "augment": self.augment.state_dict(),
                 "balance": self.gate.state_dict(),
                 "noise_rng": self.noise_rng.get_state(),
+                "penalty_rng": self.penalty_rng.get_state(),
                 **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
 
     def load_optimizers(self, state: dict[str, Any], where: str) -> None:
@@ -365,6 +365,8 @@ class StandardRecipe(LossRecipe):
             self.gate.load_state_dict(state["balance"])
         if state.get("noise_rng") is not None:
             self.noise_rng.set_state(state["noise_rng"])
+        if state.get("penalty_rng") is not None:  # (checkpoints since 0.2 have their own)
+            self.penalty_rng.set_state(state["penalty_rng"])
         if self.scaler is not None and state.get("scaler"):
             saved = state["scaler"]
             limits = {"scale": (0, 2.0**64), "growth_factor": (1, 1e3),

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ganvas.losses.recipe import Phase, StepInputs, register_recipe
+from ganvas.losses.recipe import Phase, StepInputs
 from ganvas.losses.regularizers import r1_penalty
 from ganvas.losses.standard import StandardRecipe
-from ganvas.rng import STYLE_MIXING, SYNTHESIS_NOISE, per_sample, stream
+from ganvas.rng import PATH_LENGTH, STYLE_MIXING, SYNTHESIS_NOISE, per_sample, stream
 
 if TYPE_CHECKING:
     from ganvas.config import TrainConfig
@@ -32,7 +32,6 @@ PL_DECAY = 0.01  # how fast the running mean of path lengths follows
 PL_BATCH_SHRINK = 2  # the path length penalty runs on this fraction of the batch
 
 
-@register_recipe
 class StyleGAN2Recipe(StandardRecipe):
     name = "stylegan2"
 
@@ -43,6 +42,7 @@ class StyleGAN2Recipe(StandardRecipe):
         self.pl_every = options.pl_every
         self.mixing_rng = stream(config.seed, STYLE_MIXING)
         self.synthesis_rng = stream(config.seed, SYNTHESIS_NOISE)
+        self.path_length_rng = stream(config.seed, PATH_LENGTH)
         self.pl_mean = torch.zeros((), device=self.device)
         # Dmain's real batches of this step (one per accumulation pass), for Dreg.
         self._reals: tuple[int, list[torch.Tensor]] = (-1, [])
@@ -116,7 +116,8 @@ class StyleGAN2Recipe(StandardRecipe):
         n = max(1, inputs.batch_size // PL_BATCH_SHRINK)
         fake, ws = self.run_generator(inputs.latents(n), penalty=True)
         height, width = fake.shape[-2:]
-        noise = per_sample(lambda m: torch.randn(m, *fake.shape[1:], generator=self.synthesis_rng),
+        noise = per_sample(lambda m: torch.randn(m, *fake.shape[1:],
+                                                 generator=self.path_length_rng),
                            len(fake)).to(self.device)
         noise = noise / math.sqrt(height * width)
         (grads,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
@@ -169,7 +170,8 @@ class StyleGAN2Recipe(StandardRecipe):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "stylegan2": {
             "pl_mean": float(self.pl_mean), "mixing_rng": self.mixing_rng.get_state(),
-            "synthesis_rng": self.synthesis_rng.get_state()}}
+            "synthesis_rng": self.synthesis_rng.get_state(),
+            "path_length_rng": self.path_length_rng.get_state()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -183,6 +185,8 @@ class StyleGAN2Recipe(StandardRecipe):
         self.pl_mean = torch.tensor(float(pl_mean), device=self.device)
         self.mixing_rng.set_state(own["mixing_rng"])
         self.synthesis_rng.set_state(own["synthesis_rng"])
+        if own.get("path_length_rng") is not None:  # (checkpoints since 0.2 have their own)
+            self.path_length_rng.set_state(own["path_length_rng"])
 
 
 def lazy_correction(optimizer: torch.optim.Optimizer, interval: int | None,

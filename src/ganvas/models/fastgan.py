@@ -147,6 +147,9 @@ class FastGANGenerator(GeneratorNetwork):
 
     average_needs_own_statistics = True  # BatchNorm after every convolution
 
+    def noise_inputs(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, NoiseInjection)]
+
     def __init__(self, spec: ModelSpec, base: int, half_size_image: bool = True):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,

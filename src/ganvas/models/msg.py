@@ -126,6 +126,7 @@ class MSGDiscriminator(DiscriminatorNetwork):
 
 @register_model("msg")
 class MSG(ModelFamily):
+    equalised_lr = True  # every layer scales its weights by He's constant
     description = (
         "MSG-GAN (Karnewar & Wang 2020): the generator draws every scale from 4 px up, the "
         "discriminator judges all scales at once, so gradients reach every block from the "

@@ -33,6 +33,12 @@ class GeneratorNetwork(nn.Module):
     # True for a generator normalised by BatchNorm throughout: its moving average then keeps
     # BatchNorm statistics of its own instead of copying the live network's (training/ema.py).
     average_needs_own_statistics: bool = False
+    # True for a generator that draws through per-layer style vectors (StyleGAN2's W). It then
+    # also offers, for truncation, style mixing, projection and latent files: ``map(z, c, *,
+    # truncation, truncation_cutoff) -> ws [N, num_ws, w_dim]``, ``synthesize(ws, noise, *,
+    # clamp=True) -> images``, ``broadcast(w [N, w_dim]) -> ws``, ``num_ws``, ``w_dim`` and
+    # ``w_avg`` (the average style), and its noise layers through ``noise_inputs()``.
+    has_styles: bool = False
 
     def declare(self, *, latent_dim: int, resolution: int, channels: int, c_dim: int = 0
                 ) -> None:
@@ -80,6 +86,12 @@ class GeneratorNetwork(nn.Module):
         updated. Recipes that train any family's generator (a projected discriminator's)
         call this rather than the family's internals."""
         return self(z)
+
+    def noise_inputs(self) -> list[nn.Module]:
+        """The layers that add per-pixel noise and can be given a fixed map: each holds it as
+        a buffer ``noise_const [H, W]`` (what ``noise="const"`` adds; projection optimises
+        them). In model order; none by default."""
+        return []
 
     def set_schedule(self, point: SchedulePoint) -> None:
         """Follow the training schedule (a growing family changes its level); no-op here."""

@@ -178,6 +178,7 @@ class GrowthSchedule:
 
 @register_model("progressive")
 class Progressive(ModelFamily):
+    equalised_lr = True  # every layer scales its weights by He's constant
     description = (
         "progressive growing (ProGAN, Karras et al. 2018): starts at 4x4 and adds a faded-in "
         "block per doubling up to --resolution (8 to 1024 px); equalised learning rate, pixel "
@@ -226,7 +227,7 @@ class Progressive(ModelFamily):
                       ) -> dict[str, Any]:
         # ProGAN trained with WGAN-GP; its double backward every step costs about as much
         # again as the step itself, and at equal CPU time the non-saturating loss with lazy
-        # R1 reached the lower FID (README: Models built for resolution).
+        # R1 reached the lower FID (docs/benchmarks.md: Models built for resolution).
         return progan_settings(resolution, loss or "ns")
 
     @classmethod
@@ -270,8 +271,8 @@ class Progressive(ModelFamily):
 # Equalised learning rate makes Adam move every weight by about the rate *relative to its
 # scale* at each step: ProGAN's 1e-3 is 0.1 % a step, fine for the paper's hundreds of
 # thousands of steps, but a CPU run has a few thousand (DCGAN's 2e-4 on weights of size 0.02
-# is 1 % a step). On emoji at 64 px, 20 CPU minutes (README: Models built for resolution),
-# FID fell from 218.8 at 1e-3 to 210.4 at 3e-3 and 204.7 at 5e-3 with the default loss.
+# is 1 % a step). On emoji at 64 px, 20 CPU minutes (docs/benchmarks.md: Models built for
+# resolution), FID fell from 218.8 at 1e-3 to 210.4 at 3e-3 and 204.7 at 5e-3 with the default loss.
 FAST_LR = 5e-3
 
 

@@ -121,7 +121,7 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
     """
 
     def __init__(self, spec: ModelSpec, features: nn.Module, feature_resolution: int,
-                 projection_channels: int):
+                 projection_channels: int, pixel_head: bool = False):
         super().__init__()
         # Outside the module tree: not in state_dict(), parameters() or the optimiser.
         object.__setattr__(self, "feature_network", features.requires_grad_(False).eval())
@@ -138,9 +138,12 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
             self.register_buffer(f"channel_mix{i}", random_projection(width, channels))
         for i in range(len(shapes) - 1):  # the coarser level's mix, brought to this width
             self.register_buffer(f"scale_mix{i}", random_projection(widths[i], widths[i + 1]))
+        if pixel_head:  # the colours themselves, which edge-tuned features barely keep
+            self.register_buffer("pixel_mix", random_projection(projection_channels, 3))
         self.fixed_buffers = tuple(name for name, _ in self.named_buffers(recurse=False))
         self.heads = nn.ModuleList(Head(width, size) for (_, size), width
                                    in zip(shapes, widths))
+        self.pixel_head = Head(projection_channels, feature_resolution) if pixel_head else None
         self.register_buffer("feature_checksum", torch.tensor(
             list(weights_checksum(features)), dtype=torch.uint8))
 
@@ -161,15 +164,19 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
                 "same weights (or pass the same features_file) to continue it")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def frozen_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The frozen network's four feature maps of ``images`` (finest first)."""
+    def resized(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` as the feature network takes them: RGB, ``feature_resolution``."""
         x = images.float()  # (antialiased resizing has no bfloat16 kernel on CPUs)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-1] != self.feature_resolution:
             x = F.interpolate(x, size=(self.feature_resolution,) * 2, mode="bilinear",
                               align_corners=False, antialias=x.shape[-1] > self.feature_resolution)
-        x = self.feature_network.preprocess((x + 1) / 2)
+        return x
+
+    def frozen_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen network's four feature maps of ``images`` (finest first)."""
+        x = self.feature_network.preprocess((self.resized(images) + 1) / 2)
         found = self.feature_network(x, self.layers)
         return [found[n] for n in self.layers]
 
@@ -190,6 +197,10 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
         if isinstance(images, (list, tuple)):  # a generator that also draws smaller images
             images = images[-1]
         logits = [head(level) for head, level in zip(self.heads, self.mixed_levels(images))]
+        if self.pixel_head is not None:
+            pixels = self.resized(images)
+            pixels = F.conv2d(pixels, self.pixel_mix.to(pixels.dtype))
+            logits.append(self.pixel_head(pixels))
         return torch.stack(logits, dim=1).mean(1)
 
 
@@ -215,6 +226,8 @@ class Projected(ModelFamily):
         "feature_resolution": "side the feature network sees (auto: half the image side, "
                               "at least 32)",
         "projection_channels": "channels of the finest mixed level (x2 per coarser level)",
+        "pixel_head": "one more head on the pictures' own colours (frozen random 1x1 mixing), "
+                      "beside the feature levels",
     }
 
     @dataclass(frozen=True)
@@ -226,6 +239,7 @@ class Projected(ModelFamily):
         features_file: str | None = None
         feature_resolution: int | None = None
         projection_channels: int = 32
+        pixel_head: bool = False
 
         def problem(self) -> str | None:
             if self.generator not in GENERATORS:
@@ -283,4 +297,4 @@ class Projected(ModelFamily):
         o = spec.options
         side = o.feature_resolution or max(32, spec.resolution // 2)
         return ProjectedDiscriminator(spec, load_feature_network(o.features, o.features_file),
-                                      side, o.projection_channels)
+                                      side, o.projection_channels, o.pixel_head)

@@ -46,6 +46,11 @@ class ModelFamily:
     name: ClassVar[str]
     description: ClassVar[str]
     recipe: ClassVar[str] = "standard"  # the loss recipe (see ganvas.losses)
+    # Weights scaled at run time by He's constant (progressive, MSG, StyleGAN2): such networks
+    # train well at learning rates that wreck plainly initialised ones (the settings check).
+    equalised_lr: ClassVar[bool] = False
+    # Whether the family's networks take class labels (c_dim > 0); none does yet.
+    can_take_labels: ClassVar[bool] = False
     # One line per option for `ganvas models`; options without a line show their default.
     option_help: ClassVar[dict[str, str]] = {}
 

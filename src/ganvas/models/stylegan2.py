@@ -222,6 +222,8 @@ class StyleGAN2Generator(GeneratorNetwork):
     """``forward(z)`` is the image (random noise); the recipe calls ``mapping`` and
     ``synthesis`` itself to mix styles and measure path lengths."""
 
+    has_styles = True
+
     def __init__(self, spec: ModelSpec, base: int, cap: int, w_dim: int, mapping_layers: int):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
@@ -278,10 +280,16 @@ class StyleGAN2Generator(GeneratorNetwork):
             ws = torch.cat([truncated, ws[:, cut:]], dim=1)
         return ws
 
-    def synthesize(self, ws: torch.Tensor, noise: str = "const") -> torch.Tensor:
+    def synthesize(self, ws: torch.Tensor, noise: str = "const", *, clamp: bool = True
+                   ) -> torch.Tensor:
         """Styles ``[N, num_ws, w_dim]`` (from ``map``, mixed or projected) -> images in
-        ``[-1, 1]``; random noise is drawn from the global generator."""
-        return self.synthesis(ws, noise).clamp(-1, 1)
+        ``[-1, 1]`` (unclamped with ``clamp=False``: a search keeps its gradients); random
+        noise is drawn from the global generator."""
+        images = self.synthesis(ws, noise)
+        return images.clamp(-1, 1) if clamp else images
+
+    def noise_inputs(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, SynthesisLayer)]
 
     def sample(self, z, c=None, *, truncation=1.0, noise="const", truncation_cutoff=None):
         check_sampling_arguments(self, z, c, truncation, noise)
@@ -334,6 +342,7 @@ class StyleGAN2Discriminator(DiscriminatorNetwork):
 
 @register_model("stylegan2")
 class StyleGAN2(ModelFamily):
+    equalised_lr = True  # every layer scales its weights by He's constant
     description = (
         "StyleGAN2 (Karras et al. 2020) in plain PyTorch (no compiled extensions: CPU, CUDA, "
         "MPS): mapping network, modulated convolutions, per-pixel noise, skip generator, "

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,24 @@ def latest_checkpoint(run_dir: Path, *, warn=print) -> tuple[Path, dict[str, Any
             warn(f"warning: skipping {exc}")
     raise GanvasError(f"{run_dir}: none of its {len(candidates)} checkpoints can be loaded "
                       f"({problems[0]})")
+
+
+def set_aside_newer_checkpoints(run_dir: Path, step: int, log: Callable[[str], None]) -> None:
+    """Resuming from an older checkpoint abandons the newer ones: move them out of the way
+    (never delete them) so the newest checkpoint is again the run's real state."""
+    newer = [p for p in list_checkpoints(run_dir) if int(p.stem.split("-")[1]) > step]
+    if not newer:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(run_dir) / CHECKPOINT_DIR / "abandoned"
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):  # a fresh folder each time: never overwrite earlier ones
+        aside = root / (f"after-step-{step}-{stamp}" + (f"-{attempt}" if attempt else ""))
+        try:
+            aside.mkdir()
+            break
+        except FileExistsError:
+            continue
+    for path in newer:
+        path.replace(aside / path.name)
+    log(f"moved {len(newer)} newer checkpoint(s) of the abandoned continuation to {aside}")

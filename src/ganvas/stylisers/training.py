@@ -58,11 +58,11 @@ from ganvas.stylisers.folder import (
     write_styliser,
 )
 from ganvas.stylisers.network import WIDTHS, Styliser
-from ganvas.training.signals import GracefulStop
 from ganvas.utils.checks import whole_number
 from ganvas.utils.device import resolve_device
 from ganvas.utils.images import make_grid, save_image
 from ganvas.utils.progress import progress_bar
+from ganvas.utils.signals import GracefulStop
 
 DATA_STREAM = "styliser/data"
 STYLES_STREAM = "styliser/styles"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {"Callback": "ganvas.training.callbacks", "TrainResult": "ganvas.training.trainer",
-            "Trainer": "ganvas.training.trainer", "resume": "ganvas.training.trainer",
-            "train": "ganvas.training.trainer"}
+_EXPORTS = {"Callback": "ganvas.training.callbacks", "TrainResult": "ganvas.training.session",
+            "Trainer": "ganvas.training.loop", "resume": "ganvas.training.session",
+            "train": "ganvas.training.session"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -1,6 +1,6 @@
 """``ganvas train --nproc N``: start N training processes on this machine with torchrun's own
 launcher (its elastic agent, a free port found by the c10d rendezvous), for users who do not
-know torchrun. Several machines: run ``torchrun`` yourself (see the README).
+know torchrun. Several machines: run ``torchrun`` yourself (see docs/distributed.md).
 
 Each process runs ``python -m ganvas train ...`` with the same options; what they print is
 rank 0's. A process that fails ends the whole run, and this launcher says which one and how,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ganvas.training.distributed import Strategy
+from ganvas.distributed import Strategy
 
 
 class StatsCollector:

@@ -32,9 +32,9 @@ from PIL import Image
 
 from ganvas.errors import GanvasError
 from ganvas.style.images import fitted_size
-from ganvas.training.signals import GracefulStop
 from ganvas.utils.files import atomic_write, atomic_write_text
 from ganvas.utils.progress import progress_bar
+from ganvas.utils.signals import GracefulStop
 from ganvas.video import DEFAULT_TEMPORAL_WEIGHT
 from ganvas.video.flow import FlowEstimator, stabilised, valid_mask, warp, warping_error
 from ganvas.video.io import (

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
+from ganvas.auto_settings import SMALL_DATA, default_resolution, small_data_augment
 from ganvas.config import AUTO_DEFAULTS, TrainConfig, flag_words
 from ganvas.data import count_images
 from ganvas.errors import GanvasError
+from ganvas.health.rules import Finding
 from ganvas.losses.criteria import LOSSES, WassersteinLoss
 from ganvas.models import available_models, build_generator, build_models
-from ganvas.training.health.rules import Finding
-from ganvas.training.settings import SMALL_DATA, default_resolution, small_data_augment
 
 # A rate this many times the family's own (for the loss) is far from where it was tuned:
 # Adam's steps overshoot and the two networks oscillate or diverge. DCGAN-like nets still
@@ -40,7 +40,6 @@ LR_LOW_FACTOR = 50
 # gradient by its fan-in scale, so their effective steps are smaller: they train at 2.5e-3
 # to 5e-3 (StyleGAN2, ProGAN for short runs) and only the relative check applies.
 PLAIN_LR_CEILING = 5e-3
-EQUALISED_LR_FAMILIES = frozenset({"progressive", "msg", "stylegan2"})
 # TTUR (Heusel et al. 2017) gives D 4x G's rate; beyond 10x either way one network learns
 # so much faster that the other never catches up.
 LR_RATIO_LIMIT = 10
@@ -178,6 +177,12 @@ def _reference(config: TrainConfig, usual: dict[str, Any]) -> str:
 # ---- the checks ------------------------------------------------------------------------
 
 
+def _equalised_lr(model: str | None) -> bool:
+    """Whether ``model`` declares an equalised learning rate (an unknown one: no)."""
+    family = available_models().get(model) if isinstance(model, str) else None
+    return bool(family is not None and family.equalised_lr)
+
+
 def _learning_rates(config: TrainConfig, usual: dict[str, Any]) -> list[Finding]:
     findings = []
     for name in ("lr_g", "lr_d"):
@@ -186,7 +191,7 @@ def _learning_rates(config: TrainConfig, usual: dict[str, Any]) -> list[Finding]
             continue
         flag = flag_words(name, value)[0]
         ceiling = typical * LR_HIGH_FACTOR
-        plain_weights = config.model not in EQUALISED_LR_FAMILIES
+        plain_weights = not _equalised_lr(config.model)
         if plain_weights:  # never below the family's own preference
             ceiling = min(ceiling, max(PLAIN_LR_CEILING, typical))
         evidence = {name: value, "usual": typical, "factor": value / typical}

@@ -13,7 +13,7 @@ from ganvas.training.callbacks import Callback
 
 if TYPE_CHECKING:
     from ganvas.metrics.inception import FeatureExtractor
-    from ganvas.training.trainer import Trainer
+    from ganvas.training.callbacks import RunView as Trainer
 
 BATCH = 50
 

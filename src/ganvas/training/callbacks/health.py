@@ -10,14 +10,14 @@ import numpy as np
 import torch
 
 from ganvas.errors import GanvasError
-from ganvas.rng import HEALTH_PROBE, HEALTH_REFERENCE, numpy_stream, stream
+from ganvas.health import diversity
+from ganvas.health.pictures import FixedFeatures, RealReference, to_size
+from ganvas.health.rules import HISTORY, RunMemory, diagnose
+from ganvas.rng import HEALTH_MEMORY, HEALTH_PROBE, HEALTH_REFERENCE, numpy_stream, stream
 from ganvas.training.callbacks import Callback
-from ganvas.training.health import diversity
-from ganvas.training.health.pictures import FixedFeatures, RealReference, to_size
-from ganvas.training.health.rules import HISTORY, RunMemory, diagnose
 
 if TYPE_CHECKING:
-    from ganvas.training.trainer import Trainer
+    from ganvas.training.callbacks import RunView as Trainer
 
 REFERENCE_IMAGES = 256
 PROBE_SAMPLES = 128
@@ -63,7 +63,7 @@ class HealthMonitor(Callback):
         if len(held_out):
             count = min(len(held_out), MEMORY_IMAGES if c.resolution <= 64
                         else MEMORY_IMAGES_LARGE)
-            chooser = numpy_stream(c.seed, HEALTH_REFERENCE, 1)
+            chooser = numpy_stream(c.seed, HEALTH_MEMORY)
             self.unseen = self._images(images, chooser.choice(held_out, count, replace=False))
             self.trained = self._images(images, chooser.choice(
                 train, min(count, len(train)), replace=False))
@@ -105,7 +105,7 @@ class HealthMonitor(Callback):
         previous_best = self.memory.best_step
         self.memory.update(record, trainer.config.health_warmup)
         if (trainer.config.auto_balance and self.memory.best_step != previous_best
-                and not trainer.strategy.distributed):
+                and not trainer.distributed):
             self.best_state = trainer.snapshot()
         self.context["augment"] = trainer.config.augment  # auto-balance may turn ADA on
         findings = diagnose(self.history, probabilistic=trainer.loss.probabilistic,

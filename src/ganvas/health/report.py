@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ganvas.errors import GanvasError
+from ganvas.health.rules import HISTORY, Finding, RunMemory, diagnose
 from ganvas.losses.criteria import LOSSES
 from ganvas.runs.metrics import iter_metrics
-from ganvas.training.health.rules import HISTORY, Finding, RunMemory, diagnose
 from ganvas.utils.files import atomic_write
 
 HEALTHY = "No problem is visible at the end of the run."
@@ -167,7 +167,7 @@ def _finding(finding: Finding) -> dict[str, Any]:
 
 def recommendations(report: HealthReport) -> list[str]:
     """Concrete next commands, from what is wrong now and what went wrong before."""
-    from ganvas.training.health.settings_check import restart_command
+    from ganvas.health.settings_check import restart_command
 
     advice = []
     changes: dict[str, Any] = {}
@@ -254,7 +254,7 @@ def build_report(run_dir: str | os.PathLike) -> HealthReport:
         raise GanvasError(f"{metrics}: no training records yet; let the run log a few ticks")
     current = diagnose(list(recent), probabilistic=loss.probabilistic, warmup=warmup,
                        loss_name=loss.name, memory=memory)
-    from ganvas.training.health.settings_check import saved_config_findings
+    from ganvas.health.settings_check import saved_config_findings
 
     settings = saved_config_findings(saved)
     return HealthReport(
@@ -322,7 +322,7 @@ def plot_health(report: HealthReport, path: str | os.PathLike) -> Path:
     """Six panels: losses, D's view, variety and memorisation, sample quality (fidelity),
     sharpness and checkerboard against the reals, and ADA p with the learning rates. A
     curve the run did not log is not drawn; a panel with none says so."""
-    from ganvas.training.plots import plt  # Agg backend is set there
+    from ganvas.runs.plots import plt  # Agg backend is set there
 
     def draw(ax, key: str, label: str, *, positive: bool = False, **style) -> bool:
         steps, values = report.series[key].points() if key in report.series else ([], [])
