@@ -48,8 +48,8 @@ def networks(seed=0, **options):
 def test_only_the_heads_learn_and_each_receives_gradients():
     G, D = networks()
     D(G(torch.randn(4, 8))).sum().backward()
-    assert len(D.heads) == 4
-    for head in D.heads:
+    assert len(D.heads) == 4 and D.pixel_head is not None  # (on by default)
+    for head in [*D.heads, D.pixel_head]:
         grads = [p.grad for p in head.parameters()]
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     frozen = list(D.feature_network.parameters())
@@ -70,7 +70,8 @@ def test_random_projections_are_fixed_by_the_seed():
     _, a = networks(seed=0)
     _, b = networks(seed=0)
     _, c = networks(seed=1)
-    for name in ("channel_mix0", "channel_mix3", "scale_mix1"):
+    for name in ("channel_mix0", "channel_mix3", "scale_mix1", "pixel_mix"):
+        assert name in a.fixed_buffers
         assert torch.equal(getattr(a, name), getattr(b, name))
         assert not torch.equal(getattr(a, name), getattr(c, name))
 

@@ -5,7 +5,9 @@ Four feature maps of the frozen network (one per scale) are mixed across channel
 random 1x1 convolutions (*cross-channel mixing*) and across scales by frozen random 1x1
 convolutions whose outputs are upsampled and added to the next finer level (*cross-scale
 mixing*); a light discriminator head judges each mixed level, and the heads' logits are
-averaged into one per image. Only the heads learn. Pretrained features already tell a
+averaged into one per image, with that of a fifth head on the pictures' own colours
+(mixed by a frozen random 1x1 convolution; ``pixel_head``), which the edge-tuned offline
+features barely keep. Only the heads learn. Pretrained features already tell a
 face from a blob, so the heads need far fewer images than a discriminator that learns
 its features from scratch: the paper reaches StyleGAN2-ADA's FID with a fraction of the
 images, on datasets down to a few hundred pictures.
@@ -239,7 +241,7 @@ class Projected(ModelFamily):
         features_file: str | None = None
         feature_resolution: int | None = None
         projection_channels: int = 32
-        pixel_head: bool = False
+        pixel_head: bool = True
 
         def problem(self) -> str | None:
             if self.generator not in GENERATORS:
@@ -266,14 +268,17 @@ class Projected(ModelFamily):
     @classmethod
     def auto_settings(cls, resolution: int, num_images: int, loss: str | None
                       ) -> dict[str, Any]:
-        # The paper's: hinge loss, Adam 2e-4 with betas 0 / 0.99, DiffAugment; a batch for
-        # CPUs (the paper: 64). DiffAugment without its colour changes: on 200 emoji at 64 px
-        # (10 CPU min, features at 32 px) FID 200.9 and fixed-feature FD 0.603 without,
-        # 206.3 and 0.881 with them (one run each): the edge-tuned vgg16-hed features tell
-        # colours apart only weakly, and colour augmentation teaches the heads to ignore
-        # the rest.
-        return {"loss": loss or "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0,
-                "beta2": 0.99, "batch_size": 16, "ema_kimg": 5.0, "augment": "diffaugment",
+        # The paper's hinge loss, Adam betas 0 / 0.99 and DiffAugment; the batch and rates
+        # for CPU budgets, measured on 200 emoji at 64 px (docs/benchmarks.md): batch 8
+        # against 16 at 5 CPU minutes, FID 243 against 277 and fixed-feature FD 1.8 against
+        # 3.9 (more steps beat more images per step when steps are few); at 3,700 images,
+        # rates 4e-4 and the pixel head (options) took FD from 1.18 to 0.68 at the same FID
+        # within the runs' spread. DiffAugment without its colour changes: at batch 16, 10
+        # CPU min, FID 200.9 and FD 0.603 without, 206.3 and 0.881 with them: the
+        # edge-tuned vgg16-hed features tell colours apart only weakly, and colour
+        # augmentation teaches the heads to ignore the rest.
+        return {"loss": loss or "hinge", "lr_g": 4e-4, "lr_d": 4e-4, "beta1": 0.0,
+                "beta2": 0.99, "batch_size": 8, "ema_kimg": 5.0, "augment": "diffaugment",
                 "diffaugment_policy": "translation,cutout"}
 
     @classmethod
