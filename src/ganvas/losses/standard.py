@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ganvas.augment import build_augment
+from ganvas.augment import NoAugment, build_augment
 from ganvas.config import TrainConfig
 from ganvas.distributed import Strategy
 from ganvas.errors import GanvasError
@@ -149,9 +149,12 @@ class StandardRecipe(LossRecipe):
             self.scaler.step(optimizer)
 
     def end_step(self) -> None:
-        """After all phases of a step: the scaler adapts its scale once per step."""
+        """After all phases of a step: the scaler adapts its scale once per step, and the
+        augmentation's strength (which its discriminator passes adjusted) is reported."""
         if self.scaler is not None:
             self.scaler.update()
+        if not isinstance(self.augment, NoAugment):
+            self.stats.gauge("Augment/p", round(self.augment.p, 5))
 
     def _generator(self, inputs: StepInputs) -> list[str]:
         """With D frozen, make D call the kept fakes real (alternating update)."""
@@ -287,6 +290,8 @@ class StandardRecipe(LossRecipe):
         instance noise decaying with the images seen."""
         images = self.augment(images)
         sigma = self.instance_noise_sigma(images_seen)
+        if self.config.instance_noise:
+            self.stats.gauge("Noise/sigma", round(sigma, 5))
         if sigma > 0:
             def noisy(t: torch.Tensor) -> torch.Tensor:
                 noise = per_sample(lambda m: torch.randn(m, *t.shape[1:],

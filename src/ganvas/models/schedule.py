@@ -36,6 +36,13 @@ class SchedulePoint:
     until: float = math.inf
     phase: str = ""
 
+    def gauges(self) -> dict[str, float | str]:
+        """What the metrics record of a growing schedule (nothing for a constant one)."""
+        if not self.phase:
+            return {}
+        return {"phase": self.phase, "Schedule/resolution": self.resolution,
+                "Schedule/alpha": round(self.alpha, 4), "Schedule/batch": self.batch_size}
+
 
 class ConstantSchedule:
     """The same batch size and resolution throughout (every non-growing family)."""

@@ -77,6 +77,7 @@ class Trainer(RunParts):
                 self.train_step(point)
                 self.step += 1
                 self.images_seen += point.batch_size
+                self.stats.gauges(self.point.gauges())  # where a growing schedule stands
                 self.in_step = False
                 self.tick_images += point.batch_size * c.n_critic
                 self.bar.update(1)
@@ -165,16 +166,9 @@ class Trainer(RunParts):
         record: dict[str, Any] = {
             "step": self.step, "epoch": round(self.stream.epoch, 4),
             "kimg": round(self.images_seen / 1000, 3), "time": round(self.elapsed, 2),
-            **{k: round(v, 6) for k, v in self.stats.collect(self.strategy).items()},
+            **{k: v if isinstance(v, str) else round(v, 6)
+               for k, v in self.stats.collect(self.strategy).items()},
             "LR/G": lr_g, "LR/D": lr_d, "Speed/img_per_s": round(images_per_second, 1)}
-        if point.phase:  # a growing family: where its schedule stands
-            record.update({"phase": point.phase, "Schedule/resolution": point.resolution,
-                           "Schedule/alpha": round(point.alpha, 4),
-                           "Schedule/batch": point.batch_size})
-        if self.config.augment != "none":
-            record["Augment/p"] = round(self.recipe.augment.p, 5)
-        if self.config.instance_noise:
-            record["Noise/sigma"] = round(self.recipe.instance_noise_sigma(self.images_seen), 5)
         problem = self.strategy.agree(rollback.divergence(self, record))
         if problem:
             self.metrics.append(record)

@@ -1,8 +1,11 @@
-"""The statistics channel: the loop reports named values, ticks collect their means.
+"""The statistics channel: whoever owns a value reports it, ticks collect them.
 
-Values stay as tensors until a tick, so reporting costs no device synchronisation per step.
-Names form a slash hierarchy (``Loss/D``, ``D/real``); the health monitor and the metrics
-file (:mod:`ganvas.runs.metrics`) read the same records.
+Two kinds of value: a *report* (a loss, D's scores) is averaged over the steps since the
+last tick; a *gauge* (augmentation strength, where a growing schedule stands) is a level,
+and the tick shows its newest value. Reports stay as tensors until a tick, so reporting
+costs no device synchronisation per step. Names form a slash hierarchy (``Loss/D``,
+``D/real``); the health monitor and the metrics file (:mod:`ganvas.runs.metrics`) read the
+same records.
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ class StatsCollector:
     def __init__(self) -> None:
         self._sums: dict[str, torch.Tensor | float] = {}
         self._counts: dict[str, int] = {}
+        self._gauges: dict[str, float | str] = {}
+
+    def gauge(self, name: str, value: float | str) -> None:
+        """A level whose newest value the next tick shows. Gauges are re-reported every
+        step by their owners, so they are neither checkpointed nor summed over processes
+        (every process holds the same level)."""
+        self._gauges[name] = value
+
+    def gauges(self, values: dict[str, float | str]) -> None:
+        """Several gauges at once."""
+        self._gauges.update(values)
 
     def report(self, name: str, value: torch.Tensor | float) -> None:
         if isinstance(value, torch.Tensor):
@@ -55,17 +69,19 @@ class StatsCollector:
         total = strategy.sum(local)
         return names, total[:, 0].tolist(), total[:, 1].tolist()
 
-    def collect(self, strategy: Strategy | None = None) -> dict[str, float]:
-        """Means since the last collect (over all processes of ``strategy``); resets the
-        accumulators."""
+    def collect(self, strategy: Strategy | None = None) -> dict[str, Any]:
+        """Means since the last collect (over all processes of ``strategy``) and the newest
+        gauges; resets both."""
         if strategy is not None and strategy.distributed:
             names, sums, counts = self._totals(strategy)
             self._sums = {n: s for n, s, c in zip(names, sums, counts) if c}
             self._counts = {n: int(c) for n, c in zip(names, counts) if c}
-        means = {}
+        means: dict[str, Any] = {}
         for name, total in self._sums.items():
             value = float(total) / self._counts[name]
             means[name] = value if math.isfinite(value) else float("nan")
+        means.update(self._gauges)
         self._sums.clear()
         self._counts.clear()
+        self._gauges.clear()
         return means
