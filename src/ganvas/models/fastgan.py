@@ -35,7 +35,14 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ganvas.models.layers import downsample, is_power_of_two
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
-from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.models.registry import (
+    SMALL_DATA,
+    Claim,
+    DataProfile,
+    ModelFamily,
+    ModelSpec,
+    register_model,
+)
 from ganvas.models.schedule import SchedulePoint
 from ganvas.rng import per_sample
 
@@ -367,6 +374,16 @@ class FastGAN(ModelFamily):
         if is_power_of_two(resolution, 32, 1024):
             return None
         return "model fastgan works at a power of two from 32 to 1024 px (32, 64, ..., 1024)"
+
+    chosen_for = (f"fewer than {SMALL_DATA:,} pictures at a power of two from 32 to 1024 px "
+                  "(when a stronger claim cannot train here)")
+
+    @classmethod
+    def claim(cls, data: DataProfile) -> Claim | None:
+        if not data.small or cls.resolution_problem(data.resolution):
+            return None
+        return Claim(20, f"{data.num_images:,} pictures, fewer than {SMALL_DATA:,}: FastGAN, "
+                         "built for 100 to 1,000 pictures")
 
     @classmethod
     def auto_settings(cls, resolution: int, num_images: int, loss: str | None

@@ -40,7 +40,14 @@ from ganvas.errors import GanvasError
 from ganvas.models.fastgan import FastGANGenerator
 from ganvas.models.layers import chosen_widths, is_power_of_two
 from ganvas.models.networks import DiscriminatorNetwork
-from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.models.registry import (
+    SMALL_DATA,
+    Claim,
+    DataProfile,
+    ModelFamily,
+    ModelSpec,
+    register_model,
+)
 from ganvas.models.stylegan2 import StyleGAN2Generator
 
 FEATURE_NETWORKS = ("vgg16-hed", "vgg16", "vgg19", "tiny")
@@ -275,6 +282,18 @@ class Projected(ModelFamily):
         if is_power_of_two(resolution, 32, 1024):
             return None
         return "model projected works at a power of two from 32 to 1024 px (32, 64, ..., 1024)"
+
+    chosen_for = (f"fewer than {SMALL_DATA:,} pictures at a power of two from 32 to 1024 px, "
+                  "where its offline features are installed: it beat FastGAN on 200 emoji "
+                  "(benchmarks/models.py --small-folder)")
+
+    @classmethod
+    def claim(cls, data: DataProfile) -> Claim | None:
+        if not data.small or cls.resolution_problem(data.resolution):
+            return None
+        return Claim(30, f"{data.num_images:,} pictures, fewer than {SMALL_DATA:,}: FastGAN's "
+                         "generator against a projected discriminator on pretrained features, "
+                         "ahead of FastGAN on small folders")
 
     @classmethod
     def auto_settings(cls, resolution: int, num_images: int, loss: str | None

@@ -46,7 +46,14 @@ from ganvas.models.networks import (
     GeneratorNetwork,
     check_sampling_arguments,
 )
-from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.models.registry import (
+    SMALL_DATA,
+    Claim,
+    DataProfile,
+    ModelFamily,
+    ModelSpec,
+    register_model,
+)
 from ganvas.rng import per_sample
 
 SQRT2 = math.sqrt(2)
@@ -400,6 +407,16 @@ class StyleGAN2(ModelFamily):
         if is_power_of_two(resolution, 8, 1024):
             return None
         return "model stylegan2 works at a power of two from 8 to 1024 px (8, 16, ..., 1024)"
+
+    chosen_for = (f"{SMALL_DATA:,} pictures or more at a power of two from 64 to 1024 px, as "
+                  "stylegan2-ada chooses it for any data")
+
+    @classmethod
+    def claim(cls, data: DataProfile) -> Claim | None:
+        if data.num_images is None or data.small or data.lesson \
+                or not is_power_of_two(data.resolution, 64, 1024):
+            return None
+        return Claim(20, f"{data.described()}: StyleGAN2")
 
     @classmethod
     def auto_settings(cls, resolution: int, num_images: int, loss: str | None
