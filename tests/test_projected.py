@@ -150,9 +150,10 @@ def test_the_vgg_feature_networks_give_four_levels():
 
 
 @pytest.mark.parametrize("options, needle", [
-    ({"features": "inception"}, "features must be one of vgg16-hed, vgg16, vgg19, tiny"),
+    ({"features": "inception"}, "features must be one of vgg16-hed, efficientnet-lite0, "
+                                "resnet18, vgg16, vgg19, tiny"),
     ({"generator": "dcgan"}, "generator must be one of fastgan, stylegan2"),
-    ({"feature_resolution": 48}, "feature_resolution must be a power of two"),
+    ({"feature_resolution": 48}, "feature_resolution must be a multiple of 32"),
     ({"projection_channels": 0}, "projection_channels must be 1..1024"),
 ])
 def test_bad_options_are_one_line(options, needle):

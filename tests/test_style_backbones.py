@@ -25,6 +25,7 @@ from ganvas.style.backbones import (
     load_backbone,
     tiny_backbone,
 )
+from ganvas.utils import weight_files as weight_file_module
 
 VGG19_CONVS = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]  # torchvision's keys
 VGG16_CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
@@ -508,7 +509,7 @@ def test_bad_values(bad, words):
 def test_huge_file_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "huge.pth"
     path.write_bytes(b"\0" * 4096)
-    monkeypatch.setattr(backbones, "MAX_WEIGHTS_BYTES", 1024)
+    monkeypatch.setattr(weight_file_module, "MAX_WEIGHTS_BYTES", 1024)
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("read the file"))
     message = _error(load_backbone, "vgg19", path)
     assert str(path) in message and "refusing" in message

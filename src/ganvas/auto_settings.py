@@ -81,7 +81,8 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
     config = config.replace(**chosen)
     chosen = {**picked, **chosen}
     given = dict(config.model_options)
-    options = family.auto_options(config.resolution, num_images, config.batch_size)
+    options = family.auto_options(config.resolution, num_images, config.batch_size,
+                                  given=given)
     filled = {k: v for k, v in options.items() if given.get(k) is None}
     if filled:
         config = config.replace(model_options={**given, **filled})

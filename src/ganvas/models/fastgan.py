@@ -395,8 +395,8 @@ class FastGAN(ModelFamily):
                 "augment": "diffaugment", "diffaugment_policy": "color,translation"}
 
     @classmethod
-    def auto_options(cls, resolution: int, num_images: int, batch_size: int
-                     ) -> dict[str, Any]:
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int,
+                     given: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"base_channels": 16}
 
     @classmethod

@@ -170,8 +170,8 @@ class MSG(ModelFamily):
                 "ema_kimg": 10.0}
 
     @classmethod
-    def auto_options(cls, resolution: int, num_images: int, batch_size: int
-                     ) -> dict[str, Any]:
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int,
+                     given: dict[str, Any] | None = None) -> dict[str, Any]:
         base, cap = cpu_widths(resolution)
         return {"base_channels": base, "max_channels": cap}
 

@@ -231,8 +231,8 @@ class Progressive(ModelFamily):
         return progan_settings(resolution, loss or "ns")
 
     @classmethod
-    def auto_options(cls, resolution: int, num_images: int, batch_size: int
-                     ) -> dict[str, Any]:
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int,
+                     given: dict[str, Any] | None = None) -> dict[str, Any]:
         base, cap = cpu_widths(resolution)
         # Each resolution sees the data a few times over while it fades in and settles (at
         # least 10 kimg, a few hundred steps), but no phase is longer than ProGAN's 600 kimg.

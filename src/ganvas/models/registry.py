@@ -139,10 +139,11 @@ class ModelFamily:
         return {}
 
     @classmethod
-    def auto_options(cls, resolution: int, num_images: int, batch_size: int
-                     ) -> dict[str, Any]:
-        """Values for the family's options that are left on auto (None); saved in the run's
-        config, so a resumed run keeps them whatever the data holds by then."""
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int,
+                     given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Values for the family's options that are left on auto (None), knowing the ones
+        the user ``given``; saved in the run's config, so a resumed run keeps them whatever
+        the data holds by then."""
         return {}
 
     @classmethod

