@@ -19,6 +19,8 @@ sample grid per model and the growth picture of the progressive run.
     python benchmarks/models.py --only progressive --set progressive:loss=ns
     python benchmarks/models.py --resolutions --few-shot   # only the few-shot table
     python benchmarks/models.py --resolutions --small-folder   # only the small-folder table
+    python benchmarks/models.py --resolutions --small-folder --only stylegan2 msg progressive \
+        --small-folder-families stylegan2 msg progressive   # their new vs old defaults
 """
 
 from __future__ import annotations
@@ -60,12 +62,12 @@ SETTINGS: dict[int, dict[str, dict]] = {
 FEW_SHOT_PICTURES, FEW_SHOT_RESOLUTION = 100, 128
 FEW_SHOT: dict[str, dict] = {"fastgan": {}, "dcgan": {
     "augment": "diffaugment", "diffaugment_policy": "color,translation"}}
-# The small-folder table: the projected discriminator against FastGAN, and DCGAN at its
-# small-data defaults (ADA below ganvas.auto_settings.SMALL_DATA pictures) against its
-# old ones (no augmentation). Rows are (model, settings); a model may appear twice.
+# The small-folder table: the projected discriminator against FastGAN, and each family in
+# --small-folder-families (default DCGAN) at its small-data defaults (ADA below
+# ganvas.auto_settings.SMALL_DATA pictures) against its old ones (no augmentation).
 SMALL_FOLDER_PICTURES, SMALL_FOLDER_RESOLUTION = 200, 64
-SMALL_FOLDER: list[tuple[str, dict]] = [
-    ("projected", {}), ("fastgan", {}), ("dcgan", {}), ("dcgan", {"augment": "none"})]
+SMALL_FOLDER: list[tuple[str, dict]] = [("projected", {}), ("fastgan", {})]
+OLD_DEFAULTS = {"augment": "none"}
 GRID = 64  # images in each sample grid
 GROWTH_SAMPLES = 8  # latents followed through the growth picture
 
@@ -245,6 +247,10 @@ def main() -> None:
                         help=f"also the small-folder table: {SMALL_FOLDER_PICTURES} emoji at "
                              f"{SMALL_FOLDER_RESOLUTION} px, projected vs fastgan vs dcgan "
                              "(new and old defaults)")
+    parser.add_argument("--small-folder-families", nargs="+", default=["dcgan"],
+                        choices=[m for m in MODELS if m not in dict(SMALL_FOLDER)],
+                        help="families run at their new and their old defaults in the "
+                             "small-folder table (default: dcgan)")
     parser.add_argument("--small-folder-resolution", type=int, default=SMALL_FOLDER_RESOLUTION,
                         choices=(32, 64, 128))
     parser.add_argument("--small-folder-minutes", type=float, default=10.0,
@@ -279,7 +285,9 @@ def main() -> None:
     if args.small_folder:
         r = args.small_folder_resolution
         changed = parse_settings(args.set, r, {})
-        rows = [(name, {**settings, **changed[name]}) for name, settings in SMALL_FOLDER
+        rows = [(name, {**settings, **changed[name]}) for name, settings in
+                [*SMALL_FOLDER, *[(family, settings) for family in args.small_folder_families
+                                  for settings in ({}, OLD_DEFAULTS)]]
                 if name in args.only]
         sections.append((f"{args.small_folder_pictures} emoji at {r} px (small folder)", None, r,
                          args.small_folder_minutes, args.small_folder_num, rows, None))
