@@ -298,6 +298,31 @@ def test_generate_guards(capsys, pictures, tmp_path):
     assert_one_line_error(code, err, "not a regular file")
 
 
+def test_generate_by_seeds_names_each_picture_by_its_seed(capsys, pictures, tmp_path):
+    run_cli(capsys, "train", "--data", pictures, "--steps", "2", "--out", tmp_path / "run", *TINY)
+    code, _, err = run_cli(capsys, "generate", tmp_path / "run", "--seeds", "1,5,9-11", "--grid",
+                           "--out", tmp_path / "a")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["grid-seeds.png", "seed0001.png", "seed0005.png", "seed0009.png",
+                     "seed0010.png", "seed0011.png"]
+    # a seed's picture is the first of --seed S --num 1, whatever seeds come with it
+    run_cli(capsys, "generate", tmp_path / "run", "--seeds", "5", "--out", tmp_path / "b")
+    run_cli(capsys, "generate", tmp_path / "run", "--seed", "5", "--num", "1", "--out",
+            tmp_path / "c")
+    pixels = [np.asarray(Image.open(path)) for path in (
+        tmp_path / "a" / "seed0005.png", tmp_path / "b" / "seed0005.png",
+        tmp_path / "c" / "seed5-00000.png")]
+    assert all(np.array_equal(pixels[0], other) for other in pixels[1:])
+    grid = Image.open(tmp_path / "a" / "grid-seeds.png")  # 3 x 2 tiles of 16 px, labels below
+    assert grid.width == 3 * 18 + 2 and grid.height > 2 * 18 + 2
+    for argv, needle in ((["--seeds", "1,x"], "--seeds"), (["--seeds", "-3"], "--seeds"),
+                         (["--seeds", "2", "--num", "4"], "leave out --num"),
+                         (["--seeds", "2", "--style-mix", "1", "2"], "give one")):
+        code, _, err = run_cli(capsys, "generate", tmp_path / "run", *argv)
+        assert_one_line_error(code, err, needle)
+
+
 def test_python_api_type_errors_are_ganvas_errors(pictures, tmp_path):
     import ganvas
 

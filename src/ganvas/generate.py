@@ -21,7 +21,7 @@ from ganvas.models.networks import check_sampling_arguments
 from ganvas.runs.sources import read_generator
 from ganvas.utils.checks import whole_number
 from ganvas.utils.device import resolve_device
-from ganvas.utils.images import make_grid, save_image, to_pil
+from ganvas.utils.images import labelled_grid, make_grid, save_image, to_pil
 
 
 class ImageGenerator:
@@ -78,6 +78,11 @@ class ImageGenerator:
         """The ``n`` latent vectors for ``seed``: the same on every device and batch size."""
         n, seed = whole_number(n, "--num", 1, MAX_IMAGES), whole_number(seed, "--seed", 0, MAX_SEED)
         return torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+
+    def seed_images(self, seeds: list[int]) -> torch.Tensor:
+        """One image per seed, each the first of its seed (as ``--seed S --num 1``), drawn
+        alone: the same picture whatever other seeds are asked for with it."""
+        return torch.cat([next(self.batches(1, seed)) for seed in seeds])
 
     def batches(self, n: int, seed: int = 0, batch_size: int = 256):
         """Yield the ``n`` images of ``seed`` as float ``[b, C, H, W]`` chunks, in order."""
@@ -183,11 +188,14 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
                        noise_mode: str = "const", truncation_cutoff: int | None = None,
                        style_mix: tuple[list[int], list[int]] | None = None,
                        mix_layers: list[int] | None = None,
-                       latent: str | os.PathLike | None = None) -> list[Path]:
+                       latent: str | os.PathLike | None = None,
+                       seeds: list[int] | None = None) -> list[Path]:
     """Write ``num`` samples as ``NNNNN.png`` files and/or one ``grid.png``; returns the paths.
-    With ``style_mix`` (row seeds, column seeds), write only the style-mixing grid
-    ``style-mix.png`` (see :meth:`ImageGenerator.style_mix`); with ``latent`` (a file from
-    ``ganvas project``), only its picture, ``<file name>.png``."""
+    With ``seeds``, one picture per seed instead, ``seed0005.png`` (the grid
+    ``grid-seeds.png`` says each tile's seed under it); with ``style_mix`` (row seeds, column
+    seeds), only the style-mixing grid ``style-mix.png`` (see
+    :meth:`ImageGenerator.style_mix`); with ``latent`` (a file from ``ganvas project``), only
+    its picture, ``<file name>.png``."""
     from ganvas.runs.folders import ensure_writable_dir
 
     whole_number(num, "--num", 1, MAX_IMAGES)
@@ -197,8 +205,13 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
                           "or leave out --grid")
     if mix_layers is not None and style_mix is None:
         raise GanvasError("--mix-layers goes with --style-mix")
-    if latent is not None and style_mix is not None:
-        raise GanvasError("--latent and --style-mix draw different pictures; give one")
+    if sum(x is not None for x in (latent, style_mix, seeds)) > 1:
+        raise GanvasError("--seeds, --latent and --style-mix draw different pictures; give one")
+    if seeds is not None:
+        if not 1 <= len(seeds) <= MAX_GRID:
+            raise GanvasError(f"--seeds: give 1 to {MAX_GRID:,} seeds")
+        for s in seeds:
+            whole_number(s, "--seeds", 0, MAX_SEED)
     saved = None
     if latent is not None:
         from ganvas.latents import load_latent
@@ -224,6 +237,14 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
               f"it stopped; images show {completed} px enlarged", file=sys.stderr)
     out = Path(out)
     ensure_writable_dir(out, "--out")
+    if seeds is not None:
+        images = model.seed_images(seeds)
+        written = ([save_image(image, out / f"seed{s:04d}.png")
+                    for s, image in zip(seeds, to_pil(images))] if singles else [])
+        if grid:
+            written.append(save_image(labelled_grid(images, [str(s) for s in seeds]),
+                                      out / "grid-seeds.png"))
+        return written
     written, kept = [], []
     index = 0
     for chunk in model.batches(num, seed):  # streamed: a large --num never sits in memory

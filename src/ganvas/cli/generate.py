@@ -17,6 +17,7 @@ examples:
   ganvas generate runs/00000-digits-dcgan-28px/generator --num 16 --grid --no-singles
   ganvas generate runs/00001-emoji-progressive-64px --grid --truncation 0.7
   ganvas generate runs/00002-emoji-stylegan2-64px --style-mix 1,2,3,4 10-15
+  ganvas generate runs/00002-emoji-stylegan2-64px --seeds 1,5,9-12 --grid   # by seed
   ganvas generate runs/00002-emoji-stylegan2-64px --truncation 0.5 --truncation-cutoff 4
   ganvas generate runs/00002-emoji-stylegan2-64px --latent projections/me/latent.safetensors
   ganvas generate runs/00003-cats-stylegan2-128px --nearest       # is it copying my pictures?
@@ -33,7 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "exported generator folder")
     parser.add_argument("--num", type=int, default=None,
                         help="how many images (default: 64; 8 with --nearest)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    parser.add_argument("--seeds", default=None, metavar="LIST",
+                        help="one picture per seed, named by it (seed0005.png), e.g. 1,5,9-12; "
+                             "each is the first picture of --seed S --num 1, and --grid writes "
+                             "the seeds under the tiles")
     parser.add_argument("--out", default=None,
                         help="output folder (default: SOURCE/generated for a run folder, "
                              "else ./generated)")
@@ -79,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
         return _nearest(args, source, Path(out))
     if args.data is not None or args.inception is not None:
         raise GanvasError("--data and --inception go with --nearest")
+    seeds = None
+    if args.seeds is not None:
+        if args.num is not None or args.seed is not None:
+            raise GanvasError("--seeds names every picture; leave out --num and --seed")
+        seeds = parse_numbers(args.seeds, "--seeds")
     args.num = 64 if args.num is None else args.num
+    args.seed = 0 if args.seed is None else args.seed
     style_mix = (None if args.style_mix is None else
                  tuple(parse_numbers(seeds, "--style-mix") for seeds in args.style_mix))
     layers = None if args.mix_layers is None else parse_numbers(args.mix_layers, "--mix-layers")
@@ -88,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                                  singles=not args.no_singles, device=args.device,
                                  truncation=args.truncation, noise_mode=args.noise_mode,
                                  truncation_cutoff=args.truncation_cutoff,
-                                 style_mix=style_mix, mix_layers=layers, latent=args.latent)
+                                 style_mix=style_mix, mix_layers=layers, latent=args.latent,
+                                 seeds=seeds)
     print_stdout(f"wrote {len(written)} file(s) to {out}")
     return 0
 
@@ -98,9 +110,11 @@ def _nearest(args: argparse.Namespace, source: Path, out: Path) -> int:
     from ganvas.runs.folders import ensure_writable_dir
     from ganvas.utils.images import save_image
 
-    if args.style_mix is not None or args.latent is not None or args.grid or args.no_singles:
+    if args.style_mix is not None or args.latent is not None or args.grid or args.no_singles \
+            or args.seeds is not None:
         raise GanvasError("--nearest writes its own picture of random samples; leave out "
-                          "--style-mix, --latent, --grid and --no-singles")
+                          "--seeds, --style-mix, --latent, --grid and --no-singles")
+    args.seed = 0 if args.seed is None else args.seed
     ensure_writable_dir(out, "--out")
     result = nearest_training_images(
         source, data=args.data, num=8 if args.num is None else args.num, k=args.nearest,

@@ -51,6 +51,31 @@ def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2
     return _array_to_pil(canvas)
 
 
+def labelled_grid(images: torch.Tensor, labels: list[str], columns: int | None = None,
+                  padding: int = 2) -> Image.Image:
+    """:func:`make_grid` with a strip of text under each tile (a seed, a class name)."""
+    from PIL import ImageDraw, ImageFont
+
+    tiles = make_grid(images, columns, padding).convert("RGB")
+    n, _, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    strip = max(10, min(16, w // 4))  # room for one line of text, whatever the tile size
+    font = ImageFont.load_default(size=strip - 2)
+    rows = math.ceil(n / columns)
+    canvas = Image.new("RGB", (tiles.width, tiles.height + rows * strip))
+    draw = ImageDraw.Draw(canvas)
+    for r in range(rows):  # each row of tiles, then its labels below it
+        y = padding + r * (h + padding)
+        canvas.paste(tiles.crop((0, y - padding, tiles.width, y + h)), (0, y - padding + r * strip))
+        for col in range(columns):
+            i = r * columns + col
+            if i < n:
+                x = padding + col * (w + padding)
+                draw.text((x + w / 2, y + h + r * strip + strip / 2), labels[i][:w // 4 + 1],
+                          fill="white", font=font, anchor="mm")
+    return canvas
+
+
 def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write a PNG atomically, so a crash never leaves half a picture behind."""
     path = Path(path)
