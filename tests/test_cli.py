@@ -323,6 +323,32 @@ def test_generate_by_seeds_names_each_picture_by_its_seed(capsys, pictures, tmp_
         assert_one_line_error(code, err, needle)
 
 
+@pytest.mark.parametrize("model", ["dcgan", "stylegan2", "progressive"])
+def test_a_grid_tile_is_drawn_again_exactly_as_in_the_snapshot(capsys, pictures, tmp_path,
+                                                               model):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", pictures, "--steps", "4", "--out", run,
+                           *TINY, "--model", model, "--num-samples", "6", "--sample-every", "2",
+                           "--checkpoint-every", "2", "--keep-checkpoints", "10")
+    assert code == 0, err
+    for argv, grid, name in ((["--step", "2"], "step-0000002.png", "tile-step2-r2c3.png"),
+                             ([], "final.png", "tile-step4-r2c3.png")):
+        code, _, err = run_cli(capsys, "generate", run, "--grid-tile", "2,3", *argv,
+                               "--out", tmp_path / "tiles")
+        assert code == 0, err
+        tile = np.asarray(Image.open(tmp_path / "tiles" / name))
+        snapshot = np.asarray(Image.open(run / "samples" / grid))  # 3 columns, 2 px apart
+        assert tile.shape == (16, 16, 3)
+        assert np.array_equal(tile, snapshot[2 + 18:2 + 18 + 16, 2 + 2 * 18:2 + 2 * 18 + 16])
+    for argv, needle in ((["--grid-tile", "3,1"], "6 tiles in 2 rows of 3"),
+                         (["--grid-tile", "1"], "ROW,COL"),
+                         (["--grid-tile", "1,1", "--step", "3"], "no checkpoint of that step"),
+                         (["--step", "2"], "--step goes with --grid-tile"),
+                         (["--grid-tile", "1,1", "--seeds", "4"], "leave out --seeds")):
+        code, _, err = run_cli(capsys, "generate", run, *argv)
+        assert_one_line_error(code, err, needle)
+
+
 def test_python_api_type_errors_are_ganvas_errors(pictures, tmp_path):
     import ganvas
 

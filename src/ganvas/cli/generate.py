@@ -18,6 +18,7 @@ examples:
   ganvas generate runs/00001-emoji-progressive-64px --grid --truncation 0.7
   ganvas generate runs/00002-emoji-stylegan2-64px --style-mix 1,2,3,4 10-15
   ganvas generate runs/00002-emoji-stylegan2-64px --seeds 1,5,9-12 --grid   # by seed
+  ganvas generate runs/00002-emoji-stylegan2-64px --grid-tile 2,3   # a tile of final.png again
   ganvas generate runs/00002-emoji-stylegan2-64px --truncation 0.5 --truncation-cutoff 4
   ganvas generate runs/00002-emoji-stylegan2-64px --latent projections/me/latent.safetensors
   ganvas generate runs/00003-cats-stylegan2-128px --nearest       # is it copying my pictures?
@@ -39,6 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="one picture per seed, named by it (seed0005.png), e.g. 1,5,9-12; "
                              "each is the first picture of --seed S --num 1, and --grid writes "
                              "the seeds under the tiles")
+    parser.add_argument("--grid-tile", default=None, metavar="ROW,COL",
+                        help="draw one tile of a training sample grid again, alone and at full "
+                             "size (the top left is 1,1), as in the snapshot")
+    parser.add_argument("--step", type=int, default=None, metavar="N",
+                        help="with --grid-tile: the grid of step N (its checkpoint must be "
+                             "kept; default: the newest checkpoint)")
     parser.add_argument("--out", default=None,
                         help="output folder (default: SOURCE/generated for a run folder, "
                              "else ./generated)")
@@ -82,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
                        else Path("generated"))
     if args.nearest is not None:
         return _nearest(args, source, Path(out))
+    if args.grid_tile is not None:
+        return _grid_tile(args, source, Path(out))
+    if args.step is not None:
+        raise GanvasError("--step goes with --grid-tile")
     if args.data is not None or args.inception is not None:
         raise GanvasError("--data and --inception go with --nearest")
     seeds = None
@@ -124,5 +135,24 @@ def _nearest(args: argparse.Namespace, source: Path, out: Path) -> int:
         log=lambda message: print(message, file=sys.stderr))
     path = save_image(result.picture, out / f"nearest-seed{args.seed}.png")
     print_stdout(result.summary())
+    print_stdout(f"wrote {path}")
+    return 0
+
+
+def _grid_tile(args: argparse.Namespace, source: Path, out: Path) -> int:
+    from ganvas.grid_tile import parse_tile, save_grid_tile
+
+    given = [flag for flag, value in (("--num", args.num), ("--seed", args.seed),
+                                      ("--seeds", args.seeds), ("--style-mix", args.style_mix),
+                                      ("--latent", args.latent)) if value is not None]
+    if given or args.grid or args.no_singles:
+        raise GanvasError("--grid-tile draws the run's own tile; leave out "
+                          + ", ".join(given + ["--grid"] * args.grid
+                                      + ["--no-singles"] * args.no_singles))
+    if args.truncation != 1.0 or args.noise_mode != "const" or args.truncation_cutoff:
+        raise GanvasError("--grid-tile draws the tile as training drew it; leave out "
+                          "--truncation, --truncation-cutoff and --noise-mode")
+    row, column = parse_tile(args.grid_tile)
+    path = save_grid_tile(source, out, row, column, args.step)
     print_stdout(f"wrote {path}")
     return 0
