@@ -184,7 +184,7 @@ class FastGANGenerator(GeneratorNetwork):
                ) -> list[torch.Tensor]:
         """``[half-size image, image]`` (``[image]`` without the half-size one); ``rng``
         draws random noise (None: the global generator)."""
-        features = {4: self.start(z.view(len(z), -1, 1, 1))}
+        features = {4: self.start(z[:, :, None, None])}
         for s in self.sizes[1:]:
             x = self.ups[str(s)](features[s // 2], noise, rng)
             if str(s) in self.excite:

@@ -171,7 +171,7 @@ class InputBlock(nn.Module):
         self.conv = EqualizedConv2d(channels, channels, 3)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = leaky(self.dense(z)).view(len(z), self.channels, 4, 4)
+        x = leaky(self.dense(z)).view(-1, self.channels, 4, 4)
         return pixel_norm(leaky(self.conv(pixel_norm(x))))
 
 

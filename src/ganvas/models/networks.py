@@ -63,9 +63,15 @@ class GeneratorNetwork(nn.Module):
         check_sampling_arguments(self, z, c, truncation, noise)
         return self.synthesize_images(self.truncate(z, truncation), c, noise)
 
+    def for_export(self) -> nn.Module:
+        """This network as an ONNX graph can hold it: whatever ``sample`` reads from its own
+        state at run time (a growing network's level) fixed as constants. Default: itself."""
+        return self
+
     def truncate(self, z: torch.Tensor, truncation: float) -> torch.Tensor:
-        """z-space truncation: z ~ N(0, I), so its mean latent is 0."""
-        return z if truncation == 1.0 else z * truncation
+        """z-space truncation: z ~ N(0, I), so its mean latent is 0. (A product even at 1,
+        which leaves z exactly as it is, so ``truncation`` may be a tensor: an ONNX input.)"""
+        return z * truncation
 
     def synthesize_images(self, z: torch.Tensor, c: torch.Tensor | None, noise: str
                           ) -> torch.Tensor:

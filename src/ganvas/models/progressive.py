@@ -12,6 +12,7 @@ the same way during a fade.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +61,18 @@ class ProgressiveGenerator(SphericalLatents, GeneratorNetwork):
         self.to_rgb = nn.ModuleList([to_rgb(width[r], spec.channels) for r in sizes])
         # Fully grown unless a schedule says otherwise; saved with the weights.
         self.register_buffer("level", torch.tensor(float(len(sizes) - 1)))
+        self.fixed_level: float | None = None  # the level as a constant (for_export)
 
     def set_schedule(self, point: SchedulePoint) -> None:
         self.level.fill_(point.level)
+
+    def current_level(self) -> float:
+        return float(self.level) if self.fixed_level is None else self.fixed_level
+
+    def for_export(self) -> ProgressiveGenerator:
+        fixed = copy.deepcopy(self)
+        fixed.fixed_level = self.current_level()
+        return fixed
 
     def grow(self, z: torch.Tensor, level: float) -> torch.Tensor:
         """The image at ``level`` for normalised latents: ``[N, C, r, r]`` with r the newest
@@ -78,7 +88,7 @@ class ProgressiveGenerator(SphericalLatents, GeneratorNetwork):
         return image
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.grow(pixel_norm(z), float(self.level))
+        return self.grow(pixel_norm(z), self.current_level())
 
     def _full_size(self, image: torch.Tensor) -> torch.Tensor:
         return upsample(image, self.resolution // image.shape[-1]).clamp(-1, 1)
@@ -86,14 +96,14 @@ class ProgressiveGenerator(SphericalLatents, GeneratorNetwork):
     def synthesize_images(self, z, c, noise):
         # z comes normalised from truncate(). The last completed resolution (no block half
         # faded in), enlarged to full size.
-        return self._full_size(self.grow(z, math.floor(float(self.level) + 1e-9)))
+        return self._full_size(self.grow(z, math.floor(self.current_level() + 1e-9)))
 
     def preview(self, z, c=None):
         return self._full_size(self(z))
 
     @property
     def completed_resolution(self) -> int:
-        return 4 * 2 ** math.floor(float(self.level) + 1e-9)
+        return 4 * 2 ** math.floor(self.current_level() + 1e-9)
 
 
 class ProgressiveDiscriminator(DiscriminatorNetwork):

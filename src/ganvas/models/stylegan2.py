@@ -215,7 +215,7 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x, image, ws: torch.Tensor, noise: str, rng, kernel):
         if self.first:
-            x = self.const.unsqueeze(0).expand(len(ws), -1, -1, -1).to(ws.dtype)
+            x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
             x = self.conv1(x, ws[:, 0], noise, rng)
         else:
             x = self.conv0(x, ws[:, 0], noise, rng, up=kernel)

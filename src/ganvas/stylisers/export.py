@@ -9,15 +9,10 @@ and checked at another, so its shapes are known to be free.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,10 +21,7 @@ from ganvas.errors import GanvasError
 from ganvas.stylisers.arbitrary import ALIGN, ArbitraryStyliser, adain, measure
 from ganvas.stylisers.folder import load_styliser
 from ganvas.stylisers.network import Styliser
-from ganvas.utils.files import atomic_write
-
-TOLERANCE = 1e-4  # largest difference from PyTorch, in [0, 1] pixel units
-OPSET = 18
+from ganvas.utils.onnx_check import export_and_check, import_onnxruntime
 
 
 class AdaINGraph(nn.Module):
@@ -61,11 +53,7 @@ def export_onnx(folder: str | os.PathLike, output: str | os.PathLike | None = No
                 check_size: tuple[int, int] = (75, 101), quiet: bool = True) -> ExportResult:
     """Write ``folder``'s styliser as ONNX (default ``FOLDER/styliser.onnx``) and check it with
     onnxruntime on a picture of ``check_size`` (height, width)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise GanvasError("ONNX export needs onnx, onnxscript and onnxruntime: pip install "
-                          "onnx onnxscript onnxruntime") from None
+    import_onnxruntime()
     net, meta = load_styliser(folder)
     path = Path(output) if output is not None else Path(folder) / "styliser.onnx"
     if path.suffix.lower() != ".onnx":
@@ -90,43 +78,6 @@ def export_onnx(folder: str | os.PathLike, output: str | os.PathLike | None = No
                   "alpha": None}
         check = (torch.rand(1, 3, *check_size, generator=generator),
                  torch.rand(1, 3, 61, 43, generator=generator), torch.tensor(0.7))
-    module.eval()
-    with _quiet(quiet), torch.no_grad():
-        try:
-            program = torch.onnx.export(module, example, dynamo=True, input_names=names,
-                                        output_names=outputs, dynamic_shapes=shapes,
-                                        opset_version=OPSET, verbose=False)
-        except Exception as exc:  # noqa: BLE001 -- the exporter raises many kinds
-            raise GanvasError(f"the ONNX exporter failed on {folder} "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") \
-                from None
-    with atomic_write(path) as handle:
-        handle.write(program.model_proto.SerializeToString())
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = module(*check).numpy()
-    got = session.run(None, {n: t.numpy() for n, t in zip(names, check)})[0]
-    difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else \
-        float("inf")
-    if not difference <= TOLERANCE:
-        path.unlink(missing_ok=True)
-        raise GanvasError(f"the ONNX graph differs from PyTorch by {difference:.3g} (more than "
-                          f"{TOLERANCE:g}); not kept")
+    difference = export_and_check(module, example, check, path, inputs=names, outputs=outputs,
+                                  shapes=shapes, what=str(folder), quiet=quiet)
     return ExportResult(path, difference, names)
-
-
-@contextlib.contextmanager
-def _quiet(enabled: bool):
-    """The exporter prints its progress and warns about packages ganvas does not use."""
-    if not enabled:
-        yield
-        return
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)

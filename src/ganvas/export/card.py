@@ -1,0 +1,131 @@
+"""The model card every export folder carries (README.md): what the generator is, what it
+was trained on and how, how good it got, and how to run it."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ganvas.config import TrainConfig, flag_words
+from ganvas.runs import checkpoint as ckpt
+from ganvas.runs.metrics import iter_metrics
+from ganvas.runs.sources import GeneratorSource
+from ganvas.utils.files import atomic_write_text
+
+HOUSEKEEPING = ("out", "runs_dir", "progress")  # where a run was written, not how it trained
+
+
+def training_command(config: dict[str, Any]) -> str:
+    """The `ganvas train` command that gives ``config``: every setting that differs from the
+    defaults (auto settings were filled in when the run started, so they are written out)."""
+    defaults = TrainConfig()
+    words = ["ganvas", "train"]
+    for field in dataclasses.fields(TrainConfig):
+        name = field.name
+        if name in HOUSEKEEPING or name not in config:
+            continue
+        value = config[name]
+        if value == getattr(defaults, name) or value is None:
+            continue
+        try:
+            words += flag_words(name, value)
+        except (ValueError, TypeError):
+            continue
+    return " ".join(words)
+
+
+def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSource,
+                     source: Path, difference: float | None) -> Path:
+    config = read.config if isinstance(read.config, dict) else {}
+    facts = _run_facts(source)
+    data = config.get("data", "unknown")
+    pictures = facts.get("num_images")
+    lines = [
+        f"# {config.get('model', 'ganvas')} generator, {generator.resolution} px",
+        "",
+        f"A {config.get('model', '?')} generator trained with ganvas and exported as {fmt}.",
+        "",
+        "| | |", "|---|---|",
+        f"| family | {config.get('model', '?')} |",
+        f"| pictures | {generator.resolution} x {generator.resolution} px, "
+        f"{'grayscale' if generator.channels == 1 else 'RGB'} |",
+        f"| latent | z, {generator.latent_dim} numbers from a standard normal distribution |",
+        f"| trained on | {data}" + (f" ({pictures:,} pictures)" if pictures else "") + " |",
+        f"| training | {read.step:,} steps" + (f", {facts['images_seen']:,} images seen"
+                                               if facts.get("images_seen") else "") + " |",
+        f"| FID | {facts['fid']} (at step {facts['fid_step']:,}, during training) |"
+        if facts.get("fid") is not None else "| FID | not measured during training |",
+        f"| source | {source} |",
+        "",
+        "Trained with:",
+        "",
+        "```bash",
+        training_command(config),
+        "```",
+        "",
+    ]
+    if fmt == "onnx":
+        lines += [
+            "## Running it",
+            "",
+            "`generator.onnx` needs only onnxruntime and numpy (no ganvas, no PyTorch):",
+            "",
+            "```python",
+            "import numpy as np",
+            "import onnxruntime",
+            "",
+            "session = onnxruntime.InferenceSession(\"generator.onnx\")",
+            f"z = np.random.default_rng(0).standard_normal((4, {generator.latent_dim}))"
+            ".astype(np.float32)",
+            "truncation = np.array(1.0, dtype=np.float32)  # below 1: more typical pictures",
+            "images, = session.run(None, {\"z\": z, \"truncation\": truncation})",
+            "pictures = (images.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)"
+            "  # N x H x W x C",
+            "```",
+            "",
+            f"Inputs: `z` (float32, N x {generator.latent_dim}, any N) and `truncation` (a "
+            "float32 scalar, 1 for none); output: `images` (float32, N x "
+            f"{generator.channels} x {generator.resolution} x {generator.resolution}, in "
+            "[0, 1]). Per-pixel noise, where the family has it, is the fixed one. Checked "
+            f"against PyTorch with onnxruntime when exported: at most {difference:.1e} apart.",
+            "",
+        ]
+    else:
+        lines += [
+            "## Loading it",
+            "",
+            "```python",
+            "import ganvas",
+            "",
+            f"model = ganvas.load({str(folder)!r})",
+            "model.sample(16, seed=0)  # PIL images",
+            "```",
+            "",
+            f"or `ganvas generate {shlex.quote(str(folder))} --num 64 --grid`.",
+            "",
+        ]
+    atomic_write_text(folder / "README.md", "\n".join(lines))
+    return folder / "README.md"
+
+
+def _run_facts(source: Path) -> dict[str, Any]:
+    """Pictures, images seen and the last FID measured, from the run's newest checkpoint
+    and metrics (what is unknown is left out)."""
+    facts: dict[str, Any] = {}
+    run = source if source.is_dir() else source.parent.parent
+    if (run / ckpt.CHECKPOINT_DIR).is_dir():
+        try:
+            path = source if source.is_file() else ckpt.list_checkpoints(run)[-1]
+            state = ckpt.load_checkpoint(path)
+            facts["images_seen"] = int(state.get("images_seen", 0)) or None
+            facts["num_images"] = int(state.get("dataset", {}).get("num_images", 0)) or None
+        except Exception:  # noqa: BLE001 -- a card says less rather than failing an export
+            pass
+    metrics = run / "metrics.jsonl"
+    if metrics.is_file():
+        for record in iter_metrics(metrics):
+            if isinstance(record.get("Metric/FID"), (int, float)):
+                facts["fid"], facts["fid_step"] = record["Metric/FID"], record["step"]
+    return facts
