@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import reprlib
 import shlex
 import types
@@ -108,6 +109,11 @@ class TrainConfig:
         "updates); default 10000 unless --epochs or --kimg is given"
     )
     epochs: float | None = _opt(None, "train for this many passes over the data instead of --steps")
+    time_budget: str | None = _opt(
+        None, "train for a wall-clock time: 90s, 20m, 2h or 1h30m; the run ends at the first "
+        "step past it, with a checkpoint (alone, or with --steps/--epochs/--kimg: "
+        "whichever comes first); a resumed run gets the time afresh", flag="--time",
+        metavar="DURATION")
     kimg: float | None = _opt(None, "train until the generator has seen this many thousand "
                               "images, instead of --steps")
     seed: int = _opt(0, "random seed; the same seed and config give the same weights on CPU")
@@ -254,6 +260,8 @@ class TrainConfig:
         if self.kimg is not None and not (0 < self.kimg <= 1e9):
             raise GanvasError(f"--kimg must be a positive number up to 1,000,000,000, "
                               f"got {self.kimg}")
+        if self.time_budget is not None:
+            duration_seconds(self.time_budget)
         lengths = [f"--{n}" for n in ("steps", "epochs", "kimg") if getattr(self, n) is not None]
         if len(lengths) > 1:
             raise GanvasError(f"give one of --steps, --epochs or --kimg, not "
@@ -310,6 +318,21 @@ class TrainConfig:
                      "num_samples", "r1_every", "n_critic"):
             _positive(getattr(self, name), "--" + name.replace("_", "-"))
         return self
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+
+
+def duration_seconds(text: Any, option: str = "--time") -> float:
+    """``"90s"``, ``"20m"``, ``"2h"`` or ``"1h30m"`` -> seconds, or a GanvasError naming
+    ``option``."""
+    words = str(text).strip().lower().replace(" ", "")
+    parts = _DURATION.findall(words)
+    seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in parts)
+    if not parts or "".join(n + u for n, u in parts) != words or not 0 < seconds <= 10**7:
+        raise GanvasError(f"{option} {str(text)[:30]!r}: give a duration such as 90s, 20m, 2h "
+                          "or 1h30m")
+    return seconds
 
 
 def flag_words(name: str, value: Any) -> list[str]:

@@ -88,7 +88,8 @@ def add_config_options(parser: argparse.ArgumentParser, groups: dict[str, list[s
                               metavar=f.metadata.get("metavar", "KEY=VALUE"))
                 kwargs["help"] = f"{f.metadata['help']} (default: none)"
             else:
-                metavar = {int: "N", float: "X"}.get(kind, name.upper())
+                metavar = (f.metadata.get("metavar")
+                           or {int: "N", float: "X"}.get(kind, name.upper()))
                 kwargs.update(type=kind, metavar=metavar)
             group.add_argument(flag, **kwargs)
 

@@ -24,7 +24,7 @@ OPTION_GROUPS = {
     "data": ["data", "resolution", "channels", "mirror", "workers", "max_image_pixels"],
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
-                     "epochs", "kimg", "seed", "device", "update", "precision"],
+                     "epochs", "kimg", "time_budget", "seed", "device", "update", "precision"],
     "several processes and GPUs (see docs/distributed.md; with --nproc or torchrun)": [
         "grad_accum", "sync_bn", "compile"],
     "stabilisation (see docs/health.md)": [

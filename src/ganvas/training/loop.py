@@ -28,7 +28,6 @@ from ganvas.training.callbacks import console, remedies, rollback
 from ganvas.training.callbacks.checkpoints import checkpoint_on_crash, save_checkpoint
 from ganvas.training.callbacks.samples import growth_grid_name, save_samples
 from ganvas.training.parts import RunParts
-from ganvas.utils.progress import progress_bar
 from ganvas.utils.signals import GracefulStop
 
 
@@ -67,8 +66,7 @@ class Trainer(RunParts):
         for callback in self.callbacks_here:
             callback.on_train_start(self)
         self.tick_images, self.tick_start = 0, time.perf_counter()
-        self.bar = progress_bar(total=c.steps, initial=self.step, enabled=self.progress,
-                                unit="step", desc="training")
+        self.bar = console.training_bar(self)
         with GracefulStop(self.log, patient=self.strategy.distributed) as self.signals, \
                 self.bar, checkpoint_on_crash(self):
             while self.step < c.steps:
@@ -190,8 +188,7 @@ class Trainer(RunParts):
             save_generator(generator_dir, self.sampling_generator, self.config.to_dict(),
                            step=self.step, ema=self.ema is not None, ganvas_version=__version__)
         if interrupted and not self.diverged:
-            self.log(f"stopped at step {self.step} of {self.config.steps}; checkpoint saved. "
-                     f"Continue with: ganvas train --resume {self.run_dir}")
+            console.say_stopped(self)
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
                            interrupted, self.diverged)
 

@@ -37,6 +37,7 @@ from ganvas.training import state as run_state
 from ganvas.training.callbacks import Callback
 from ganvas.training.callbacks.console import log_line, quiet
 from ganvas.training.callbacks.fid import FIDMonitor
+from ganvas.training.callbacks.time_budget import TimeBudget
 from ganvas.training.compilation import compile_blocks
 from ganvas.training.ema import GeneratorEMA
 from ganvas.training.loop import Trainer, TrainResult
@@ -77,6 +78,8 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
         p.callbacks.append(HealthMonitor())
     if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in p.callbacks):
         p.callbacks.append(FIDMonitor(config.fid_every, config.fid_num, config.inception))
+    if config.time_budget:
+        p.callbacks.append(TimeBudget(config.time_budget))
     if device.type == "cpu":
         # Subnormal floats take the slow path on x86: a progressive run at 4 px fell from
         # 340 to 15 images/s when its activations drifted into that range. Flushing them
@@ -172,7 +175,9 @@ def _load_data(p: RunParts) -> None:
     if c.steps is None:
         target = (c.epochs * len(p.train_indices) if c.epochs is not None
                   else c.kimg * 1000 if c.kimg is not None else None)
-        steps = steps_for_images(p.schedule, target) if target is not None else DEFAULT_STEPS
+        # A time budget alone: as many steps as it allows (its callback ends the run).
+        steps = (steps_for_images(p.schedule, target) if target is not None else
+                 LIMITS["steps"] if c.time_budget else DEFAULT_STEPS)
         c = c.replace(steps=max(1, min(steps, LIMITS["steps"])), epochs=None, kimg=None)
     if c.instance_noise and c.instance_noise_steps is None:
         # Fixed now, so extending the run later does not bring the noise back.

@@ -66,12 +66,40 @@ def precision_words(dtype: torch.dtype | None) -> str:
     return " in mixed bf16"
 
 
+def training_bar(trainer: Trainer) -> tqdm:
+    """The progress bar, counting steps; a run whose length is only a time budget has no
+    step total to show (the time left is on the bar's line instead)."""
+    from ganvas.config import LIMITS
+    from ganvas.utils.progress import progress_bar
+
+    c = trainer.config
+    total = None if c.time_budget and c.steps >= LIMITS["steps"] else c.steps
+    return progress_bar(total=total, initial=trainer.step, enabled=trainer.progress,
+                        unit="step", desc="training")
+
+
+def say_stopped(trainer: Trainer) -> None:
+    from ganvas.config import LIMITS
+
+    t = trainer
+    of = f" of {t.config.steps}" if t.config.steps < LIMITS["steps"] else ""
+    t.log(f"stopped at step {t.step}{of}; checkpoint saved. Continue with: ganvas train "
+          f"--resume {t.run_dir}")
+
+
 def show_tick(bar: tqdm, record: dict[str, Any], images_per_second: float, epoch: float,
               phase: str | None) -> None:
-    """The progress bar's line: losses, D's outputs, speed, epoch, growth phase."""
+    """The progress bar's line: losses, D's outputs, speed, epoch, growth phase, time left."""
     nan = float("nan")
+    left = record.get("Time/left")
     bar.set_postfix_str(
         f"D {record.get('Loss/D', nan):.3f} G {record.get('Loss/G', nan):.3f}"
         f" D(x) {record.get('D/real', nan):.2f} D(G(z)) {record.get('D/fake', nan):.2f}"
-        f" {images_per_second:.0f} img/s ep {epoch:.1f}" + (f" {phase}" if phase else ""),
-        refresh=False)
+        f" {images_per_second:.0f} img/s ep {epoch:.1f}" + (f" {phase}" if phase else "")
+        + (f" {_clock(left)} left" if left is not None else ""), refresh=False)
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s" if m else f"{s}s"
