@@ -204,6 +204,9 @@ class TrainConfig:
     sample_every: int = _opt(500, "steps between sample grids (and loss-curve updates)")
     checkpoint_every: int = _opt(1000, "steps between checkpoints")
     keep_checkpoints: int = _opt(3, "how many of the newest checkpoints to keep")
+    tensorboard: bool = _opt(False, "also write every metric, the sample grids and the health "
+                             "monitor's events as TensorBoard event files in RUN/tensorboard "
+                             "(needs pip install tensorboard)")
     num_samples: int = _opt(64, "images in each sample grid")
 
     # ---- derived views -------------------------------------------------------------------

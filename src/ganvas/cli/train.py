@@ -37,7 +37,8 @@ OPTION_GROUPS = {
                        "quiet_checks"],
     "quality during training": ["fid_every", "fid_num", "inception"],
     "run folder and monitoring": ["out", "runs_dir", "log_every", "sample_every",
-                                  "checkpoint_every", "keep_checkpoints", "num_samples"],
+                                  "checkpoint_every", "keep_checkpoints", "num_samples",
+                                  "tensorboard"],
 }
 
 

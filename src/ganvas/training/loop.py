@@ -218,8 +218,11 @@ class Trainer(RunParts):
 
     def log_event(self, kind: str, message: str, **data: Any) -> None:
         """A plain-language event: printed, and recorded in metrics.jsonl."""
-        self.metrics.append({"step": self.step, "event": kind, "message": message, **data})
+        record = {"step": self.step, "event": kind, "message": message, **data}
+        self.metrics.append(record)
         self.log(message)
+        for callback in self.callbacks_here:
+            callback.on_event(self, record)
 
     # ---- what callbacks read -----------------------------------------------------------------
 

@@ -80,6 +80,10 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
         p.callbacks.append(FIDMonitor(config.fid_every, config.fid_num, config.inception))
     if config.time_budget:
         p.callbacks.append(TimeBudget(config.time_budget))
+    if config.tensorboard and p.strategy.is_main:  # last: it sees what the others added
+        from ganvas.training.callbacks.tensorboard import TensorBoardLog
+
+        p.callbacks.append(TensorBoardLog())
     if device.type == "cpu":
         # Subnormal floats take the slow path on x86: a progressive run at 4 px fell from
         # 340 to 15 images/s when its activations drifted into that range. Flushing them

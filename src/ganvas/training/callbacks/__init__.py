@@ -79,7 +79,8 @@ class Callback:
     ``on_tick`` gets the record about to be written to metrics.jsonl (a dict with
     ``step``, ``Loss/D``, ``Loss/G``, ``D/real``, ``D/fake``, ...) and may add fields to it.
     ``on_step_end`` runs after every step, for light checks (counting, a time budget): the
-    housekeeping belongs to the tick. A callback may call ``trainer.request_stop(reason)``
+    housekeeping belongs to the tick. ``on_event`` and ``on_samples`` hear of each event
+    and each sample grid as they are written. A callback may call ``trainer.request_stop(reason)``
     to end training cleanly (a checkpoint is still written).
 
     On several processes callbacks run on rank 0 alone; the learning rates and balance
@@ -94,6 +95,13 @@ class Callback:
 
     def on_tick(self, trainer: RunView, record: dict[str, Any]) -> None:
         pass
+
+    def on_event(self, trainer: RunView, record: dict[str, Any]) -> None:
+        """A plain-language event (the monitor's diagnoses, remedies, rollbacks) as written
+        to metrics.jsonl: ``step``, ``event`` (its kind), ``message`` and its data."""
+
+    def on_samples(self, trainer: RunView, path: Path) -> None:
+        """A sample grid was written to ``path`` (every --sample-every, growth, final)."""
 
     def on_train_end(self, trainer: RunView, result: TrainResult) -> None:
         pass

@@ -25,6 +25,9 @@ def save_samples(trainer: Trainer, name: str | None = None) -> Path:
         plot_training_curves(trainer.metrics.read(), trainer.run_dir / "loss.png")
     except (GanvasError, OSError) as exc:
         trainer.log(f"warning: could not write the sample grid or loss curves: {exc}")
+        return path
+    for callback in trainer.callbacks_here:
+        callback.on_samples(trainer, path)
     return path
 
 
