@@ -179,6 +179,11 @@ class TrainConfig:
         None, "compute FID every N steps on --fid-num images (logged as Metric/FID); "
         "costs about --fid-num / 10 seconds on a CPU")
     fid_num: int = _opt(2000, "generated (and real) images for --fid-every")
+    keep_best: bool = _opt(False, "with --fid-every: keep the checkpoint and the generator of "
+                           "the lowest FID in RUN/best/, and say which step it was")
+    stop_when_stale: int | None = _opt(
+        None, "with --fid-every: end the run once FID has not improved for this many "
+        "measurements in a row")
     inception: str | None = _opt(
         None, "Inception weights file for FID; default: found or downloaded automatically")
     # health
@@ -312,6 +317,12 @@ class TrainConfig:
         _positive(self.seed, "--seed", minimum=0)
         _positive(self.fid_every, "--fid-every", allow_none=True)
         _positive(self.fid_num, "--fid-num", minimum=2)
+        _positive(self.stop_when_stale, "--stop-when-stale", allow_none=True)
+        for flag, used in (("--keep-best", self.keep_best),
+                           ("--stop-when-stale", self.stop_when_stale is not None)):
+            if used and not self.fid_every:
+                raise GanvasError(f"{flag} follows FID measured during training: add "
+                                  "--fid-every N (steps between measurements)")
         for name, limit in LIMITS.items():
             value = getattr(self, name)
             if value is not None and value > limit:

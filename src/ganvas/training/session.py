@@ -35,6 +35,7 @@ from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
 from ganvas.runs.metrics import MetricsLog
 from ganvas.training import state as run_state
 from ganvas.training.callbacks import Callback
+from ganvas.training.callbacks.best import BestFID
 from ganvas.training.callbacks.console import log_line, quiet
 from ganvas.training.callbacks.fid import FIDMonitor
 from ganvas.training.callbacks.time_budget import TimeBudget
@@ -78,6 +79,8 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
         p.callbacks.append(HealthMonitor())
     if config.fid_every and not any(isinstance(cb, FIDMonitor) for cb in p.callbacks):
         p.callbacks.append(FIDMonitor(config.fid_every, config.fid_num, config.inception))
+    if config.keep_best or config.stop_when_stale:  # after FID, which it reads
+        p.callbacks.append(BestFID(keep=config.keep_best, patience=config.stop_when_stale))
     if config.time_budget:
         p.callbacks.append(TimeBudget(config.time_budget))
     if config.tensorboard and p.strategy.is_main:  # last: it sees what the others added

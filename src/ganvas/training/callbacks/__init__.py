@@ -70,6 +70,11 @@ class RunView(Protocol):
 
     def snapshot(self) -> dict[str, Any]: ...
 
+    def state_dict(self) -> dict[str, Any]: ...  # what a checkpoint of this step holds
+
+    @property
+    def sampling_generator(self) -> torch.nn.Module: ...  # the moving average, if kept
+
     def restore_snapshot(self, state: dict[str, Any]) -> None: ...
 
 
