@@ -20,7 +20,7 @@ import ganvas.generate, ganvas.metrics.evaluation, ganvas.health.report
 import ganvas.project, ganvas.metrics.nearest, ganvas.stylisers.apply
 import ganvas.video.painters, ganvas.stylisers.export, ganvas.latents, ganvas.models.export
 import ganvas.cli.doctor, ganvas.cli.generate, ganvas.cli.evaluate, ganvas.cli.export
-import ganvas.cli.project, ganvas.export.generator, ganvas.grid_tile
+import ganvas.cli.project, ganvas.export.generator, ganvas.grid_tile, ganvas.walk, ganvas.cli.walk
 model = ganvas.load({str(OLD_RUN)!r})
 model.sample(2, seed=0)
 ganvas.health.report.build_report({str(OLD_RUN)!r})

@@ -68,6 +68,10 @@ class ImageGenerator:
                               "mapping network, as --model stylegan2 has)")
         return int(self.generator.num_ws)
 
+    def draw(self, z: torch.Tensor) -> torch.Tensor:
+        """Images for latents ``z`` with this generator's truncation and noise settings."""
+        return self._draw(z)
+
     def _draw(self, z: torch.Tensor) -> torch.Tensor:
         if self.truncation_cutoff is not None:
             return self.generator.sample(z, truncation=self.truncation, noise=self.noise_mode,

@@ -16,6 +16,7 @@ from ganvas.cli import (
     style_train,
     stylize,
     train,
+    walk,
 )
 from ganvas.cli.parsing import HelpFormatter, Parser
 from ganvas.errors import GanvasError
@@ -27,6 +28,7 @@ examples:
   ganvas train --resume runs/00000-digits-dcgan-28px --steps 4000
   ganvas train --nproc 2 --data digits --steps 2000 # on 2 processes (GPUs or CPU cores)
   ganvas generate runs/00000-digits-dcgan-28px --num 64 --grid
+  ganvas walk runs/00000-digits-dcgan-28px --seeds 1,2,3 --loop -o walk.gif   # a latent walk
   ganvas eval runs/00000-digits-dcgan-28px --num 10000   # FID, KID, precision/recall
   ganvas doctor runs/00000-digits-dcgan-28px       # health report of a run
   ganvas models                                    # the architectures and their settings
@@ -48,8 +50,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"ganvas {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
-    for command in (train, generate, project, evaluate, doctor, models, stylize, style_train,
-                    export):
+    for command in (train, generate, walk, project, evaluate, doctor, models, stylize,
+                    style_train, export):
         command.add_parser(subparsers)
     return parser
 
