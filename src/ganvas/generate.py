@@ -241,12 +241,16 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
               f"it stopped; images show {completed} px enlarged", file=sys.stderr)
     out = Path(out)
     ensure_writable_dir(out, "--out")
-    if seeds is not None:
-        images = model.seed_images(seeds)
-        written = ([save_image(image, out / f"seed{s:04d}.png")
-                    for s, image in zip(seeds, to_pil(images))] if singles else [])
+    if seeds is not None:  # each written as it is drawn; only a grid keeps them
+        written, kept = [], []
+        for s in seeds:
+            image = model.seed_images([s])
+            if singles:
+                written.append(save_image(to_pil(image)[0], out / f"seed{s:04d}.png"))
+            if grid:
+                kept.append(image)
         if grid:
-            written.append(save_image(labelled_grid(images, [str(s) for s in seeds]),
+            written.append(save_image(labelled_grid(torch.cat(kept), [str(s) for s in seeds]),
                                       out / "grid-seeds.png"))
         return written
     written, kept = [], []

@@ -42,10 +42,13 @@ def grid_shape(num_samples: int) -> tuple[int, int]:
     return math.ceil(num_samples / columns), columns
 
 
-def draw_grid_tile(run: str | os.PathLike, row: int, column: int, step: int | None = None
-                   ) -> tuple[torch.Tensor, int]:
+def draw_grid_tile(run: str | os.PathLike, row: int, column: int, step: int | None = None,
+                   device: str = "cpu") -> tuple[torch.Tensor, int]:
     """Tile (``row``, ``column``), counted from 1, of the sample grid at ``step`` (default:
-    the newest checkpoint) as ``[1, C, H, W]`` in [-1, 1], and the step it shows."""
+    the newest checkpoint) as ``[1, C, H, W]`` in [-1, 1], and the step it shows; drawn on
+    ``device`` (the run's own device gives the snapshot's pixels exactly)."""
+    from ganvas.utils.device import resolve_device
+
     run = Path(run)
     if run.is_file():
         if step is not None:
@@ -68,10 +71,11 @@ def draw_grid_tile(run: str | os.PathLike, row: int, column: int, step: int | No
             and (row - 1) * columns + column <= num):
         raise GanvasError(f"--grid-tile {row},{column}: the grids of this run have {num} tiles "
                           f"in {rows} rows of {columns} (the top left is 1,1)")
-    latents = torch.randn(num, latent_dim, generator=stream(seed, SAMPLES))
-    generator = source.generator.eval()
+    target = resolve_device(device)
+    latents = torch.randn(num, latent_dim, generator=stream(seed, SAMPLES)).to(target)
+    generator = source.generator.eval().to(target)
     with torch.inference_mode():  # the whole batch, as the grid was drawn
-        images = generator.preview(latents).float()
+        images = generator.preview(latents).float().cpu()
     index = (row - 1) * columns + (column - 1)
     return images[index:index + 1], source.step
 
@@ -92,11 +96,11 @@ def _checkpoint_at(run: Path, step: int | None) -> Path:
 
 
 def save_grid_tile(run: str | os.PathLike, out: str | os.PathLike, row: int, column: int,
-                   step: int | None = None) -> Path:
+                   step: int | None = None, device: str = "cpu") -> Path:
     """Draw a tile again and write it as ``tile-stepN-rRcC.png`` in ``out``."""
     from ganvas.runs.folders import ensure_writable_dir
 
-    image, shown = draw_grid_tile(run, row, column, step)
+    image, shown = draw_grid_tile(run, row, column, step, device)
     out = Path(out)
     ensure_writable_dir(out, "--out")
     return save_image(to_pil(image)[0], out / f"tile-step{shown}-r{row}c{column}.png")

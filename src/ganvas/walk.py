@@ -13,6 +13,7 @@ written.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from ganvas.generate import ImageGenerator, load
 from ganvas.utils.images import to_uint8
 
 MAX_FRAMES = 100_000
+MAX_GIF_FRAMES = 1_500  # a GIF is held until written: longer walks go to MP4 or a folder
+MAX_GIF_FPS = 50  # GIF delays are hundredths of a second; viewers slow shorter ones down
 KEYFRAME_SECONDS = 2.0  # a random walk's keyframes are this far apart
 MIN_SIDE = 256  # frames are enlarged (nearest neighbour) to at least this side by default
 
@@ -63,7 +66,7 @@ def positions(frames: int, keyframes: int, loop: bool) -> list[tuple[int, float]
     marks = [round(k * span / transitions) for k in range(transitions + 1)]
     found = []
     for i in range(frames):
-        k = min(max(j for j in range(transitions) if marks[j] <= i), transitions - 1)
+        k = min(bisect.bisect_right(marks, i) - 1, transitions - 1)
         width = marks[k + 1] - marks[k]
         found.append((k, (i - marks[k]) / width if width else 0.0))
     return found
@@ -107,8 +110,17 @@ class _Frames:
             from ganvas.runs.folders import ensure_writable_dir
 
             ensure_writable_dir(path, "-o")
+            if next(path.glob("frame*.png"), None) is not None:
+                raise GanvasError(f"-o {path}: already holds frames of another walk; give an "
+                                  "empty or new folder")
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                raise GanvasError(f"-o {path}: a folder is in the way of the {self.kind} file")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise GanvasError(f"-o {path}: cannot write there "
+                                  f"({exc.strerror or exc})") from None
         self.gif: list[Image.Image] = []
         self.mp4 = None
         if self.kind == "mp4":
@@ -173,6 +185,11 @@ def write_walk(source: str | os.PathLike, output: str | os.PathLike, *,
     frames = 60 if frames is None else frames
     if not 2 <= frames <= MAX_FRAMES:
         raise GanvasError(f"--frames {frames}: give 2 to {MAX_FRAMES:,} frames")
+    if Path(output).suffix.lower() == ".gif" and (frames > MAX_GIF_FRAMES
+                                                  or fps > MAX_GIF_FPS):
+        raise GanvasError(f"-o {output}: a GIF holds at most {MAX_GIF_FRAMES:,} frames at up to "
+                          f"{MAX_GIF_FPS} frames/s ({frames} at {fps} asked); write a .mp4 or a "
+                          "folder of frames instead")
     model = load(source, device=device, truncation=truncation)
     latents = (random_keyframes(model.latent_dim, seconds, seed) if random else
                torch.cat([model.latents(1, s) for s in seeds]))

@@ -153,6 +153,8 @@ def _grid_tile(args: argparse.Namespace, source: Path, out: Path) -> int:
         raise GanvasError("--grid-tile draws the tile as training drew it; leave out "
                           "--truncation, --truncation-cutoff and --noise-mode")
     row, column = parse_tile(args.grid_tile)
-    path = save_grid_tile(source, out, row, column, args.step)
+    # the run's own device draws the snapshot's pixels exactly ("auto" may pick another)
+    device = "cpu" if args.device == "auto" else args.device
+    path = save_grid_tile(source, out, row, column, args.step, device)
     print_stdout(f"wrote {path}")
     return 0

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         result = train(config, progress=not args.no_progress)
     if process_rank() != 0:  # rank 0 says where the results are
-        return 1 if result.diverged else 130 if result.interrupted else 0
+        return 1 if result.diverged else 130 if _by_signal(result) else 0
     print_stdout(f"samples:   {result.samples}")
     print_stdout(f"curves:    {result.run_dir / 'loss.png'}")
     print_stdout(f"generator: {result.generator_dir}")
@@ -172,5 +172,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if result.interrupted:
         print_stdout(f"resume:    ganvas train --resume {result.run_dir}")
-        return 130
+        # a stop the run planned (--time, --stop-when-stale) is a success; Ctrl-C is not
+        return 130 if _by_signal(result) else 0
     return 0
+
+
+def _by_signal(result) -> bool:
+    return result.interrupted and result.stop_reason is None

@@ -39,7 +39,7 @@ def training_command(config: dict[str, Any]) -> str:
 def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSource,
                      source: Path, difference: float | None) -> Path:
     config = read.config if isinstance(read.config, dict) else {}
-    facts = _run_facts(source)
+    facts = _run_facts(source, read.step)
     data = config.get("data", "unknown")
     pictures = facts.get("num_images")
     lines = [
@@ -110,11 +110,22 @@ def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSour
     return folder / "README.md"
 
 
-def _run_facts(source: Path) -> dict[str, Any]:
-    """Pictures, images seen and the last FID measured, from the run's newest checkpoint
-    and metrics (what is unknown is left out)."""
+def run_folder(source: Path) -> Path:
+    """The run a source belongs to: the folder itself, the run of a checkpoint file or of a
+    generator folder (``RUN/generator``, ``RUN/best/generator``), where exports go."""
+    if source.is_file():
+        return source.parent.parent
+    for candidate in (source, source.parent, source.parent.parent):
+        if (candidate / ckpt.CHECKPOINT_DIR).is_dir():
+            return candidate
+    return source.parent if (source / "config.json").is_file() else source
+
+
+def _run_facts(source: Path, step: int) -> dict[str, Any]:
+    """Pictures, images seen and the last FID measured up to ``step``, from the run's
+    checkpoints and metrics (what is unknown is left out)."""
     facts: dict[str, Any] = {}
-    run = source if source.is_dir() else source.parent.parent
+    run = run_folder(source)
     if (run / ckpt.CHECKPOINT_DIR).is_dir():
         try:
             path = source if source.is_file() else ckpt.list_checkpoints(run)[-1]
@@ -126,6 +137,6 @@ def _run_facts(source: Path) -> dict[str, Any]:
     metrics = run / "metrics.jsonl"
     if metrics.is_file():
         for record in iter_metrics(metrics):
-            if isinstance(record.get("Metric/FID"), (int, float)):
+            if isinstance(record.get("Metric/FID"), (int, float)) and record["step"] <= step:
                 facts["fid"], facts["fid_step"] = record["Metric/FID"], record["step"]
     return facts

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ganvas.errors import GanvasError
-from ganvas.export.card import write_model_card
+from ganvas.export.card import run_folder, write_model_card
 from ganvas.models.export import save_generator
 from ganvas.models.networks import GeneratorNetwork
 from ganvas.runs.folders import ensure_writable_dir
@@ -69,8 +69,7 @@ def export_generator(source: str | os.PathLike, fmt: str = "onnx",
     if generator.c_dim:
         raise GanvasError(f"{source}: exporting a class-conditional generator is not "
                           "supported yet")
-    base = source if source.is_dir() else source.parent.parent
-    folder = Path(output) if output is not None else base / f"export-{fmt}"
+    folder = Path(output) if output is not None else run_folder(source) / f"export-{fmt}"
     if folder.suffix.lower() in (".onnx", ".safetensors"):
         raise GanvasError(f"-o {folder}: give a folder; the export writes its files and a "
                           "model card (README.md) into it")

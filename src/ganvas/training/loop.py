@@ -42,6 +42,7 @@ class TrainResult:
     generator_dir: Path
     interrupted: bool = False
     diverged: bool = False  # stopped after --max-rollbacks; weights are the last good ones
+    stop_reason: str | None = None  # a stop a callback asked for (--time, ...), not Ctrl-C
 
 
 class Trainer(RunParts):
@@ -190,7 +191,8 @@ class Trainer(RunParts):
         if interrupted and not self.diverged:
             console.say_stopped(self)
         return TrainResult(self.run_dir, self.step, checkpoint, samples, generator_dir,
-                           interrupted, self.diverged)
+                           interrupted, self.diverged,
+                           self.stop_reason if interrupted else None)
 
     # ---- requests (from callbacks and the tick's own checks) ---------------------------------
 

@@ -83,10 +83,12 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
         p.callbacks.append(BestFID(keep=config.keep_best, patience=config.stop_when_stale))
     if config.time_budget:
         p.callbacks.append(TimeBudget(config.time_budget))
-    if config.tensorboard and p.strategy.is_main:  # last: it sees what the others added
+    if config.tensorboard:  # last: it sees what the others added
         from ganvas.training.callbacks.tensorboard import TensorBoardLog
 
-        p.callbacks.append(TensorBoardLog())
+        board = TensorBoardLog()  # every process: a missing package fails everywhere alike
+        if p.strategy.is_main:
+            p.callbacks.append(board)
     if device.type == "cpu":
         # Subnormal floats take the slow path on x86: a progressive run at 4 px fell from
         # 340 to 15 images/s when its activations drifted into that range. Flushing them
@@ -188,7 +190,9 @@ def _load_data(p: RunParts) -> None:
         c = c.replace(steps=max(1, min(steps, LIMITS["steps"])), epochs=None, kimg=None)
     if c.instance_noise and c.instance_noise_steps is None:
         # Fixed now, so extending the run later does not bring the noise back.
-        c = c.replace(instance_noise_steps=c.steps)
+        # (a run whose length is only --time: over the default length of a run)
+        c = c.replace(instance_noise_steps=DEFAULT_STEPS if c.steps >= LIMITS["steps"]
+                      else c.steps)
     p.config = c
 
 

@@ -60,7 +60,9 @@ def labelled_grid(images: torch.Tensor, labels: list[str], columns: int | None =
     n, _, h, w = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     strip = max(10, min(16, w // 4))  # room for one line of text, whatever the tile size
-    font = ImageFont.load_default(size=strip - 2)
+    longest = max((len(label) for label in labels), default=1)
+    # the font shrinks (never below 6 px) rather than cut a label short
+    font = ImageFont.load_default(size=max(6, min(strip - 2, int(w / (0.62 * longest)))))
     rows = math.ceil(n / columns)
     canvas = Image.new("RGB", (tiles.width, tiles.height + rows * strip))
     draw = ImageDraw.Draw(canvas)
@@ -71,7 +73,7 @@ def labelled_grid(images: torch.Tensor, labels: list[str], columns: int | None =
             i = r * columns + col
             if i < n:
                 x = padding + col * (w + padding)
-                draw.text((x + w / 2, y + h + r * strip + strip / 2), labels[i][:w // 4 + 1],
+                draw.text((x + w / 2, y + h + r * strip + strip / 2), labels[i],
                           fill="white", font=font, anchor="mm")
     return canvas
 

@@ -26,6 +26,11 @@ class BestFID(Callback):
         self.best_step: int | None = None
         self.stale = 0
 
+    def on_train_start(self, trainer: RunView) -> None:
+        # Resuming a run that ended for staleness means: try again for K measurements.
+        if self.patience is not None and self.stale >= self.patience:
+            self.stale = 0
+
     def on_tick(self, trainer: RunView, record: dict[str, Any]) -> None:
         fid = record.get("Metric/FID")
         if not isinstance(fid, (int, float)):

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from ganvas.config import LIMITS
+
 if TYPE_CHECKING:
     from ganvas.training.loop import Trainer
 
@@ -40,7 +42,8 @@ def announce(trainer: Trainer, notes: list[str]) -> None:
     for note in notes:
         t.log(note)
     if t.step:
-        t.log(f"resuming at step {t.step} of {c.steps}"
+        t.log(f"resuming at step {t.step}" + (f" of {c.steps}" if c.steps < LIMITS["steps"]
+                                              else "")
               + (f" ({t.point.phase})" if t.point.phase else ""))
 
 
@@ -69,7 +72,6 @@ def precision_words(dtype: torch.dtype | None) -> str:
 def training_bar(trainer: Trainer) -> tqdm:
     """The progress bar, counting steps; a run whose length is only a time budget has no
     step total to show (the time left is on the bar's line instead)."""
-    from ganvas.config import LIMITS
     from ganvas.utils.progress import progress_bar
 
     c = trainer.config
@@ -79,8 +81,6 @@ def training_bar(trainer: Trainer) -> tqdm:
 
 
 def say_stopped(trainer: Trainer) -> None:
-    from ganvas.config import LIMITS
-
     t = trainer
     of = f" of {t.config.steps}" if t.config.steps < LIMITS["steps"] else ""
     t.log(f"stopped at step {t.step}{of}; checkpoint saved. Continue with: ganvas train "

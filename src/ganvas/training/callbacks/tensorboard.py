@@ -47,9 +47,15 @@ class TensorBoardLog(Callback):
         self.writer.flush()  # a viewer open beside the run sees each tick
 
     def on_event(self, trainer: RunView, record: dict[str, Any]) -> None:
-        if self.writer is not None:
-            self.writer.add_text(f"events/{record['event']}", str(record["message"]),
-                                 record["step"])
+        if self.writer is None:
+            return
+        if record["event"] in ("rollback", "divergence"):  # the steps after the good
+            # checkpoint are undone: TensorBoard drops what was logged for them
+            self.writer.close()
+            self.writer = self._writer_class(log_dir=str(trainer.run_dir / FOLDER),
+                                             purge_step=trainer.step + 1)
+        self.writer.add_text(f"events/{record['event']}", str(record["message"]),
+                             record["step"])
 
     def on_samples(self, trainer: RunView, path: Path) -> None:
         if self.writer is None:

@@ -28,7 +28,8 @@ class TimeBudget(Callback):
         self.started = self.clock()
 
     def left(self) -> float:
-        return self.seconds - (self.clock() - (self.started or self.clock()))
+        now = self.clock()
+        return self.seconds - (now - (now if self.started is None else self.started))
 
     def on_step_end(self, trainer: RunView) -> None:
         # Asked between ticks, so the next tick stops every process at the same step.
