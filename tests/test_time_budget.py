@@ -65,3 +65,13 @@ def test_a_bad_time_is_one_line(capsys, tmp_path, value):
                  str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--time" in err and "90s, 20m, 2h" in err and len(err.splitlines()) == 1
+
+
+def test_a_spent_budget_is_a_success_for_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(time_budget.time, "monotonic", FakeClock(30.0))
+    code = main(["train", "--data", "digits", "--resolution", "16", "--batch-size", "8",
+                 "--latent-dim", "8", "--model-option", "base_channels=8", "--no-health",
+                 "--time", "1m", "--no-progress", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "resume:    ganvas train --resume" in out
+    assert "time budget (1m) is spent" in err and "of 1000000000" not in err
