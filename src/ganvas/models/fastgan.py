@@ -42,6 +42,7 @@ from ganvas.models.registry import (
     ModelFamily,
     ModelSpec,
     register_model,
+    small_data_claim,
 )
 from ganvas.models.schedule import SchedulePoint
 from ganvas.rng import per_sample
@@ -380,10 +381,7 @@ class FastGAN(ModelFamily):
 
     @classmethod
     def claim(cls, data: DataProfile) -> Claim | None:
-        if not data.small or cls.resolution_problem(data.resolution):
-            return None
-        return Claim(20, f"{data.num_images:,} pictures, fewer than {SMALL_DATA:,}: FastGAN, "
-                         "built for 100 to 1,000 pictures")
+        return small_data_claim(cls, data, 20, "FastGAN, built for 100 to 1,000 pictures")
 
     @classmethod
     def auto_settings(cls, resolution: int, num_images: int, loss: str | None

@@ -50,6 +50,7 @@ from ganvas.models.registry import (
     ModelFamily,
     ModelSpec,
     register_model,
+    small_data_claim,
 )
 from ganvas.models.stylegan2 import StyleGAN2Generator
 
@@ -313,11 +314,9 @@ class Projected(ModelFamily):
 
     @classmethod
     def claim(cls, data: DataProfile) -> Claim | None:
-        if not data.small or cls.resolution_problem(data.resolution):
-            return None
-        return Claim(30, f"{data.num_images:,} pictures, fewer than {SMALL_DATA:,}: FastGAN's "
-                         "generator against a projected discriminator on pretrained features, "
-                         "ahead of FastGAN on small folders")
+        return small_data_claim(cls, data, 30, "FastGAN's generator against a projected "
+                                "discriminator on pretrained features, ahead of FastGAN on "
+                                "small folders")
 
     @classmethod
     def auto_settings(cls, resolution: int, num_images: int, loss: str | None

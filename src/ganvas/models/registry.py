@@ -178,6 +178,14 @@ def available_models() -> dict[str, type[ModelFamily]]:
     return dict(sorted(_REGISTRY.items()))
 
 
+def small_data_claim(family: type[ModelFamily], data: DataProfile, strength: int, what: str
+                     ) -> Claim | None:
+    """A family's bid for fewer than SMALL_DATA pictures at a size it builds."""
+    if not data.small or family.resolution_problem(data.resolution):
+        return None
+    return Claim(strength, f"{data.num_images:,} pictures, fewer than {SMALL_DATA:,}: {what}")
+
+
 def choose_model_family(data: DataProfile) -> tuple[str, str]:
     """The family with the strongest claim on ``data`` that can train here, and why; a
     stronger claim passed over because its family is unavailable is named in the reason."""
