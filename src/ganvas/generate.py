@@ -70,9 +70,6 @@ class ImageGenerator:
 
     def draw(self, z: torch.Tensor) -> torch.Tensor:
         """Images for latents ``z`` with this generator's truncation and noise settings."""
-        return self._draw(z)
-
-    def _draw(self, z: torch.Tensor) -> torch.Tensor:
         if self.truncation_cutoff is not None:
             return self.generator.sample(z, truncation=self.truncation, noise=self.noise_mode,
                                          truncation_cutoff=self.truncation_cutoff)
@@ -93,7 +90,7 @@ class ImageGenerator:
         batch_size = whole_number(batch_size, "batch_size", 1, 65_536)
         with torch.inference_mode():
             for part in self.latents(n, seed).split(batch_size):
-                yield self._draw(part.to(self.device)).float().cpu()
+                yield self.draw(part.to(self.device)).float().cpu()
 
     def sample_tensor(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
         """``n`` images as a float tensor ``[n, C, H, W]`` in ``[-1, 1]`` on the CPU."""

@@ -3,12 +3,12 @@ was trained on and how, how good it got, and how to run it."""
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 from pathlib import Path
 from typing import Any
 
-from ganvas.config import TrainConfig, flag_words
+from ganvas.config import TrainConfig
+from ganvas.health.report import train_flags
 from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.metrics import iter_metrics
 from ganvas.runs.sources import GeneratorSource
@@ -20,20 +20,11 @@ HOUSEKEEPING = ("out", "runs_dir", "progress")  # where a run was written, not h
 def training_command(config: dict[str, Any]) -> str:
     """The `ganvas train` command that gives ``config``: every setting that differs from the
     defaults (auto settings were filled in when the run started, so they are written out)."""
-    defaults = TrainConfig()
-    words = ["ganvas", "train"]
-    for field in dataclasses.fields(TrainConfig):
-        name = field.name
-        if name in HOUSEKEEPING or name not in config:
-            continue
-        value = config[name]
-        if value == getattr(defaults, name) or value is None:
-            continue
-        try:
-            words += flag_words(name, value)
-        except (ValueError, TypeError):
-            continue
-    return " ".join(words)
+    defaults = TrainConfig().to_dict()
+    changed = {name: value for name, value in config.items()
+               if name not in HOUSEKEEPING and value is not None
+               and value != defaults.get(name, value)}
+    return f"ganvas train {train_flags(changed)}"
 
 
 def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSource,

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganvas import __version__
 from ganvas.errors import GanvasError
 from ganvas.export.card import run_folder, write_model_card
 from ganvas.models.export import save_generator
@@ -87,13 +88,7 @@ def export_generator(source: str | os.PathLike, fmt: str = "onnx",
         files = [folder / ONNX_NAME]
     else:
         save_generator(folder, generator, read.config, step=read.step,
-                       ganvas_version=_version())
+                       ganvas_version=__version__)
         files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".safetensors"))
     files.append(write_model_card(folder, fmt, generator, read, source, difference))
     return GeneratorExport(folder, files, difference)
-
-
-def _version() -> str:
-    from ganvas import __version__
-
-    return __version__

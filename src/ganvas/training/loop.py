@@ -76,7 +76,6 @@ class Trainer(RunParts):
                 self.train_step(point)
                 self.step += 1
                 self.images_seen += point.batch_size
-                self.stats.gauges(self.point.gauges())  # where a growing schedule stands
                 self.in_step = False
                 self.tick_images += point.batch_size * c.n_critic
                 self.bar.update(1)
@@ -162,6 +161,7 @@ class Trainer(RunParts):
         for divergence, shown to the callbacks, written to metrics.jsonl."""
         lr_g, lr_d = self.learning_rates
         point = self.point
+        self.stats.gauges(point.gauges())  # a growing schedule says where it stands
         record: dict[str, Any] = {
             "step": self.step, "epoch": round(self.stream.epoch, 4),
             "kimg": round(self.images_seen / 1000, 3), "time": round(self.elapsed, 2),
