@@ -24,6 +24,8 @@ def training_command(config: dict[str, Any]) -> str:
     changed = {name: value for name, value in config.items()
                if name not in HOUSEKEEPING and value is not None
                and value != defaults.get(name, value)}
+    if changed.get("augment", config.get("augment")) != "diffaugment":
+        changed.pop("diffaugment_policy", None)  # read only with --augment diffaugment
     return f"ganvas train {train_flags(changed)}"
 
 
