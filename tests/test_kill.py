@@ -57,28 +57,39 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, 
     for i in range(24):
         Image.new("RGB", (20, 20), (10 * i, 255 - 10 * i, 128)).save(pictures / f"{i}.png")
     args = [str(pictures) if a == "PICTURES" else a for a in COMMON + MODELS[model]]
-    straight = tmp_path / "straight"
-    subprocess.run(_ganvas(*args, "--out", str(straight), env=env), env=env, check=True,
-                   capture_output=True, timeout=300)
     # On a few CPUs, about one fresh process in twenty computes the very first steps a
     # rounding apart from the others (seen here with no kill at all: the checkpoints differ
-    # from step 3). Resume can only promise to continue *its own* run exactly, so a killed
-    # run that had already drifted before the kill is run once more; one that matched the
-    # uninterrupted run at the checkpoint it resumed from must match it at the end.
+    # from step 3). Resume can only promise to continue *its own* run exactly, so the
+    # killed run is compared with an uninterrupted one that matched it at the checkpoint it
+    # resumed from: a killed run that had drifted is run once more, and an uninterrupted
+    # run that drifted (both killed runs then differ from it) is replaced by a second one.
+    straights = [_run_straight(args, tmp_path / "straight0", env)]
+    match = None
     for attempt in range(2):
         killed = tmp_path / f"killed{attempt}"
         resumed_from = _kill_and_resume(args, killed, env)
-        if _same_weights(straight, killed, resumed_from):
+        match = next((s for s in straights if _same_weights(s, killed, resumed_from)), None)
+        if match is None and attempt == 1:
+            straights.append(_run_straight(args, tmp_path / "straight1", env))
+            match = straights[-1] if _same_weights(straights[-1], killed, resumed_from) else None
+        if match is not None:
             break
-    else:
-        pytest.fail(f"both killed runs had drifted from the uninterrupted one before the "
-                    f"kill (at step {resumed_from})")
+    if match is None:
+        pytest.fail(f"no killed run matched an uninterrupted one before the kill "
+                    f"(at step {resumed_from})")
+    straight = match
     a = torch.load(straight / "checkpoints" / "step-0000030.pt", weights_only=True)
     b = torch.load(killed / "checkpoints" / "step-0000030.pt", weights_only=True)
     assert a["images_seen"] == b["images_seen"]
     for net in ("generator", "discriminator", "generator_ema"):
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key, resumed_from)
+
+
+def _run_straight(args, out, env):
+    subprocess.run(_ganvas(*args, "--out", str(out), env=env), env=env, check=True,
+                   capture_output=True, timeout=300)
+    return out
 
 
 def _kill_and_resume(args, killed, env) -> int:
