@@ -13,7 +13,15 @@ from typing import Any
 from ganvas.config import AUTO_DEFAULTS, TrainConfig
 from ganvas.data import count_images
 from ganvas.data.builtin import parse_builtin
-from ganvas.models.registry import SMALL_DATA, DataProfile, choose_model_family, get_model_family
+from ganvas.data.classes import data_classes
+from ganvas.errors import GanvasError
+from ganvas.models.registry import (
+    SMALL_DATA,
+    DataProfile,
+    available_models,
+    choose_model_family,
+    get_model_family,
+)
 
 DEFAULT_STEPS = 10_000
 # Built-ins whose pictures are small and grayscale: the lesson's 28 px, one channel.
@@ -49,7 +57,7 @@ def choose_family(config: TrainConfig, num_images: int | None) -> tuple[str, str
     lesson = builtin[0] if builtin is not None and builtin[0] in _SMALL_GRAYSCALE else None
     return choose_model_family(DataProfile(num_images=num_images,
                                            resolution=int(config.resolution or 64),
-                                           lesson=lesson))
+                                           lesson=lesson, conditional=config.conditional))
 
 
 def resolve_settings(config: TrainConfig, num_images: int | None = None
@@ -66,6 +74,16 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
         config = config.replace(model=name)
         picked = {"model": name, "model_reason": reason}
     family = get_model_family(config.model)
+    if config.conditional:
+        if not family.can_take_labels:
+            takers = ", ".join(name for name, f in sorted(available_models().items())
+                               if f.can_take_labels)
+            why = f" ({family.labels_refusal})" if family.labels_refusal else ""
+            raise GanvasError(f"--conditional: model {config.model} cannot take class "
+                              f"labels{why}; the families that can: {takers}")
+        if config.classes is None:  # fixed now: the networks' shapes depend on it
+            config = config.replace(classes=list(data_classes(config.data)))
+            picked["classes"] = ", ".join(config.classes)
     augment = small_data_augment(config, num_images)
     num_images = num_images or 10_000
     preferred = family.auto_settings(config.resolution, num_images, config.loss)

@@ -74,6 +74,11 @@ class TrainConfig:
         "and folders"
     )
     mirror: bool = _opt(False, "randomly flip training images left-right")
+    conditional: bool = _opt(
+        False, "train on classes: each first-level subfolder of --data is a class (digits, "
+        "mnist and fashion-mnist use their labels); then `ganvas generate RUN --class NAME`")
+    # The classes of a conditional run, fixed from the data when it starts (not a flag).
+    classes: list | None = _opt(None, "the classes of a conditional run, in label order")
     workers: int | None = _opt(
         None, "processes that decode a folder the first time (later runs read the cache); "
         "default: one per CPU core, at most 8"
@@ -256,6 +261,10 @@ class TrainConfig:
             raise GanvasError(f"--resolution {self.resolution} is too large (at most 4096)")
         if self.channels not in (None, 1, 3):
             raise GanvasError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.classes is not None and (not self.conditional or len(self.classes) < 2
+                                         or len(set(self.classes)) != len(self.classes)):
+            raise GanvasError("classes: a conditional run's list of two or more different "
+                              "class names (ganvas fills it from the data)")
         _positive(self.workers, "--workers", allow_none=True)
         _positive(self.max_image_pixels, "--max-image-pixels")
         _positive(self.latent_dim, "--latent-dim")
@@ -451,6 +460,11 @@ def coerce(cls: type, name: str, value: Any, source: str) -> Any:
         else:
             raise GanvasError(f"{source}: {flag} must be {size} numbers, "
                               f"got {short_repr(value)}")
+    elif base is list:  # (only the class names are a list)
+        ok = (isinstance(value, (list, tuple)) and len(value) <= 10_000
+              and all(isinstance(v, str) and v and len(v) <= 255 for v in value))
+        if ok:
+            value = list(value)
     elif base is dict:
         ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
         if ok:

@@ -37,6 +37,9 @@ class ImageGenerator:
         truncation_cutoff: for models with style vectors, truncate only the first this many
             layers' styles (None: all).
         noise_mode: default noise mode for families with noise inputs (const, random, none).
+        classes: a conditional model's class names, in label order (empty: unconditional).
+            Draws take ``label`` (a name or an index); without one, image ``i`` of a draw
+            is of class ``i mod len(classes)``.
     """
 
     def __init__(self, generator: nn.Module, config: dict[str, Any], step: int,
@@ -47,8 +50,11 @@ class ImageGenerator:
         self.step = step
         self.device = device
         self.latent_dim = int(generator.latent_dim)
-        check_sampling_arguments(self.generator, torch.zeros(1, self.latent_dim), None,
-                                 truncation, noise_mode)
+        self.classes = [str(name) for name in config.get("classes") or []][:generator.c_dim]
+        if len(self.classes) != generator.c_dim:  # (an exported config lost its names)
+            self.classes = [str(i) for i in range(generator.c_dim)]
+        check_sampling_arguments(self.generator, torch.zeros(1, self.latent_dim),
+                                 self.labels_for(1), truncation, noise_mode)
         if truncation_cutoff is not None:
             layers = self.style_layers("--truncation-cutoff")
             whole_number(truncation_cutoff, "--truncation-cutoff", 1, layers)
@@ -68,41 +74,99 @@ class ImageGenerator:
                               "mapping network, as --model stylegan2 has)")
         return int(self.generator.num_ws)
 
-    def draw(self, z: torch.Tensor) -> torch.Tensor:
-        """Images for latents ``z`` with this generator's truncation and noise settings."""
+    def class_index(self, label: str | int) -> int:
+        """A class's index from its name or its index (``--class``), or a clear error."""
+        if not self.classes:
+            raise GanvasError(f"--class {str(label)[:40]!r}: this model has no classes (it "
+                              "was trained without --conditional)")
+        if isinstance(label, str) and label in self.classes:
+            return self.classes.index(label)
+        try:
+            index = int(label)
+        except (TypeError, ValueError):
+            index = -1
+        if isinstance(label, bool) or not 0 <= index < len(self.classes):
+            shown = ", ".join(self.classes[:12]) + (", ..." if len(self.classes) > 12 else "")
+            raise GanvasError(f"--class {str(label)[:40]!r}: not one of this model's classes "
+                              f"({shown}; or an index 0-{len(self.classes) - 1})")
+        return index
+
+    def labels_for(self, n: int, label: str | int | None = None, start: int = 0
+                   ) -> torch.Tensor | None:
+        """One-hot labels for images ``start`` to ``start + n`` of a draw: all of class
+        ``label``, or (None) the classes in turn; None for an unconditional model."""
+        if not self.classes:
+            if label is not None:
+                self.class_index(label)  # the error
+            return None
+        classes = (torch.full((n,), self.class_index(label)) if label is not None
+                   else torch.arange(start, start + n) % len(self.classes))
+        return torch.nn.functional.one_hot(classes, len(self.classes)).float()
+
+    def draw(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for latents ``z`` (and one-hot labels ``c`` for a conditional model; None:
+        the classes in turn) with this generator's truncation and noise settings."""
+        if c is None:
+            c = self.labels_for(len(z))
+        c = None if c is None else c.to(z.device)
         if self.truncation_cutoff is not None:
-            return self.generator.sample(z, truncation=self.truncation, noise=self.noise_mode,
+            return self.generator.sample(z, c, truncation=self.truncation,
+                                         noise=self.noise_mode,
                                          truncation_cutoff=self.truncation_cutoff)
-        return self.generator.sample(z, truncation=self.truncation, noise=self.noise_mode)
+        return self.generator.sample(z, c, truncation=self.truncation, noise=self.noise_mode)
 
     def latents(self, n: int, seed: int) -> torch.Tensor:
         """The ``n`` latent vectors for ``seed``: the same on every device and batch size."""
         n, seed = whole_number(n, "--num", 1, MAX_IMAGES), whole_number(seed, "--seed", 0, MAX_SEED)
         return torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
 
-    def seed_images(self, seeds: list[int]) -> torch.Tensor:
+    def seed_images(self, seeds: list[int], label: str | int | None = None) -> torch.Tensor:
         """One image per seed, each the first of its seed (as ``--seed S --num 1``), drawn
         alone: the same picture whatever other seeds are asked for with it."""
-        return torch.cat([next(self.batches(1, seed)) for seed in seeds])
+        return torch.cat([next(self.batches(1, seed, label=label)) for seed in seeds])
 
-    def batches(self, n: int, seed: int = 0, batch_size: int = 256):
-        """Yield the ``n`` images of ``seed`` as float ``[b, C, H, W]`` chunks, in order."""
+    def batches(self, n: int, seed: int = 0, batch_size: int = 256,
+                label: str | int | None = None):
+        """Yield the ``n`` images of ``seed`` (of class ``label``) as float ``[b, C, H, W]``
+        chunks, in order."""
         batch_size = whole_number(batch_size, "batch_size", 1, 65_536)
+        self.labels_for(1, label)  # a bad label fails before any drawing
         with torch.inference_mode():
-            for part in self.latents(n, seed).split(batch_size):
-                yield self.draw(part.to(self.device)).float().cpu()
+            for start, part in zip(range(0, n, batch_size),
+                                   self.latents(n, seed).split(batch_size)):
+                c = self.labels_for(len(part), label, start)
+                yield self.draw(part.to(self.device), c).float().cpu()
 
-    def sample_tensor(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    def sample_tensor(self, n: int, seed: int = 0, batch_size: int = 256,
+                      label: str | int | None = None) -> torch.Tensor:
         """``n`` images as a float tensor ``[n, C, H, W]`` in ``[-1, 1]`` on the CPU."""
-        return torch.cat(list(self.batches(n, seed, batch_size)))
+        return torch.cat(list(self.batches(n, seed, batch_size, label)))
 
-    def sample(self, n: int, seed: int = 0) -> list[Image.Image]:
-        """``n`` PIL images (mode L or RGB). The same seed always gives the same images."""
-        return to_pil(self.sample_tensor(n, seed))
+    def sample(self, n: int, seed: int = 0, label: str | int | None = None
+               ) -> list[Image.Image]:
+        """``n`` PIL images (mode L or RGB). The same seed always gives the same images.
+        ``label``: a conditional model's class (name or index); default, the classes in
+        turn."""
+        return to_pil(self.sample_tensor(n, seed, label=label))
 
-    def grid(self, n: int = 64, seed: int = 0) -> Image.Image:
+    def grid(self, n: int = 64, seed: int = 0, label: str | int | None = None
+             ) -> Image.Image:
         """``n`` samples tiled into one picture."""
-        return make_grid(self.sample_tensor(n, seed))
+        return make_grid(self.sample_tensor(n, seed, label=label))
+
+    def class_grid(self, seeds: list[int], classes: list[str | int] | None = None
+                   ) -> Image.Image:
+        """A conditional model's class-by-seed grid: a row per class (default all), a column
+        per seed, each tile labelled with its class and seed. The same seed draws the same
+        latent in every row, so each column shows one latent as each class."""
+        if not self.classes:
+            raise GanvasError("--classes: this model has no classes (it was trained without "
+                              "--conditional)")
+        indices = [self.class_index(c) for c in (classes if classes is not None
+                                                 else range(len(self.classes)))]
+        rows = [self.seed_images(seeds, label=i) for i in indices]
+        names = [f"{self.classes[i]} {s}" for i in indices for s in seeds]
+        return labelled_grid(torch.cat(rows), names, columns=len(seeds))
 
     def style_mix(self, row_seeds: list[int], column_seeds: list[int],
                   layers: list[int] | None = None) -> Image.Image:
@@ -190,13 +254,17 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
                        style_mix: tuple[list[int], list[int]] | None = None,
                        mix_layers: list[int] | None = None,
                        latent: str | os.PathLike | None = None,
-                       seeds: list[int] | None = None) -> list[Path]:
+                       seeds: list[int] | None = None, label: str | int | None = None,
+                       class_grid: bool = False, classes: list[str] | None = None
+                       ) -> list[Path]:
     """Write ``num`` samples as ``NNNNN.png`` files and/or one ``grid.png``; returns the paths.
     With ``seeds``, one picture per seed instead, ``seed0005.png`` (the grid
     ``grid-seeds.png`` says each tile's seed under it); with ``style_mix`` (row seeds, column
     seeds), only the style-mixing grid ``style-mix.png`` (see
     :meth:`ImageGenerator.style_mix`); with ``latent`` (a file from ``ganvas project``), only
-    its picture, ``<file name>.png``."""
+    its picture, ``<file name>.png``. A conditional model draws class ``label`` (its name
+    then starts each file's name), or the classes in turn; ``class_grid`` with ``seeds``
+    writes only ``grid-classes.png``, a row per class of ``classes`` (None: all)."""
     from ganvas.runs.folders import ensure_writable_dir
 
     whole_number(num, "--num", 1, MAX_IMAGES)
@@ -220,6 +288,16 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
         saved = load_latent(latent)  # a bad file fails before the model is read
     model = load(source, device=device, truncation=truncation, noise_mode=noise_mode,
                  truncation_cutoff=truncation_cutoff)
+    if label is not None:  # checked before anything is written; files then say the class
+        label = model.classes[model.class_index(label)]
+    prefix = "" if label is None else f"{label}-"
+    if class_grid:
+        if seeds is None:
+            raise GanvasError("--classes draws a class-by-seed grid: give --seeds too")
+        picture = model.class_grid(seeds, classes)
+        out = Path(out)
+        ensure_writable_dir(out, "--out")
+        return [save_image(picture, out / "grid-classes.png")]
     if style_mix is not None or saved is not None:
         if saved is not None:
             from ganvas.latents import render_latent
@@ -241,24 +319,26 @@ def generate_to_folder(source: str | os.PathLike, out: str | os.PathLike, *, num
     if seeds is not None:  # each written as it is drawn; only a grid keeps them
         written, kept = [], []
         for s in seeds:
-            image = model.seed_images([s])
+            image = model.seed_images([s], label)
             if singles:
-                written.append(save_image(to_pil(image)[0], out / f"seed{s:04d}.png"))
+                written.append(save_image(to_pil(image)[0], out / f"{prefix}seed{s:04d}.png"))
             if grid:
                 kept.append(image)
         if grid:
             written.append(save_image(labelled_grid(torch.cat(kept), [str(s) for s in seeds]),
-                                      out / "grid-seeds.png"))
+                                      out / f"{prefix}grid-seeds.png"))
         return written
     written, kept = [], []
     index = 0
-    for chunk in model.batches(num, seed):  # streamed: a large --num never sits in memory
+    # streamed: a large --num never sits in memory
+    for chunk in model.batches(num, seed, label=label):
         if grid:
             kept.append(chunk)
         if singles:
             for image in to_pil(chunk):
-                written.append(save_image(image, out / f"seed{seed}-{index:05d}.png"))
+                written.append(save_image(image, out / f"{prefix}seed{seed}-{index:05d}.png"))
                 index += 1
     if grid:
-        written.append(save_image(make_grid(torch.cat(kept)), out / f"grid-seed{seed}.png"))
+        written.append(save_image(make_grid(torch.cat(kept)),
+                                  out / f"{prefix}grid-seed{seed}.png"))
     return written

@@ -17,6 +17,7 @@ import torch
 # The streams ganvas uses, in one place so no two consumers share one by accident.
 INITIAL_WEIGHTS = "weights"  # the networks' initial weights and fixed random buffers
 LATENTS = "latents"  # training latents z
+LABELS = "labels"  # the classes of generated images in a conditional run
 NOISE = "noise"  # instance noise
 PENALTY = "penalty"  # the real/fake mixing weights of the gradient penalty
 AUGMENT = "augment"  # DiffAugment / ADA parameters

@@ -22,6 +22,8 @@ examples:
   ganvas generate runs/00002-emoji-stylegan2-64px --truncation 0.5 --truncation-cutoff 4
   ganvas generate runs/00002-emoji-stylegan2-64px --latent projections/me/latent.safetensors
   ganvas generate runs/00003-cats-stylegan2-128px --nearest       # is it copying my pictures?
+  ganvas generate runs/00004-pets-dcgan-64px --class dogs --num 16 --grid   # a conditional run
+  ganvas generate runs/00004-pets-dcgan-64px --seeds 1-8 --grid --classes all  # class by seed
 """
 
 
@@ -40,6 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="one picture per seed, named by it (seed0005.png), e.g. 1,5,9-12; "
                              "each is the first picture of --seed S --num 1, and --grid writes "
                              "the seeds under the tiles")
+    parser.add_argument("--class", dest="label", default=None, metavar="NAME",
+                        help="a conditional model (trained with --conditional): draw this "
+                             "class, by name or index (default: the classes in turn)")
+    parser.add_argument("--classes", default=None, metavar="all|A,B",
+                        help="a conditional model, with --seeds and --grid: write "
+                             "grid-classes.png, a row per class (all, or names/indices "
+                             "separated by commas), a column per seed")
     parser.add_argument("--grid-tile", default=None, metavar="ROW,COL",
                         help="draw one tile of a training sample grid again, alone and at full "
                              "size (the top left is 1,1), as in the snapshot")
@@ -95,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
         raise GanvasError("--step goes with --grid-tile")
     if args.data is not None or args.inception is not None:
         raise GanvasError("--data and --inception go with --nearest")
+    if args.classes is not None and (args.seeds is None or not args.grid
+                                     or args.label is not None):
+        raise GanvasError("--classes draws a class-by-seed grid: give it with --seeds and "
+                          "--grid, without --class")
+    classes = (None if args.classes is None or args.classes.strip().lower() == "all"
+               else [name.strip() for name in args.classes.split(",")])
     seeds = None
     if args.seeds is not None:
         if args.num is not None or args.seed is not None:
@@ -111,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                                  truncation=args.truncation, noise_mode=args.noise_mode,
                                  truncation_cutoff=args.truncation_cutoff,
                                  style_mix=style_mix, mix_layers=layers, latent=args.latent,
-                                 seeds=seeds)
+                                 seeds=seeds, label=args.label,
+                                 class_grid=args.classes is not None, classes=classes)
     print_stdout(f"wrote {len(written)} file(s) to {out}")
     return 0
 
@@ -122,9 +138,9 @@ def _nearest(args: argparse.Namespace, source: Path, out: Path) -> int:
     from ganvas.utils.images import save_image
 
     if args.style_mix is not None or args.latent is not None or args.grid or args.no_singles \
-            or args.seeds is not None:
+            or args.seeds is not None or args.classes is not None:
         raise GanvasError("--nearest writes its own picture of random samples; leave out "
-                          "--seeds, --style-mix, --latent, --grid and --no-singles")
+                          "--seeds, --style-mix, --latent, --grid, --classes and --no-singles")
     args.seed = 0 if args.seed is None else args.seed
     ensure_writable_dir(out, "--out")
     result = nearest_training_images(
@@ -144,7 +160,8 @@ def _grid_tile(args: argparse.Namespace, source: Path, out: Path) -> int:
 
     given = [flag for flag, value in (("--num", args.num), ("--seed", args.seed),
                                       ("--seeds", args.seeds), ("--style-mix", args.style_mix),
-                                      ("--latent", args.latent)) if value is not None]
+                                      ("--latent", args.latent), ("--class", args.label),
+                                      ("--classes", args.classes)) if value is not None]
     if given or args.grid or args.no_singles:
         raise GanvasError("--grid-tile draws the run's own tile; leave out "
                           + ", ".join(given + ["--grid"] * args.grid

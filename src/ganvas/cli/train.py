@@ -21,7 +21,8 @@ examples:
 """
 
 OPTION_GROUPS = {
-    "data": ["data", "resolution", "channels", "mirror", "workers", "max_image_pixels"],
+    "data": ["data", "resolution", "channels", "mirror", "conditional", "workers",
+             "max_image_pixels"],
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
                      "epochs", "kimg", "time_budget", "seed", "device", "update", "precision"],

@@ -42,6 +42,8 @@ _IDX_SPLITS = {
     "train": ("train-images-idx3-ubyte", 60_000),
     "test": ("t10k-images-idx3-ubyte", 10_000),
 }
+# The labels files (for --conditional), one label 0-9 per image.
+_IDX_LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
 _MIRRORS = {
     "mnist": (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -54,6 +56,10 @@ _MD5 = {
     ("mnist", "t10k-images-idx3-ubyte.gz"): "9fb629c4189551a2d022fa330f9573f3",
     ("fashion-mnist", "train-images-idx3-ubyte.gz"): "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
     ("fashion-mnist", "t10k-images-idx3-ubyte.gz"): "bef4ecab320f06d8554ea6380940ec79",
+    ("mnist", "train-labels-idx1-ubyte.gz"): "d53e105ee54ea40749a09fcbcd1e9432",
+    ("mnist", "t10k-labels-idx1-ubyte.gz"): "ec29112dd5afa0611ce80d1b7f02629c",
+    ("fashion-mnist", "train-labels-idx1-ubyte.gz"): "25c81989df183df01b3e8a0aad5dffbe",
+    ("fashion-mnist", "t10k-labels-idx1-ubyte.gz"): "bb300cfdad3c16e7a12a480ee83cd310",
 }
 
 
@@ -102,9 +108,10 @@ def _expand(grey: np.ndarray, resolution: int, channels: int, progress: bool,
     return out
 
 
-def _digits_pixels() -> np.ndarray:
-    """The 1,797 8x8 digits (values 0-16) scikit-learn ships, read from its data file: importing
-    scikit-learn costs seconds, more than the rest of a short run's start."""
+def _digits_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 8x8 digits (values 0-16) scikit-learn ships and their labels (0-9), read
+    from its data file: importing scikit-learn costs seconds, more than the rest of a short
+    run's start."""
     spec = importlib.util.find_spec("sklearn")
     if spec is not None and spec.submodule_search_locations:
         path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / \
@@ -113,7 +120,7 @@ def _digits_pixels() -> np.ndarray:
             with gzip.open(path, "rt") as handle:
                 table = np.loadtxt(handle, delimiter=",")
             if table.ndim == 2 and table.shape[1] == 65:
-                return table[:, :64].reshape(-1, 8, 8)
+                return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
         except (OSError, ValueError, EOFError):
             pass  # another layout of scikit-learn: ask it
     try:
@@ -123,13 +130,18 @@ def _digits_pixels() -> np.ndarray:
             "the 'digits' dataset needs scikit-learn: pip install 'ganvas[datasets]' "
             "(or pip install scikit-learn)"
         ) from None
-    return np.asarray(sk_load_digits().images, dtype=np.float64)
+    digits = sk_load_digits()
+    return (np.asarray(digits.images, dtype=np.float64),
+            np.asarray(digits.target, dtype=np.int64))
 
 
-def load_digits(*, resolution: int, channels: int, progress: bool, log: Log) -> ImageSet:
-    grey = _scale_to_uint8(_digits_pixels(), 16.0)
+def load_digits(*, resolution: int, channels: int, progress: bool, log: Log,
+                labelled: bool = False) -> ImageSet:
+    pixels, labels = _digits_pixels()
+    grey = _scale_to_uint8(pixels, 16.0)
     images = _expand(grey, resolution, channels, progress, "resizing digits")
-    return ImageSet(images, f"digits (scikit-learn, {len(images):,} images)")
+    return ImageSet(images, f"digits (scikit-learn, {len(images):,} images)",
+                    labels=labels if labelled else None)
 
 
 # ----------------------------------------------------------------------------- IDX datasets
@@ -145,9 +157,11 @@ def _search_dirs(name: str, cache_root: Path) -> list[Path]:
     return dirs
 
 
-def find_local_idx(name: str, split: str, cache_root: Path) -> Path | None:
-    """The first local copy of the images file (plain or ``.gz``), or ``None``."""
-    stem = _IDX_SPLITS[split][0]
+def find_local_idx(name: str, split: str, cache_root: Path, stem: str | None = None
+                   ) -> Path | None:
+    """The first local copy of the images file (or the file ``stem``; plain or ``.gz``), or
+    ``None``."""
+    stem = stem or _IDX_SPLITS[split][0]
     for directory in _search_dirs(name, cache_root):
         for filename in (stem, stem + ".gz"):
             candidate = directory / filename
@@ -238,6 +252,21 @@ def load_idx_images(name: str, split: str, path: Path) -> np.ndarray:
     return arr
 
 
+def load_idx_labels(name: str, split: str, cache: DatasetCache, *, progress: bool,
+                    log: Log) -> np.ndarray:
+    """The labels (0-9) of an MNIST-style split, from a local copy or downloaded."""
+    stem = _IDX_LABELS[split]
+    path = find_local_idx(name, split, cache.root, stem)
+    if path is None:
+        path = download(name, stem + ".gz", cache.root, progress=progress, log=log)
+    labels = read_idx(path)
+    expected = _IDX_SPLITS[split][1]
+    if labels.dtype != np.uint8 or labels.shape != (expected,) or labels.max(initial=0) > 9:
+        raise GanvasError(f"{path}: not the {name} {split} labels file ({expected:,} labels "
+                          "0-9); delete it or replace it with a good copy")
+    return labels.astype(np.int64)
+
+
 def load_idx_dataset(
     name: str,
     split: str,
@@ -247,7 +276,17 @@ def load_idx_dataset(
     cache: DatasetCache,
     progress: bool,
     log: Log,
+    labelled: bool = False,
 ) -> ImageSet:
+    loaded = _load_idx_images(name, split, resolution=resolution, channels=channels,
+                              cache=cache, progress=progress, log=log)
+    if labelled:
+        loaded.labels = load_idx_labels(name, split, cache, progress=progress, log=log)
+    return loaded
+
+
+def _load_idx_images(name: str, split: str, *, resolution: int, channels: int,
+                     cache: DatasetCache, progress: bool, log: Log) -> ImageSet:
     stem = _IDX_SPLITS[split][0]
     path = find_local_idx(name, split, cache.root)
     if path is None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ganvas.data.builtin import BUILTIN_DATASETS, load_digits, load_idx_dataset, parse_builtin
 from ganvas.data.cache import DatasetCache, resolve_cache_dir
+from ganvas.data.classes import check_class_names, report_classes
 from ganvas.data.emoji import load_emoji
 from ganvas.data.folder import default_workers, load_folder, scan_folder
 from ganvas.data.imageset import ImageSet
@@ -62,12 +65,36 @@ def load_images(
     max_image_pixels: int = 128_000_000,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    classes: Sequence[str] | None = None,
 ) -> ImageSet:
     """Load ``spec`` (a folder of images or a built-in dataset name) as ``uint8 [N,C,R,R]``.
 
     Folder results and resized built-ins are cached under ``<cache_dir>/datasets/``;
-    ``cache_dir`` defaults to ``$GANVAS_CACHE`` or ``~/.cache/ganvas``.
+    ``cache_dir`` defaults to ``$GANVAS_CACHE`` or ``~/.cache/ganvas``. With ``classes``
+    (from :func:`ganvas.data.classes.data_classes`), every image is labelled with its class
+    (``ImageSet.labels``), and the classes are printed with their counts.
     """
+    loaded = _load_images(spec, resolution=resolution, channels=channels,
+                          cache_dir=cache_dir, workers=workers,
+                          max_image_pixels=max_image_pixels, progress=progress, log=log,
+                          classes=classes)
+    if classes is not None:
+        if loaded.labels is None:  # the data has no labels of its own
+            check_class_names((), repr(str(spec)))
+        report_classes(classes, loaded.labels, repr(str(spec)), log)
+        present = np.bincount(loaded.labels[loaded.labels >= 0], minlength=len(classes))
+        empty = [name for name, count in zip(classes, present) if count == 0]
+        if empty:  # a resumed run whose folder lost a class
+            raise GanvasError(f"--data {str(spec)!r}: no pictures of class "
+                              f"{', '.join(empty)} (the run's classes are "
+                              f"{', '.join(classes)}); put them back in their subfolders")
+    return loaded
+
+
+def _load_images(spec: str, *, resolution: int, channels: int,
+                 cache_dir: str | os.PathLike[str] | None, workers: int | None,
+                 max_image_pixels: int, progress: bool, log: Callable[[str], None],
+                 classes: Sequence[str] | None) -> ImageSet:
     resolution = _as_int(resolution, "--resolution", "an integer >= 4")
     if resolution < 4:
         raise GanvasError(f"--resolution must be at least 4, got {resolution}")
@@ -94,14 +121,16 @@ def load_images(
         if os.path.isdir(spec):
             log(f"note: {spec!r} is a built-in dataset name; to use the folder, "
                 f"write --data ./{spec}")
+        labelled = classes is not None
         if name == "digits":
             return load_digits(resolution=resolution, channels=channels, progress=progress,
-                               log=log)
+                               log=log, labelled=labelled)
         if name == "emoji":
             return load_emoji(resolution=resolution, channels=channels, cache=cache,
                               progress=progress, log=log)
         return load_idx_dataset(name, split or "train", resolution=resolution,
-                                channels=channels, cache=cache, progress=progress, log=log)
+                                channels=channels, cache=cache, progress=progress, log=log,
+                                labelled=labelled)
 
     folder = Path(os.path.expanduser(spec)) if spec else None
     if folder is None or not folder.exists():
@@ -116,4 +145,4 @@ def load_images(
         )
     return load_folder(folder, resolution=resolution, channels=channels, cache=cache,
                        workers=workers, max_image_pixels=max_image_pixels, progress=progress,
-                       log=log, label=label)
+                       log=log, label=label, classes=classes)

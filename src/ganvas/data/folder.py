@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ganvas.data import preprocess
 from ganvas.data.cache import ArrayWriter, DatasetCache, make_key
+from ganvas.data.classes import label_files
 from ganvas.data.imageset import ImageSet
 from ganvas.data.preprocess import IMAGE_EXTENSIONS
 from ganvas.errors import GanvasError
@@ -221,8 +222,10 @@ def load_folder(
     progress: bool,
     log: Log,
     label: str,
+    classes: Sequence[str] | None = None,
 ) -> ImageSet:
-    """Load every image below ``folder`` as ``uint8 [N, C, res, res]`` (cached)."""
+    """Load every image below ``folder`` as ``uint8 [N, C, res, res]`` (cached); with
+    ``classes``, each labelled by the class its first-level subfolder names."""
     root = os.path.abspath(folder)
     try:
         scan = scan_folder(root)
@@ -255,13 +258,25 @@ def load_folder(
                    family, listing)
     tail = (channels, resolution, resolution)
 
+    def labels(skipped_files: Sequence[str]) -> np.ndarray | None:
+        if classes is None:
+            return None
+        skipped = set(skipped_files)
+        return label_files([f.rel for f in files if f.rel not in skipped], classes)
+
     cached = cache.load(key, tail)
     if cached is not None:
         images, meta = cached
         skipped = int(meta.get("skipped", 0))
-        note = f"; {skipped:,} unreadable file(s) skipped" if skipped else ""
-        log(f"using cached dataset {cache.paths(key)[0]} ({_images(len(images))}{note})")
-        return ImageSet(images, str(meta.get("source", f"folder {root}")), skipped)
+        skipped_files = meta.get("skipped_files", [] if skipped == 0 else None)
+        # (a cache written before it listed every skipped file cannot be labelled: decoded
+        # again below)
+        if classes is None or (isinstance(skipped_files, list)
+                               and len(skipped_files) == skipped):
+            note = f"; {skipped:,} unreadable file(s) skipped" if skipped else ""
+            log(f"using cached dataset {cache.paths(key)[0]} ({_images(len(images))}{note})")
+            return ImageSet(images, str(meta.get("source", f"folder {root}")), skipped,
+                            labels=labels(skipped_files or []))
 
     writer = ArrayWriter(cache, key, (len(files), *tail), log)
     try:
@@ -283,9 +298,10 @@ def load_folder(
         images, _ = writer.finish(
             count,
             {"source": source, "skipped": len(failures), "resolution": resolution,
-             "channels": channels, "failures": [f"{r}: {w}" for r, w in failures[:10]]},
+             "channels": channels, "failures": [f"{r}: {w}" for r, w in failures[:10]],
+             "skipped_files": [r for r, _ in failures]},
         )
     except BaseException:
         writer.abort()
         raise
-    return ImageSet(images, source, len(failures))
+    return ImageSet(images, source, len(failures), labels=labels([r for r, _ in failures]))

@@ -22,6 +22,8 @@ class BatchStream:
         mirror: flip half of the images horizontally (a fresh choice every epoch).
         device: where the returned batches live.
         indices: the images of ``images`` to train on (default all; the rest are held out).
+        labels: each image's class index (int64 ``[N]``, indexed like ``images``) for a
+            conditional run; :meth:`next_labelled` then returns the batch's labels too.
 
     The stream is the concatenation of one random permutation per epoch; each batch takes the
     next samples of it, so no image is dropped or repeated within an epoch, whatever the
@@ -37,7 +39,9 @@ class BatchStream:
         mirror: bool = False,
         device: torch.device | str = "cpu",
         indices: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ):
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         self.count = len(images) if self.indices is None else len(self.indices)
         if self.count == 0:
@@ -90,6 +94,12 @@ class BatchStream:
         ``count * size`` images, and the stream moves past all of them: ``count`` processes
         asking for their part each receive their slice of the same global order.
         """
+        return self.next_labelled(size, part)[0]
+
+    def next_labelled(self, size: int | None = None, part: tuple[int, int] = (0, 1)
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`next`, with the batch's class indices (int64 ``[B]`` on the CPU; None
+        without ``labels``)."""
         index, count = part
         size = int(size or self.batch_size)
         idx, flips = self.next_indices(size * count)
@@ -109,7 +119,8 @@ class BatchStream:
             tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         else:
             tensor = tensor.to(self.device)
-        return tensor.float().div_(127.5).sub_(1.0)
+        labels = None if self.labels is None else torch.from_numpy(self.labels[idx])
+        return tensor.float().div_(127.5).sub_(1.0), labels
 
     def state_dict(self) -> dict:
         return {"position": self.position, "seed": self.seed}

@@ -33,12 +33,14 @@ class FastGANRecipe(StandardRecipe):
         self.parts_rng = stream(config.seed, RECONSTRUCTION_PARTS)
         self.noise_inputs_rng = stream(config.seed, FASTGAN_NOISE)
 
-    def generate(self, z: torch.Tensor) -> Images:
+    def generate(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Images:
         """Training images with per-pixel noise from the recipe's own stream: the same on
         every device, and saved with the checkpoint."""
         return self.G.render(z, "random", self.noise_inputs_rng)
 
-    def score_reals(self, real_seen: Images) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def score_reals(self, real_seen: Images, real_c: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # (FastGAN takes no labels: its family refuses --conditional)
         if not self.has_real_objective:
             return super().score_reals(real_seen)
         part = int(torch.randint(PARTS, (), generator=self.parts_rng))

@@ -21,7 +21,7 @@ class ProjectedRecipe(StandardRecipe):
         super().__init__(config, **kwargs)
         self.noise_inputs_rng = stream(config.seed, PROJECTED_NOISE)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         images = self.G.training_images(z, self.noise_inputs_rng)
         return images[-1] if isinstance(images, (list, tuple)) else images
 

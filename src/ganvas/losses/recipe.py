@@ -46,24 +46,30 @@ class StepInputs:
     each phase draws only what it uses and the order of random draws is the recipe's.
 
     ``batch_size`` is the batch of this pass in this process: the schedule's (global) batch
-    divided among the processes and the gradient-accumulation rounds. Latents and reals are
-    this process's slice of the global draw (see :func:`ganvas.rng.per_sample`).
+    divided among the processes and the gradient-accumulation rounds. Latents, labels and
+    reals are this process's slice of the global draw (see :func:`ganvas.rng.per_sample`).
     """
 
-    def __init__(self, *, reals: Callable[[int], torch.Tensor],
+    def __init__(self, *, reals: Callable[[int], tuple[torch.Tensor, torch.Tensor | None]],
                  latents: Callable[[int], torch.Tensor], point: SchedulePoint, step: int,
-                 images_seen: int, batch_size: int | None = None):
-        self._reals, self._latents = reals, latents
+                 images_seen: int, batch_size: int | None = None,
+                 labels: Callable[[int], torch.Tensor] | None = None):
+        self._reals, self._latents, self._labels = reals, latents, labels
         self.point, self.step, self.images_seen = point, step, images_seen
         self.batch_size = point.batch_size if batch_size is None else batch_size
 
     def reals(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The next batch of real images ``[B, C, R, R]`` in ``[-1, 1]`` and their labels
-        (None: unconditional)."""
-        return self._reals(self.batch_size), None
+        """The next batch of real images ``[B, C, R, R]`` in ``[-1, 1]`` and their labels,
+        one-hot ``[B, classes]`` (None: unconditional)."""
+        return self._reals(self.batch_size)
 
     def latents(self, n: int) -> torch.Tensor:
         return self._latents(n)
+
+    def labels(self, n: int) -> torch.Tensor | None:
+        """Labels for ``n`` generated images, one-hot, drawn as the training pictures' classes
+        are distributed (stylegan2-ada's way); None for an unconditional run."""
+        return None if self._labels is None else self._labels(n)
 
 
 class LossRecipe:

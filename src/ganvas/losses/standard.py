@@ -35,6 +35,9 @@ from ganvas.rng import AUGMENT, NOISE, PENALTY, per_sample, stream, stream_seed
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
 
+# Images with the labels of a conditional run (None: unconditional).
+Labelled = tuple[Images, torch.Tensor | None]
+
 
 class StandardRecipe(LossRecipe):
     """Args:
@@ -98,7 +101,7 @@ class StandardRecipe(LossRecipe):
         self.phases = extra + ([Phase("GD", both)] if c.update == "simultaneous"
                                else [Phase("D", ("D",), keep_fakes=True), Phase("G", ("G",))])
         # (reals, fakes) of each pass of the D phase, with their graph, for the G phase.
-        self._kept: list[tuple[Images, Images]] = []
+        self._kept: list[tuple[Labelled, Labelled]] = []
 
     # ---- phases ---------------------------------------------------------------------------
 
@@ -109,28 +112,35 @@ class StandardRecipe(LossRecipe):
             return self._discriminator(inputs, phase.keep_fakes)
         return self._generator(inputs)
 
-    def _draw(self, inputs: StepInputs, keep_graph: bool) -> tuple[Images, Images]:
-        """A batch of reals, shown the way the family's D takes them, and one of fakes."""
-        real, _labels = inputs.reals()
+    def _draw(self, inputs: StepInputs, keep_graph: bool) -> tuple[Labelled, Labelled]:
+        """A batch of reals, shown the way the family's D takes them, and one of fakes, each
+        with its labels (None: unconditional)."""
+        real, real_c = inputs.reals()
         z = inputs.latents(len(real))
+        fake_c = self.to_device(inputs.labels(len(real)))
         with torch.set_grad_enabled(keep_graph), self.forward_precision():
-            fake = self.generate(z.to(self.device, non_blocking=True))
+            fake = self.generate(z.to(self.device, non_blocking=True), fake_c)
         # Augmentation, noise, penalties and monitors all see float32 images.
         fake = nested.apply(lambda t: t.float(), fake)
-        return self.family.real_input(self.spec, real, inputs.point), fake
+        return ((self.family.real_input(self.spec, real, inputs.point), self.to_device(real_c)),
+                (fake, fake_c))
 
-    def generate(self, z: torch.Tensor) -> Images:
-        """G's training output for latents ``z`` (what its D takes)."""
-        return self.G(z)
+    def to_device(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        return None if c is None else c.to(self.device, non_blocking=True)
+
+    def generate(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Images:
+        """G's training output for latents ``z`` and labels ``c`` (what its D takes)."""
+        return self.G(z) if c is None else self.G(z, c)
 
     def _discriminator(self, inputs: StepInputs, keep_fakes: bool) -> list[str]:
         """D alone on a batch of real and (detached) generated images. The last one before
         an alternating G phase keeps its fakes, with their graph, for it."""
-        real, fake = self._draw(inputs, keep_graph=keep_fakes)
+        (real, real_c), (fake, fake_c) = self._draw(inputs, keep_graph=keep_fakes)
         if keep_fakes:
-            self._kept.append((real, fake))
+            self._kept.append(((real, real_c), (fake, fake_c)))
         total, _, _, update = self.discriminator_losses(
-            real, nested.apply(torch.Tensor.detach, fake), inputs.step, inputs.images_seen)
+            real, nested.apply(torch.Tensor.detach, fake), inputs.step, inputs.images_seen,
+            real_c=real_c, fake_c=fake_c)
         if update:
             self.backward(total)
         return ["D"] if update else []
@@ -161,21 +171,23 @@ class StandardRecipe(LossRecipe):
         if not self._kept:
             raise GanvasError("internal: the generator phase needs a discriminator phase "
                               "that keeps its fakes before it")
-        real, fake = self._kept.pop(0)
+        (real, real_c), (fake, fake_c) = self._kept.pop(0)
         update = self.gate.update_generator()
         if update:
             self.generator_backward(fake, real if self.criterion.relativistic else None,
-                                    inputs.images_seen)
+                                    inputs.images_seen, fake_c=fake_c, real_c=real_c)
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         return ["G"] if update else []
 
-    def generator_backward(self, fake: Images, real: Images | None, images_seen: int) -> None:
+    def generator_backward(self, fake: Images, real: Images | None, images_seen: int, *,
+                           fake_c: torch.Tensor | None = None,
+                           real_c: torch.Tensor | None = None) -> None:
         """G's loss against a frozen D, differentiated into G (``real``: the reals a
-        relativistic criterion compares with, else None)."""
+        relativistic criterion compares with, else None; ``*_c``: their labels)."""
         self.D.requires_grad_(False)
         try:
-            fake_logits = self.discriminate(self.view(fake, images_seen))
-            real_logits = (self.discriminate(self.view(real, images_seen))
+            fake_logits = self.discriminate(self.view(fake, images_seen), fake_c)
+            real_logits = (self.discriminate(self.view(real, images_seen), real_c)
                            if real is not None else None)
             loss = self.criterion.generator_loss(fake_logits, real_logits)
             self.backward(loss)
@@ -188,9 +200,9 @@ class StandardRecipe(LossRecipe):
         """Both players from one forward of D on the fakes: D's loss is differentiated for
         D's weights only, G's loss for G's weights only, and both step from the same
         position."""
-        real, fake = self._draw(inputs, keep_graph=True)
+        (real, real_c), (fake, fake_c) = self._draw(inputs, keep_graph=True)
         total, fake_logits, real_logits, update_d = self.discriminator_losses(
-            real, fake, inputs.step, inputs.images_seen)
+            real, fake, inputs.step, inputs.images_seen, real_c=real_c, fake_c=fake_c)
         update_g = self.gate.update_generator()
         loss_g = self.criterion.generator_loss(
             fake_logits, real_logits if self.criterion.relativistic else None)
@@ -209,13 +221,16 @@ class StandardRecipe(LossRecipe):
     # ---- the discriminator's loss ---------------------------------------------------------
 
     def discriminator_losses(self, real: Images, fake: Images, step: int, images_seen: int,
-                             *, with_r1: bool = True
+                             *, with_r1: bool = True, real_c: torch.Tensor | None = None,
+                             fake_c: torch.Tensor | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
         """D's loss with its penalties, its statistics, and whether the gate lets it update.
 
         Returns ``(loss to minimise, logits on the fakes, logits on the reals, update)``.
         ``fake`` may carry G's graph (the simultaneous update); penalties never
         differentiate into G. ``with_r1=False`` leaves lazy R1 to a phase of its own.
+        ``real_c``/``fake_c``: the labels of a conditional run (the gradient penalty scores
+        its mixed images with the reals' labels).
         """
         c, D = self.config, self.D
         lazy_r1 = with_r1 and c.r1_gamma > 0 and step % c.r1_every == 0
@@ -230,18 +245,20 @@ class StandardRecipe(LossRecipe):
             # One forward of twice the batch uses the CPU better than two (about 9 % of a
             # step for the lesson's DCGAN); when each image's score is independent of the
             # others, nothing but speed changes.
+            both_c = None if real_c is None else torch.cat([real_c, fake_c])
             real_logits, fake_logits = self.discriminate(
-                nested.cat(real_seen, fake_seen)).chunk(2)
+                nested.cat(real_seen, fake_seen), both_c).chunk(2)
         else:
-            real_logits, real_objective = self.score_reals(real_seen)
-            fake_logits = self.discriminate(fake_seen)
+            real_logits, real_objective = self.score_reals(real_seen, real_c)
+            fake_logits = self.discriminate(fake_seen, fake_c)
         loss_d = self.criterion.discriminator_loss(real_logits, fake_logits)
         total = loss_d if real_objective is None else loss_d + real_objective
         if self.gp_weight:  # its own forward of D, outside autocast: a gradient norm in float32
             with torch.compiler.set_stance("force_eager") if self.compiled \
                     else contextlib.nullcontext():
-                penalty = gradient_penalty(D, real_seen, nested.apply(torch.Tensor.detach,
-                                                                      fake_seen),
+                critic = D if real_c is None else (lambda images: D(images, real_c))
+                penalty = gradient_penalty(critic, real_seen,
+                                           nested.apply(torch.Tensor.detach, fake_seen),
                                            generator=self.penalty_rng)
             total = total + self.gp_weight * penalty
             self.stats.report("Loss/GP", penalty)
@@ -251,7 +268,7 @@ class StandardRecipe(LossRecipe):
             logits = real_logits
             if self.separate_r1_pass:  # its own (float32, eager) pass of D on the same images
                 with self.penalty_pass():
-                    logits = self.D(real_seen).float()
+                    logits = self.discriminate_eagerly(real_seen, real_c)
             penalty = r1_penalty(logits, real)
             total = total + (c.r1_gamma / 2) * c.r1_every * penalty
             self.stats.report("Loss/R1", penalty)
@@ -275,15 +292,21 @@ class StandardRecipe(LossRecipe):
         self.stats.report("D/fake", to_score(fake_detached))
         return total, fake_logits, real_logits, update
 
-    def score_reals(self, real_seen: Images) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def score_reals(self, real_seen: Images, real_c: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D's logits on the reals it sees and, for recipes with ``has_real_objective``, a
         loss of D's own on them from the same forward pass (None here)."""
-        return self.discriminate(real_seen), None
+        return self.discriminate(real_seen, real_c), None
 
-    def discriminate(self, images: Images) -> torch.Tensor:
-        """D's float32 logits for what it sees, its forward in the training precision."""
+    def discriminate(self, images: Images, c: torch.Tensor | None = None) -> torch.Tensor:
+        """D's float32 logits for what it sees (and the labels ``c`` of a conditional run),
+        its forward in the training precision."""
         with self.forward_precision():
-            return self.D(images).float()
+            return self.discriminate_eagerly(images, c)
+
+    def discriminate_eagerly(self, images: Images, c: torch.Tensor | None) -> torch.Tensor:
+        """D's float32 logits in whatever precision the caller set."""
+        return (self.D(images) if c is None else self.D(images, c)).float()
 
     def view(self, images: Images, images_seen: int) -> Images:
         """What D sees of a batch: augmented (the same transform at every scale), plus

@@ -81,19 +81,22 @@ class StyleGAN2Recipe(StandardRecipe):
 
     # ---- the generator ------------------------------------------------------------------
 
-    def run_generator(self, z: torch.Tensor, update_w_avg: bool = False, penalty: bool = False
+    def run_generator(self, z: torch.Tensor, c: torch.Tensor | None = None,
+                      update_w_avg: bool = False, penalty: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (float32) and the styles they were drawn from. With probability
-        ``style_mixing`` the layers from a random cutoff on take the styles of other latents,
-        so no layer can count on its neighbours' style."""
+        """Images (float32) and the styles they were drawn from (``c``: the labels of a
+        conditional run). With probability ``style_mixing`` the layers from a random cutoff
+        on take the styles of other latents (of the same classes), so no layer can count on
+        its neighbours' style."""
         G = self.G
         z = z.to(self.device, non_blocking=True)
-        ws = G.broadcast(G.mapping(z, update_w_avg=update_w_avg))  # float32, as in the paper
+        ws = G.broadcast(G.mapping(z, c, update_w_avg=update_w_avg))  # float32, as in the paper
         cutoff = int(torch.randint(1, G.num_ws, (), generator=self.mixing_rng))
         if torch.rand((), generator=self.mixing_rng) < self.mixing:
             other = per_sample(lambda m: torch.randn(m, *z.shape[1:], generator=self.mixing_rng),
                                len(z)).to(self.device)
-            ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(other))[:, cutoff:]], dim=1)
+            ws = torch.cat([ws[:, :cutoff], G.broadcast(G.mapping(other, c))[:, cutoff:]],
+                           dim=1)
         with self.penalty_pass() if penalty else self.forward_precision():
             images = G.synthesis(ws, "random", self.synthesis_rng)
         return images.float(), ws
@@ -103,18 +106,23 @@ class StyleGAN2Recipe(StandardRecipe):
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         if not update:
             return []
-        fake, _ = self.run_generator(inputs.latents(inputs.batch_size))
-        real = None
+        z = inputs.latents(inputs.batch_size)
+        fake_c = self.to_device(inputs.labels(inputs.batch_size))
+        fake, _ = self.run_generator(z, fake_c)
+        real = real_c = None
         if self.criterion.relativistic:
-            real = self.family.real_input(self.spec, inputs.reals()[0], inputs.point)
-        self.generator_backward(fake, real, inputs.images_seen)
+            real, real_c = inputs.reals()
+            real, real_c = self.family.real_input(self.spec, real, inputs.point), \
+                self.to_device(real_c)
+        self.generator_backward(fake, real, inputs.images_seen, fake_c=fake_c, real_c=real_c)
         return ["G"]
 
     def _path_length(self, inputs: StepInputs) -> list[str]:
         if not self._allowed["G"]:
             return []
         n = max(1, inputs.batch_size // PL_BATCH_SHRINK)
-        fake, ws = self.run_generator(inputs.latents(n), penalty=True)
+        z = inputs.latents(n)
+        fake, ws = self.run_generator(z, self.to_device(inputs.labels(n)), penalty=True)
         height, width = fake.shape[-2:]
         noise = per_sample(lambda m: torch.randn(m, *fake.shape[1:],
                                                  generator=self.path_length_rng),
@@ -135,15 +143,18 @@ class StyleGAN2Recipe(StandardRecipe):
     # ---- the discriminator --------------------------------------------------------------
 
     def _discriminator_main(self, inputs: StepInputs) -> list[str]:
-        real, _ = inputs.reals()
+        real, real_c = inputs.reals()
+        real_c = self.to_device(real_c)
         if self._reals[0] != inputs.step:
             self._reals = (inputs.step, [])
-        self._reals[1].append(real)
+        self._reals[1].append((real, real_c))
+        z = inputs.latents(len(real))
+        fake_c = self.to_device(inputs.labels(len(real)))
         with torch.no_grad():
-            fake, _ = self.run_generator(inputs.latents(len(real)), update_w_avg=True)
+            fake, _ = self.run_generator(z, fake_c, update_w_avg=True)
         total, _, _, update = self.discriminator_losses(
             self.family.real_input(self.spec, real, inputs.point), fake, inputs.step,
-            inputs.images_seen, with_r1=False)
+            inputs.images_seen, with_r1=False, real_c=real_c, fake_c=fake_c)
         self._allowed["D"] = update
         if update:
             self.backward(total)
@@ -153,13 +164,14 @@ class StyleGAN2Recipe(StandardRecipe):
         if not self._allowed["D"]:
             return []
         if self._reals[0] == inputs.step and self._reals[1]:
-            real = self._reals[1].pop(0)
+            real, real_c = self._reals[1].pop(0)
         else:  # no Dmain ran this step (a recipe order that changed)
-            real, _ = inputs.reals()
+            real, real_c = inputs.reals()
+            real_c = self.to_device(real_c)
         real = self.family.real_input(self.spec, real, inputs.point)
         real = real.detach().requires_grad_(True)
         with self.penalty_pass():
-            logits = self.D(self.view(real, inputs.images_seen)).float()
+            logits = self.discriminate_eagerly(self.view(real, inputs.images_seen), real_c)
         penalty = r1_penalty(logits, real)
         self.backward(penalty * (self.config.r1_gamma / 2) * self.config.r1_every)
         self.stats.report("Loss/R1", penalty)

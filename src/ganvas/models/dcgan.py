@@ -3,6 +3,10 @@
 At 28 px this is exactly the lesson's network (G ConvTranspose k3 s2 256->128->64->C,
 D Conv k4 s2 64->128->256->1 with BatchNorm); at 16 px and above any power of two it is the
 standard DCGAN, starting from 4x4 and doubling, with channels halving as resolution doubles.
+
+Class-conditional (``--conditional``): the generator takes z joined with an embedding of the
+class, and the discriminator adds the projection of the class's embedding onto its last
+features, pooled (Miyato & Koyama 2018).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 from torch import nn
 
 from ganvas.models.init import dcgan_init
+from ganvas.models.layers import LabelEmbedding, ProjectionHead, check_labels, join_labels
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
 from ganvas.models.registry import Claim, DataProfile, ModelFamily, ModelSpec, register_model
 
@@ -29,13 +34,16 @@ def _channel_schedule(resolution: int, base: int, cap: int) -> dict[int, int]:
 class DCGANGenerator(GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int):
         super().__init__()
-        self.latent_dim, self.channels, self.resolution = (
-            spec.latent_dim, spec.channels, spec.resolution)
+        self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
+                     channels=spec.channels, c_dim=spec.c_dim)
+        # A conditional generator's input: z joined with the class's embedding (z's size).
+        self.labels = LabelEmbedding(spec.c_dim, spec.latent_dim) if spec.c_dim else None
+        inputs = spec.latent_dim * (2 if spec.c_dim else 1)
         if spec.resolution == LESSON_RESOLUTION:
             # z(1x1) -> 3x3 -> 7x7 -> 14x14 -> 28x28
             widths = [4 * base, 2 * base, base]
             layers: list[nn.Module] = [
-                nn.ConvTranspose2d(spec.latent_dim, widths[0], 3, 2, 0, bias=False),
+                nn.ConvTranspose2d(inputs, widths[0], 3, 2, 0, bias=False),
                 nn.BatchNorm2d(widths[0]), nn.ReLU(True),
                 nn.ConvTranspose2d(widths[0], widths[1], 3, 2, 0, bias=False),
                 nn.BatchNorm2d(widths[1]), nn.ReLU(True),
@@ -46,7 +54,7 @@ class DCGANGenerator(GeneratorNetwork):
         else:
             schedule = _channel_schedule(spec.resolution, base, cap)
             sizes = sorted(schedule)
-            layers = [nn.ConvTranspose2d(spec.latent_dim, schedule[4], 4, 1, 0, bias=False),
+            layers = [nn.ConvTranspose2d(inputs, schedule[4], 4, 1, 0, bias=False),
                       nn.BatchNorm2d(schedule[4]), nn.ReLU(True)]
             for small, big in zip(sizes, sizes[1:]):
                 layers += [nn.ConvTranspose2d(schedule[small], schedule[big], 4, 2, 1, bias=False),
@@ -56,8 +64,10 @@ class DCGANGenerator(GeneratorNetwork):
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self, c)
+        x = join_labels(z, self.labels, c)
+        return self.net(x.view(*x.shape, 1, 1))
 
 
 NORMS = ("batch", "instance", "none")
@@ -97,9 +107,16 @@ class DCGANDiscriminator(DiscriminatorNetwork):
             layers.append(nn.Conv2d(schedule[4], 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+        self.classes = spec.c_dim
+        last = layers[-1]
+        self.projection = ProjectionHead(spec.c_dim, last.in_channels) if spec.c_dim else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).flatten()
+    def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self, c)
+        if self.projection is None:
+            return self.net(images).flatten()
+        features = self.net[:-1](images)
+        return self.net[-1](features).flatten() + self.projection(features.mean((2, 3)), c)
 
 
 @register_model("dcgan")
@@ -110,6 +127,7 @@ class DCGAN(ModelFamily):
     )
     chosen_for = ("the lesson's datasets (digits, mnist, fashion-mnist), and any data no "
                   "other family claims")
+    can_take_labels = True
 
     @classmethod
     def claim(cls, data: DataProfile) -> Claim:

@@ -30,9 +30,11 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def architecture(config: dict[str, Any]) -> dict[str, Any]:
-    """The subset of a training config that defines the generator's shape."""
-    return {k: config[k] for k in ("model", "resolution", "channels", "latent_dim",
-                                   "model_options")}
+    """The subset of a training config that defines the generator's shape (the classes of a
+    conditional model too: their number sizes its label input)."""
+    return {**{k: config[k] for k in ("model", "resolution", "channels", "latent_dim",
+                                      "model_options")},
+            "classes": config.get("classes") or []}
 
 
 def save_generator(folder: str | os.PathLike, generator: nn.Module,
@@ -116,10 +118,15 @@ def build_from_config(config: dict[str, Any], where: str) -> nn.Module:
             raise GanvasError(f"{where}: invalid {key} {str(value)[:40]!r}")
     if not isinstance(arch["model_options"], dict) or not isinstance(arch["model"], str):
         raise GanvasError(f"{where}: invalid model settings")
+    classes = arch["classes"]
+    if not (isinstance(classes, list) and len(classes) != 1 and len(classes) <= 10_000
+            and all(isinstance(name, str) and name for name in classes)
+            and len(set(classes)) == len(classes)):
+        raise GanvasError(f"{where}: invalid class names {str(classes)[:40]!r}")
     try:
         return build_generator(arch["model"], resolution=arch["resolution"],
                                channels=arch["channels"], latent_dim=arch["latent_dim"],
-                               options=arch["model_options"])
+                               options=arch["model_options"], c_dim=len(classes))
     except GanvasError as exc:
         raise GanvasError(f"{where}: {exc}") from None
 

@@ -188,21 +188,73 @@ class DownBlock(nn.Module):
         return downsample(leaky(self.conv2(leaky(self.conv1(x)))))
 
 
+class LabelEmbedding(nn.Module):
+    """Class labels ``c`` (one-hot rows ``[N, classes]``) -> vectors of ``dim`` at unit mean
+    square. A conditional generator joins them to its normalised z, as stylegan2-ada's
+    mapping network does; a projection discriminator compares them with its features."""
+
+    def __init__(self, classes: int, dim: int):
+        super().__init__()
+        self.embed = EqualizedLinear(classes, dim, gain=1.0, bias=False)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return pixel_norm(self.embed(c))
+
+
+def join_labels(x: torch.Tensor, labels: LabelEmbedding | None, c: torch.Tensor | None
+                ) -> torch.Tensor:
+    """A generator's normalised latents ``[N, D]`` with the embedding of ``c`` joined on
+    (unchanged for an unconditional network)."""
+    if labels is None:
+        return x
+    return torch.cat([x, labels(c.to(x.dtype))], dim=1)
+
+
+class ProjectionHead(nn.Module):
+    """The projection discriminator's class term (Miyato & Koyama 2018): the inner product
+    of the class's embedding with the image's features ``[N, F]``, scaled by 1/sqrt(F) as
+    stylegan2-ada scales its own, so at the start it weighs as much as the plain logit."""
+
+    def __init__(self, classes: int, features: int):
+        super().__init__()
+        self.labels = LabelEmbedding(classes, features)
+        self.scale = 1 / math.sqrt(features)
+
+    def forward(self, features: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return (self.labels(c.to(features.dtype)) * features).sum(1) * self.scale
+
+
+def check_labels(network: nn.Module, c: torch.Tensor | None) -> None:
+    """A conditional network given no labels, or an unconditional one given some: a bug in
+    the caller, said plainly rather than as a shape error deep inside."""
+    classes = getattr(network, "classes", None)
+    if classes is None:  # a generator declares c_dim
+        classes = getattr(network, "c_dim", 0)
+    if bool(classes) != (c is not None):
+        raise ValueError(f"{type(network).__name__} takes "
+                         f"{'labels c' if classes else 'no labels'}")
+
+
 class OutputBlock(nn.Module):
     """The discriminator's 4x4 end: minibatch standard deviation, a 3x3 convolution, a
-    dense layer over the 4x4 map, and the logit."""
+    dense layer over the 4x4 map, and the logit (plus the projection of the class labels
+    onto the dense layer's features, for a conditional discriminator)."""
 
-    def __init__(self, in_channels: int, channels: int, group_size: int = 4):
+    def __init__(self, in_channels: int, channels: int, group_size: int = 4, classes: int = 0):
         super().__init__()
         self.stddev = MinibatchStdDev(group_size)
         self.conv = EqualizedConv2d(in_channels + 1, channels, 3)
         self.dense = EqualizedLinear(channels * 16, channels)
         self.logit = EqualizedLinear(channels, 1, gain=1.0)
+        self.classes = classes
+        self.projection = ProjectionHead(classes, channels) if classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self, c)
         x = leaky(self.conv(self.stddev(x)))
         x = leaky(self.dense(x.flatten(1)))
-        return self.logit(x).squeeze(1)
+        logit = self.logit(x).squeeze(1)
+        return logit if self.projection is None else logit + self.projection(x, c)
 
 
 def to_rgb(in_channels: int, image_channels: int) -> EqualizedConv2d:

@@ -77,7 +77,7 @@ class GeneratorNetwork(nn.Module):
                           ) -> torch.Tensor:
         """The final images for (already truncated) latents; override for families whose
         ``forward`` returns something else than the finished image."""
-        return self(z).clamp(-1, 1)
+        return (self(z) if c is None else self(z, c)).clamp(-1, 1)
 
     def preview(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """What sample grids show during training: the network as it is trained right now,

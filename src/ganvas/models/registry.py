@@ -46,11 +46,13 @@ class DataProfile:
         resolution: the training resolution, already chosen.
         lesson: the built-in dataset's name when it is one of the lesson's (digits, mnist,
             fashion-mnist), else None.
+        conditional: the run trains on classes: only families that take labels may bid.
     """
 
     num_images: int | None
     resolution: int
     lesson: str | None = None
+    conditional: bool = False
 
     @property
     def small(self) -> bool:
@@ -92,8 +94,12 @@ class ModelFamily:
     # Weights scaled at run time by He's constant (progressive, MSG, StyleGAN2): such networks
     # train well at learning rates that wreck plainly initialised ones (the settings check).
     equalised_lr: ClassVar[bool] = False
-    # Whether the family's networks take class labels (c_dim > 0); none does yet.
+    # Whether the family's networks take class labels (c_dim > 0: --conditional). Its
+    # generator's forward then takes ``(z, c)`` and its discriminator's ``(images, c)``,
+    # ``c`` one-hot rows ``[N, c_dim]``.
     can_take_labels: ClassVar[bool] = False
+    # For a family that cannot, the line ``--conditional`` gets (why, and what to use).
+    labels_refusal: ClassVar[str] = ""
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -190,7 +196,8 @@ def choose_model_family(data: DataProfile) -> tuple[str, str]:
     """The family with the strongest claim on ``data`` that can train here, and why; a
     stronger claim passed over because its family is unavailable is named in the reason."""
     bids = [(claim.strength, name, claim.reason, family)
-            for name, family in _REGISTRY.items() if (claim := family.claim(data))]
+            for name, family in _REGISTRY.items()
+            if (family.can_take_labels or not data.conditional) and (claim := family.claim(data))]
     passed_over = ""
     for _, name, reason, family in sorted(bids, key=lambda bid: (-bid[0], bid[1])):
         missing = family.unavailable()

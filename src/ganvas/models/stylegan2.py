@@ -33,10 +33,13 @@ from ganvas.errors import GanvasError
 from ganvas.models.layers import (
     EqualizedConv2d,
     EqualizedLinear,
+    LabelEmbedding,
     OutputBlock,
+    check_labels,
     chosen_widths,
     cpu_widths,
     is_power_of_two,
+    join_labels,
     pixel_norm,
     resolutions,
     widths,
@@ -106,17 +109,25 @@ def activate(x: torch.Tensor) -> torch.Tensor:
 
 
 class MappingNetwork(nn.Module):
-    """z -> w: normalise z, then ``layers`` dense layers at a hundredth of the learning rate."""
+    """z -> w: normalise z, then ``layers`` dense layers at a hundredth of the learning rate.
+    A conditional network joins the embedding of the class (w's size) to the normalised z,
+    as stylegan2-ada's does; its average style is the average over all classes."""
 
-    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_multiplier: float = 0.01):
+    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_multiplier: float = 0.01,
+                 classes: int = 0):
         super().__init__()
+        self.classes = classes
+        self.labels = LabelEmbedding(classes, w_dim) if classes else None
+        inputs = z_dim + (w_dim if classes else 0)
         self.layers = nn.ModuleList([
-            EqualizedLinear(z_dim if i == 0 else w_dim, w_dim, lr_multiplier=lr_multiplier)
+            EqualizedLinear(inputs if i == 0 else w_dim, w_dim, lr_multiplier=lr_multiplier)
             for i in range(layers)])
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, update_w_avg: bool = False) -> torch.Tensor:
-        x = pixel_norm(z)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None,
+                update_w_avg: bool = False) -> torch.Tensor:
+        check_labels(self, c)
+        x = join_labels(pixel_norm(z), self.labels, c)
         for layer in self.layers:
             x = F.leaky_relu(layer(x), 0.2)  # the He gain is inside the layer
         if update_w_avg:
@@ -234,10 +245,11 @@ class StyleGAN2Generator(GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int, w_dim: int, mapping_layers: int):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
-                     channels=spec.channels)
+                     channels=spec.channels, c_dim=spec.c_dim)
         sizes = resolutions(spec.resolution)
         width = widths(spec.resolution, base, cap)
-        self.mapping = MappingNetwork(spec.latent_dim, w_dim, mapping_layers)
+        self.mapping = MappingNetwork(spec.latent_dim, w_dim, mapping_layers,
+                                      classes=spec.c_dim)
         self.blocks = nn.ModuleList([
             SynthesisBlock(width[max(4, r // 2)], width[r], w_dim, r, spec.channels)
             for r in sizes])
@@ -261,8 +273,8 @@ class StyleGAN2Generator(GeneratorNetwork):
             index += block.num_ws - 1
         return image
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.synthesis(self.broadcast(self.mapping(z)))
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.synthesis(self.broadcast(self.mapping(z, c)))
 
     def training_images(self, z, rng=None):
         # the average style follows training, as in StyleGAN2's own recipe (truncation)
@@ -279,7 +291,7 @@ class StyleGAN2Generator(GeneratorNetwork):
                 or not 1 <= truncation_cutoff <= self.num_ws):
             raise GanvasError(f"--truncation-cutoff must be a whole number from 1 to "
                               f"{self.num_ws}, got {truncation_cutoff!r:.40}")
-        ws = self.broadcast(self.mapping(z))
+        ws = self.broadcast(self.mapping(z, c))
         if truncation != 1.0:
             average = self.w_avg.to(ws.dtype)
             cut = self.num_ws if truncation_cutoff is None else truncation_cutoff
@@ -331,25 +343,29 @@ class ResidualBlock(nn.Module):
 class StyleGAN2Discriminator(DiscriminatorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int, group_size: int):
         super().__init__()
+        self.classes = spec.c_dim
         sizes = resolutions(spec.resolution)
         width = widths(spec.resolution, base, cap)
         self.from_rgb = EqualizedConv2d(spec.channels, width[spec.resolution], 1)
         self.blocks = nn.ModuleList([ResidualBlock(width[big], width[small])
                                      for small, big in zip(sizes[::-1][1:], sizes[::-1])])
-        self.output = OutputBlock(width[4], width[4], group_size)
+        # conditional: the projection of the class onto the last features (stylegan2-ada
+        # projects a mapped class onto its output the same way)
+        self.output = OutputBlock(width[4], width[4], group_size, classes=spec.c_dim)
         self.register_buffer("fir", fir_kernel(), persistent=False)
         self.batch_group = group_size
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         x = F.leaky_relu(self.from_rgb(images), 0.2)
         for block in self.blocks:
             x = block(x, self.fir)
-        return self.output(x)
+        return self.output(x, c)
 
 
 @register_model("stylegan2")
 class StyleGAN2(ModelFamily):
     equalised_lr = True  # every layer scales its weights by He's constant
+    can_take_labels = True  # as stylegan2-ada: the class joins z in the mapping network
     description = (
         "StyleGAN2 (Karras et al. 2020) in plain PyTorch (no compiled extensions: CPU, CUDA, "
         "MPS): mapping network, modulated convolutions, per-pixel noise, skip generator, "

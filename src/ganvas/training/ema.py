@@ -64,9 +64,12 @@ class GeneratorEMA:
         rng = torch.Generator().manual_seed(stream_seed(self.seed, f"{EMA_STATISTICS}/"
                                                                    f"{images_seen}"))
         z = torch.randn(STATISTICS_BATCH, self.average.latent_dim, generator=rng)
+        classes = self.average.c_dim
+        c = (torch.nn.functional.one_hot(torch.randint(classes, (len(z),), generator=rng),
+                                         classes).float() if classes else None)
         device = next(self.average.parameters()).device
         self.average.train()
         try:
-            self.average.sample(z.to(device))
+            self.average.sample(z.to(device), None if c is None else c.to(device))
         finally:
             self.average.eval()

@@ -100,7 +100,8 @@ class Trainer(RunParts):
         self.check_batch_split(point.batch_size)
         inputs = StepInputs(reals=self._reals, latents=self._latents, point=point,
                             step=self.step, images_seen=self.images_seen,
-                            batch_size=point.batch_size // (strategy.world_size * rounds))
+                            batch_size=point.batch_size // (strategy.world_size * rounds),
+                            labels=self._fake_labels if self.label_rng is not None else None)
         with batch_slice(strategy.rank, strategy.world_size):
             for phase in self.recipe.phases:
                 if not phase.due(self.step):
@@ -240,24 +241,29 @@ class Trainer(RunParts):
         return self.callbacks if self.strategy.is_main else []
 
     @torch.inference_mode()
-    def render(self, latents: torch.Tensor, network: torch.nn.Module | None = None
-               ) -> torch.Tensor:
-        """Latents through a generator's preview (the network as it trains now, at the final
+    def render(self, latents: torch.Tensor, network: torch.nn.Module | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (and, for a conditional run, their one-hot labels; None: classes in turn)
+        through a generator's preview (the network as it trains now, at the final
         resolution), in eval mode so no BatchNorm statistics change."""
         network = network or self.sampling_generator
+        if labels is None and network.c_dim:
+            labels = self.typical_labels(len(latents))
         was_training = network.training
         network.eval()
         try:
-            return network.preview(latents.to(self.device)).float().cpu()
+            c = None if labels is None else labels.to(self.device)
+            return network.preview(latents.to(self.device), c).float().cpu()
         finally:
             network.train(was_training)
 
     @torch.inference_mode()
-    def score(self, images: torch.Tensor) -> torch.Tensor:
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The discriminator's float32 scores ``[N]`` for images ``[N, C, R, R]`` in
-        [-1, 1], as the family's D takes them now, without augmentation, in eval mode (no
-        BatchNorm statistics or spectral-norm vectors change). A growing D is shown them
-        at the resolution of its last step (``self.point`` may already be the next one's)."""
+        [-1, 1] (with their one-hot labels in a conditional run), as the family's D takes
+        them now, without augmentation, in eval mode (no BatchNorm statistics or
+        spectral-norm vectors change). A growing D is shown them at the resolution of its
+        last step (``self.point`` may already be the next one's)."""
         network, point = self.discriminator, self.networks_point or self.point
         was_training = network.training
         network.eval()
@@ -266,7 +272,8 @@ class Trainer(RunParts):
         try:
             with eager:
                 seen = self.family.real_input(self.spec, images.to(self.device), point)
-                return self.recipe.discriminate(seen).float().flatten().cpu()
+                c = None if labels is None else labels.to(self.device)
+                return self.recipe.discriminate(seen, c).float().flatten().cpu()
         finally:
             network.train(was_training)
 
@@ -290,6 +297,33 @@ class Trainer(RunParts):
         dim = self.config.latent_dim
         return per_sample(lambda m: torch.randn(m, dim, generator=self.latent_rng), n)
 
-    def _reals(self, n: int) -> torch.Tensor:
-        """This process's ``n`` images of the next global batch."""
-        return self.stream.next(n, part=(self.strategy.rank, self.strategy.world_size))
+    def _reals(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This process's ``n`` images of the next global batch, with their labels (one-hot;
+        None for an unconditional run)."""
+        images, labels = self.stream.next_labelled(
+            n, part=(self.strategy.rank, self.strategy.world_size))
+        return images, None if labels is None else self._one_hot(labels)
+
+    def _fake_labels(self, n: int) -> torch.Tensor:
+        """Labels for ``n`` generated images: the classes of training pictures drawn at
+        random, so each class is generated as often as it is shown (stylegan2-ada's way)."""
+        pool = self.train_labels
+        picks = per_sample(lambda m: torch.randint(len(pool), (m,), generator=self.label_rng), n)
+        return self._one_hot(pool[picks])
+
+    def typical_labels(self, n: int) -> torch.Tensor | None:
+        """One-hot labels for ``n`` images, the classes in the proportions of the training
+        pictures (evenly spaced through their sorted labels; no randomness); None for an
+        unconditional run."""
+        pool = self.train_labels
+        if pool is None:
+            return None
+        return self._one_hot(pool[torch.arange(n) * len(pool) // n])
+
+    def label_tensor(self, indices: Any) -> torch.Tensor | None:
+        """One-hot labels of the pictures ``indices`` of the data (None: unconditional)."""
+        labels = self.data.labels
+        return None if labels is None else self._one_hot(torch.from_numpy(labels[indices]))
+
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(labels, len(self.config.classes)).float()

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ganvas.auto_settings import DEFAULT_STEPS, resolve_settings
 from ganvas.config import LIMITS, TrainConfig, dump_yaml
 from ganvas.data import count_images, load_images
+from ganvas.data.classes import grid_labels, one_hot
 from ganvas.data.loader import BatchStream
 from ganvas.data.split import auto_holdout, split_indices
 from ganvas.distributed import Strategy, current_strategy, globalise_batchnorm
@@ -29,7 +31,7 @@ from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_
 from ganvas.models.registry import make_spec
 from ganvas.models.schedule import steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
-from ganvas.rng import DATA, INITIAL_WEIGHTS, LATENTS, SAMPLES, stream, stream_seed
+from ganvas.rng import DATA, INITIAL_WEIGHTS, LABELS, LATENTS, SAMPLES, stream, stream_seed
 from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
 from ganvas.runs.metrics import MetricsLog
@@ -113,12 +115,21 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
     p.recipe.config = config = p.config
     # Every random stream of the loop is its own CPU generator: results do not depend on
     # the device, and nothing else (sampling, logging, monitoring) can shift them.
+    labelled = p.data.labels is not None
     p.stream = BatchStream(p.data.images, config.batch_size,
                            seed=stream_seed(config.seed, DATA), mirror=config.mirror,
-                           device=device, indices=p.train_indices if config.holdout else None)
+                           device=device,
+                           indices=p.train_indices if config.holdout or labelled else None,
+                           labels=p.data.labels)
     p.latent_rng = stream(config.seed, LATENTS)
     p.fixed_latents = torch.randn(config.num_samples, config.latent_dim,
                                   generator=stream(config.seed, SAMPLES))
+    if labelled:  # fakes' labels drawn like the pictures'; grids with a row per class
+        p.train_labels = torch.from_numpy(np.sort(p.data.labels[p.train_indices]))
+        p.label_rng = stream(config.seed, LABELS)
+        tiles, p.grid_columns = grid_labels(config.num_samples, len(config.classes))
+        p.fixed_latents = p.fixed_latents[:len(tiles)]
+        p.fixed_labels = one_hot(tiles, len(config.classes))
     p.metrics = MetricsLog(p.run_dir / "metrics.jsonl", writable=main)
     trainer = Trainer(p)
     if state is not None:
@@ -134,7 +145,8 @@ def _build_networks(p: RunParts) -> None:
     the CPU from the run's own stream, then moved), and their moving average."""
     c = p.config
     p.family, p.spec = make_spec(c.model, resolution=c.resolution, channels=c.channels,
-                                 latent_dim=c.latent_dim, options=c.model_options)
+                                 latent_dim=c.latent_dim, options=c.model_options,
+                                 c_dim=len(c.classes or ()))
     # Families draw their initial weights (and any fixed random buffers) from torch's
     # global generator: seeded from the run's own stream for it, so nothing drawn before
     # (or another seed's offset) shifts them.
@@ -176,11 +188,15 @@ def _load_data(p: RunParts) -> None:
     # the cache it leaves.
     p.data = p.strategy.main_first(lambda: load_images(
         c.data, resolution=c.resolution, channels=c.channels, workers=c.workers,
-        max_image_pixels=c.max_image_pixels, progress=p.progress, log=p.log))
+        max_image_pixels=c.max_image_pixels, progress=p.progress, log=p.log,
+        classes=c.classes if c.conditional else None))
     if c.holdout is None:
         # Only the health monitor looks at held-out pictures: without it, all train.
         c = c.replace(holdout=auto_holdout(len(p.data)) if c.health else 0)
     p.train_indices, p.held_out = split_indices(len(p.data), c.holdout, c.seed)
+    if p.data.labels is not None:  # pictures in no class take no part
+        p.train_indices = p.train_indices[p.data.labels[p.train_indices] >= 0]
+        p.held_out = p.held_out[p.data.labels[p.held_out] >= 0]
     if c.steps is None:
         target = (c.epochs * len(p.train_indices) if c.epochs is not None
                   else c.kimg * 1000 if c.kimg is not None else None)
@@ -228,7 +244,7 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
     config, chosen = resolve_settings(config, count_images(config.data))
     family, _ = make_spec(config.model, resolution=config.resolution,
                           channels=config.channels, latent_dim=config.latent_dim,
-                          options=config.model_options)
+                          options=config.model_options, c_dim=len(config.classes or ()))
     get_recipe(family.recipe)
     get_loss(config.loss, config.label_smoothing)
     strategy = current_strategy(resolve_device(config.device))

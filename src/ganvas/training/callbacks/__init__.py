@@ -38,6 +38,8 @@ class RunView(Protocol):
     train_indices: Any  # indices of the training pictures in ``data``
     held_out: Any  # indices of the held-out pictures (never trained on)
     fixed_latents: torch.Tensor
+    fixed_labels: torch.Tensor | None  # a conditional run's grids: the class of each tile
+    grid_columns: int | None
     generator: torch.nn.Module
     discriminator: torch.nn.Module
 

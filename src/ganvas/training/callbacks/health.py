@@ -48,6 +48,9 @@ class HealthMonitor(Callback):
         self.probe: torch.Tensor | None = None
         self.trained: torch.Tensor | None = None  # training images D is checked on
         self.unseen: torch.Tensor | None = None  # held-out images, never trained on
+        # A conditional run: the classes of those, and of the probe's samples; D scores
+        # each image as the class it is.
+        self.trained_c = self.unseen_c = self.probe_c = None
         self.context: dict[str, Any] = {}
 
     def on_train_start(self, trainer: Trainer) -> None:
@@ -58,15 +61,18 @@ class HealthMonitor(Callback):
         self.real = self._images(images, pick)
         self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
                                  generator=stream(c.seed, HEALTH_PROBE))
+        self.probe_c = trainer.typical_labels(PROBE_SAMPLES)
         held_out, train = trainer.held_out, trainer.train_indices
         self.context = {"train_images": len(train), "held_out": len(held_out)}
         if len(held_out):
             count = min(len(held_out), MEMORY_IMAGES if c.resolution <= 64
                         else MEMORY_IMAGES_LARGE)
             chooser = numpy_stream(c.seed, HEALTH_MEMORY)
-            self.unseen = self._images(images, chooser.choice(held_out, count, replace=False))
-            self.trained = self._images(images, chooser.choice(
-                train, min(count, len(train)), replace=False))
+            unseen = np.sort(chooser.choice(held_out, count, replace=False))
+            trained = np.sort(chooser.choice(train, min(count, len(train)), replace=False))
+            self.unseen, self.trained = self._images(images, unseen), self._images(images, trained)
+            self.unseen_c, self.trained_c = trainer.label_tensor(unseen), \
+                trainer.label_tensor(trained)
 
     @staticmethod
     def _images(images: np.ndarray, pick: np.ndarray) -> torch.Tensor:
@@ -89,7 +95,7 @@ class HealthMonitor(Callback):
     def on_tick(self, trainer: Trainer, record: dict[str, Any]) -> None:
         # The raw generator, not the average: collapse shows there first. A growing model
         # is compared at the resolution it trains at: finer detail is not its job yet.
-        generated = trainer.render(self.probe, network=trainer.generator)
+        generated = trainer.render(self.probe, network=trainer.generator, labels=self.probe_c)
         if torch.isfinite(generated).all() and len(self.probe) > 1:
             size = min(diversity.FEATURE_SIZE, trainer.point.resolution)
             ratio, duplicates = diversity.compare(generated, *self.spread_of_reals(size), size)
@@ -125,8 +131,10 @@ class HealthMonitor(Callback):
         is where the held-out images fall between the two others: 0 where the training
         images are, 1 where the samples are (a discriminator that recognises its training set
         rather than what such pictures look like)."""
-        trained, unseen = trainer.score(self.trained), trainer.score(self.unseen)
-        fake = trainer.score(generated[:len(self.unseen)])
+        trained = trainer.score(self.trained, self.trained_c)
+        unseen = trainer.score(self.unseen, self.unseen_c)
+        n = len(self.unseen)
+        fake = trainer.score(generated[:n], None if self.probe_c is None else self.probe_c[:n])
         s_train, s_unseen, s_fake = (float(t.mean()) for t in (trained, unseen, fake))
         margin = s_train - s_fake
         # A D that barely tells reals from samples has nothing to memorise with; below half a
