@@ -81,9 +81,10 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
             why = f" ({family.labels_refusal})" if family.labels_refusal else ""
             raise GanvasError(f"--conditional: model {config.model} cannot take class "
                               f"labels{why}; the families that can: {takers}")
-        if config.classes is None:  # fixed now: the networks' shapes depend on it
-            config = config.replace(classes=list(data_classes(config.data)))
-            picked["classes"] = ", ".join(config.classes)
+        found = data_classes(config.data) if config.classes is None else ()
+        if found:  # fixed now: the networks' shapes depend on them
+            config = config.replace(classes=list(found))
+            picked["classes"] = ", ".join(found)
     augment = small_data_augment(config, num_images)
     num_images = num_images or 10_000
     preferred = family.auto_settings(config.resolution, num_images, config.loss)

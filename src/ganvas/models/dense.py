@@ -49,6 +49,7 @@ class DenseDiscriminator(DiscriminatorNetwork):
 
 @register_model("dense")
 class Dense(ModelFamily):
+    labels_refusal = ("the lesson's fully connected network is unconditional")
     description = (
         "the lesson's fully connected GAN: G 256-512-1024 (BatchNorm, LeakyReLU 0.2, tanh), "
         "D 512-256 (LeakyReLU 0.2, logit); any resolution from 4 to 128 px"

@@ -346,6 +346,8 @@ def reconstruction_targets(images: list[torch.Tensor], part: int) -> list[torch.
 
 @register_model("fastgan")
 class FastGAN(ModelFamily):
+    labels_refusal = ("its authors published no class-conditional version, and its "
+                      "discriminator's reconstruction decoders have no place for a label")
     description = (
         "FastGAN (Liu et al. 2021) for few pictures (100 to 1,000): a light generator with "
         "skip-layer excitation, a discriminator that also learns to reconstruct real images "

@@ -25,14 +25,17 @@ from ganvas.models.layers import (
     EqualizedConv2d,
     FromRGB,
     InputBlock,
+    LabelEmbedding,
     OutputBlock,
     SphericalLatents,
     UpBlock,
     block_options_problem,
+    check_labels,
     chosen_widths,
     cpu_widths,
     downsample,
     is_power_of_two,
+    join_labels,
     leaky,
     pixel_norm,
     resolutions,
@@ -52,22 +55,26 @@ class MSGGenerator(SphericalLatents, GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
-                     channels=spec.channels)
+                     channels=spec.channels, c_dim=spec.c_dim)
         sizes = resolutions(spec.resolution)
         width = widths(spec.resolution, base, cap)
-        self.blocks = nn.ModuleList([InputBlock(spec.latent_dim, width[4])] + [
+        # conditional: the class's embedding (z's size) joins the normalised z
+        self.labels = LabelEmbedding(spec.c_dim, spec.latent_dim) if spec.c_dim else None
+        inputs = spec.latent_dim * (2 if spec.c_dim else 1)
+        self.blocks = nn.ModuleList([InputBlock(inputs, width[4])] + [
             UpBlock(width[small], width[big]) for small, big in zip(sizes, sizes[1:])])
         self.to_rgb = nn.ModuleList([to_rgb(width[r], spec.channels) for r in sizes])
 
-    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
-        pyramid, x = [], pixel_norm(z)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+        check_labels(self, c)
+        pyramid, x = [], join_labels(pixel_norm(z), self.labels, c)
         for block, rgb in zip(self.blocks, self.to_rgb):
             x = block(x)
             pyramid.append(rgb(x))
         return pyramid
 
     def synthesize_images(self, z, c, noise):
-        x = z  # normalised by truncate()
+        x = join_labels(z, self.labels, c)  # z normalised by truncate()
         for block in self.blocks:  # the coarse images are not needed to sample
             x = block(x)
         return self.to_rgb[-1](x).clamp(-1, 1)
@@ -111,22 +118,25 @@ class MSGDiscriminator(DiscriminatorNetwork):
             inputs = (width[big] if big == spec.resolution
                       else self.combines[i + 1].out_channels)
             self.blocks.append(DownBlock(inputs, width[small], mid_channels=width[big]))
-        self.output = OutputBlock(self.combines[0].out_channels, width[4], group_size)
+        self.output = OutputBlock(self.combines[0].out_channels, width[4], group_size,
+                                  classes=spec.c_dim)
         self.batch_group = group_size
         self.scales = len(sizes)
 
-    def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, pyramid: list[torch.Tensor], c: torch.Tensor | None = None
+                ) -> torch.Tensor:
         if not isinstance(pyramid, (list, tuple)) or len(pyramid) != self.scales:
             raise ValueError(f"the MSG discriminator takes a list of {self.scales} scales")
         x = self.from_rgb(pyramid[-1])
         for i in range(self.scales - 2, -1, -1):
             x = self.combines[i](self.blocks[i](x), pyramid[i])
-        return self.output(x)
+        return self.output(x, c)
 
 
 @register_model("msg")
 class MSG(ModelFamily):
     equalised_lr = True  # every layer scales its weights by He's constant
+    can_take_labels = True  # an embedding joined to z, a projection discriminator
     description = (
         "MSG-GAN (Karnewar & Wang 2020): the generator draws every scale from 4 px up, the "
         "discriminator judges all scales at once, so gradients reach every block from the "

@@ -24,14 +24,17 @@ from ganvas.models.layers import (
     DownBlock,
     FromRGB,
     InputBlock,
+    LabelEmbedding,
     OutputBlock,
     SphericalLatents,
     UpBlock,
     block_options_problem,
+    check_labels,
     chosen_widths,
     cpu_widths,
     downsample,
     is_power_of_two,
+    join_labels,
     pixel_norm,
     resolutions,
     to_rgb,
@@ -53,10 +56,13 @@ class ProgressiveGenerator(SphericalLatents, GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
-                     channels=spec.channels)
+                     channels=spec.channels, c_dim=spec.c_dim)
         sizes = resolutions(spec.resolution)
         width = widths(spec.resolution, base, cap)
-        self.blocks = nn.ModuleList([InputBlock(spec.latent_dim, width[4])] + [
+        # conditional: the class's embedding (z's size) joins the normalised z
+        self.labels = LabelEmbedding(spec.c_dim, spec.latent_dim) if spec.c_dim else None
+        inputs = spec.latent_dim * (2 if spec.c_dim else 1)
+        self.blocks = nn.ModuleList([InputBlock(inputs, width[4])] + [
             UpBlock(width[small], width[big]) for small, big in zip(sizes, sizes[1:])])
         self.to_rgb = nn.ModuleList([to_rgb(width[r], spec.channels) for r in sizes])
         # Fully grown unless a schedule says otherwise; saved with the weights.
@@ -87,8 +93,9 @@ class ProgressiveGenerator(SphericalLatents, GeneratorNetwork):
             image = torch.lerp(upsample(self.to_rgb[newest - 1](previous)), image, alpha)
         return image
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.grow(pixel_norm(z), self.current_level())
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self, c)
+        return self.grow(join_labels(pixel_norm(z), self.labels, c), self.current_level())
 
     def _full_size(self, image: torch.Tensor) -> torch.Tensor:
         return upsample(image, self.resolution // image.shape[-1]).clamp(-1, 1)
@@ -96,10 +103,11 @@ class ProgressiveGenerator(SphericalLatents, GeneratorNetwork):
     def synthesize_images(self, z, c, noise):
         # z comes normalised from truncate(). The last completed resolution (no block half
         # faded in), enlarged to full size.
-        return self._full_size(self.grow(z, math.floor(self.current_level() + 1e-9)))
+        x = join_labels(z, self.labels, c)
+        return self._full_size(self.grow(x, math.floor(self.current_level() + 1e-9)))
 
     def preview(self, z, c=None):
-        return self._full_size(self(z))
+        return self._full_size(self(z, c))
 
     @property
     def completed_resolution(self) -> int:
@@ -112,7 +120,8 @@ class ProgressiveDiscriminator(DiscriminatorNetwork):
         sizes = resolutions(spec.resolution)
         width = widths(spec.resolution, base, cap)
         self.from_rgb = nn.ModuleList([FromRGB(spec.channels, width[r]) for r in sizes])
-        self.blocks = nn.ModuleList([OutputBlock(width[4], width[4], group_size)] + [
+        self.blocks = nn.ModuleList([OutputBlock(width[4], width[4], group_size,
+                                                 classes=spec.c_dim)] + [
             DownBlock(width[big], width[small]) for small, big in zip(sizes, sizes[1:])])
         self.batch_group = group_size
         self.register_buffer("level", torch.tensor(float(len(sizes) - 1)))
@@ -120,7 +129,7 @@ class ProgressiveDiscriminator(DiscriminatorNetwork):
     def set_schedule(self, point: SchedulePoint) -> None:
         self.level.fill_(point.level)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         newest, alpha = split_level(float(self.level))
         x = self.from_rgb[newest](images)
         if newest > 0:
@@ -129,7 +138,7 @@ class ProgressiveDiscriminator(DiscriminatorNetwork):
                 x = torch.lerp(self.from_rgb[newest - 1](downsample(images)), x, alpha)
         for block in reversed(self.blocks[1:newest]):
             x = block(x)
-        return self.blocks[0](x)
+        return self.blocks[0](x, c)
 
 
 class GrowthSchedule:
@@ -189,6 +198,7 @@ class GrowthSchedule:
 @register_model("progressive")
 class Progressive(ModelFamily):
     equalised_lr = True  # every layer scales its weights by He's constant
+    can_take_labels = True  # an embedding joined to z, a projection discriminator
     description = (
         "progressive growing (ProGAN, Karras et al. 2018): starts at 4x4 and adds a faded-in "
         "block per doubling up to --resolution (8 to 1024 px); equalised learning rate, pixel "

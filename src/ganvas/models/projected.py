@@ -237,6 +237,7 @@ def auto_feature_resolution(features: str, resolution: int) -> int:
 
 @register_model("projected")
 class Projected(ModelFamily):
+    labels_refusal = ("its per-level heads judge frozen features and take no labels yet")
     description = (
         "Projected GAN (Sauer et al. 2021): FastGAN's (or StyleGAN2's) generator against "
         "light discriminator heads on a frozen pretrained network's features, mixed by "
