@@ -216,3 +216,120 @@ def test_an_unconditional_model_refuses_a_class(tmp_path, cache):
                           out=str(tmp_path / "run"), log=lambda m: None)
     with pytest.raises(GanvasError, match="no classes .*without --conditional"):
         ganvas.load(result.run_dir, device="cpu").sample(1, label="3")
+
+
+# ---- exploring and shipping a conditional model -------------------------------------------
+
+@pytest.fixture(scope="module")
+def conditional_runs(tmp_path_factory):
+    """Tiny conditional DCGAN and StyleGAN2 runs (2 steps) on the shapes folder."""
+    root = tmp_path_factory.mktemp("conditional")
+    data = _shapes(root / "shapes", per_class=6)
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GANVAS_CACHE", str(root / "cache"))
+        for model in ("dcgan", "stylegan2"):
+            runs[model] = ganvas.train(
+                data=str(data), conditional=True, model=model, resolution=16, steps=2,
+                batch_size=4, latent_dim=8, model_options=SMALL[model], health=False,
+                num_samples=8, checkpoint_every=1, keep_checkpoints=5, progress=False,
+                out=str(root / model), log=lambda m: None).run_dir
+    return runs, data
+
+
+@pytest.mark.parametrize("model", ["dcgan", "stylegan2"])
+def test_a_conditional_generator_exports_to_onnx_with_a_class_input(conditional_runs, model,
+                                                                    tmp_path):
+    import onnxruntime
+
+    from ganvas.export.generator import export_generator
+
+    runs, _ = conditional_runs
+    done = export_generator(runs[model], "onnx", tmp_path / "onnx")
+    assert done.difference <= 1e-4
+    session = onnxruntime.InferenceSession(str(done.folder / "generator.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["z", "c", "truncation"]
+    loaded = ganvas.load(runs[model], device="cpu")
+    z = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    c = torch.eye(2)[[0, 1, 1, 0]]
+    images, = session.run(None, {"z": z.numpy(), "c": c.numpy(),
+                                 "truncation": np.array(0.8, dtype=np.float32)})
+    expected = (loaded.generator.sample(z, c, truncation=0.8) + 1) / 2
+    np.testing.assert_allclose(images, expected.detach().numpy(), atol=1e-4, rtol=0)
+    card = (done.folder / "README.md").read_text()
+    assert "| classes | 0 discs, 1 squares" in card and '"c": c' in card
+    # the safetensors folder keeps the class names
+    folder = export_generator(runs[model], "safetensors", tmp_path / "st").folder
+    assert ganvas.load(folder, device="cpu").classes == ["discs", "squares"]
+
+
+def test_a_walk_stays_in_its_class_and_a_grid_tile_is_redrawn(conditional_runs, tmp_path):
+    from ganvas.grid_tile import draw_grid_tile
+    from ganvas.walk import write_walk
+
+    runs, _ = conditional_runs
+    loaded = ganvas.load(runs["stylegan2"], device="cpu")
+    result = write_walk(runs["stylegan2"], tmp_path / "frames", seeds=[3, 8], frames=5,
+                        label="squares", scale=1, device="cpu", progress=False)
+    assert result.frames == 5
+    first = np.asarray(Image.open(tmp_path / "frames" / "frame00000.png"))
+    expected = (loaded.seed_images([3], "squares")[0].permute(1, 2, 0) + 1) * 127.5
+    assert np.abs(first.astype(float) - expected.round().numpy()).max() <= 1
+    with pytest.raises(GanvasError, match="not one of this model's classes"):
+        write_walk(runs["stylegan2"], tmp_path / "x.gif", seeds=[1, 2], label="cats",
+                   device="cpu", progress=False)
+    # The grid of 8 samples has a row per class, 4 tiles each: tile (2, 3) is a square.
+    grid = np.asarray(Image.open(runs["dcgan"] / "samples" / "final.png"))
+    tile, step = draw_grid_tile(runs["dcgan"], 2, 3)
+    assert step == 2
+    pixels = ((tile[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+    top, left = 2 + 1 * (16 + 2), 2 + 2 * (16 + 2)
+    assert np.array_equal(grid[top:top + 16, left:left + 16], pixels)
+    with pytest.raises(GanvasError, match="8 tiles in 2 rows of 4"):
+        draw_grid_tile(runs["dcgan"], 3, 1)
+
+
+def test_eval_scores_each_class_against_its_own_pictures(conditional_runs, tmp_path,
+                                                         monkeypatch):
+    import torch.nn.functional as F
+
+    from ganvas.metrics.evaluation import evaluate
+
+    class Pool:
+        identity = "test-avgpool4"
+
+        def features(self, images):
+            x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images
+            x = x.float() / 255 if x.dtype == torch.uint8 else (x.float() + 1) / 2
+            return F.adaptive_avg_pool2d(x, 2).flatten(1).double().numpy()
+
+    runs, data = conditional_runs
+    monkeypatch.setenv("GANVAS_CACHE", str(tmp_path / "cache"))
+    result = evaluate(runs["dcgan"], num=12, metrics=["fid"], inception=Pool(),
+                      progress=False, log=lambda m: None)
+    assert set(result["fid_per_class"]) == {"discs", "squares"}
+    assert all(np.isfinite(v) and v >= 0 for v in result["fid_per_class"].values())
+    from ganvas.cli.evaluate import format_table
+
+    assert "    discs" in format_table(result)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "stylegan2"])
+def test_a_photo_is_projected_into_a_class_and_drawn_again(conditional_runs, model, tmp_path):
+    from ganvas.latents import load_latent, render_latent, save_latent
+    from ganvas.project import project
+    from ganvas.style.backbones import tiny_backbone
+
+    runs, data = conditional_runs
+    loaded = ganvas.load(runs[model], device="cpu")
+    result = project(loaded, data / "squares" / "0.png", steps=3, backbone=tiny_backbone(),
+                     frames=0, label="squares")
+    assert result.label == 1
+    path = save_latent(tmp_path / "latent.safetensors", result, loaded.config)
+    saved = load_latent(path)
+    assert saved.label == 1
+    again = render_latent(loaded, saved, "test")
+    np.testing.assert_allclose(again, result.image, atol=1e-5)
+    with pytest.raises(GanvasError, match="not one of this model's classes"):
+        project(loaded, data / "squares" / "0.png", steps=1, backbone=tiny_backbone(),
+                label="cats")

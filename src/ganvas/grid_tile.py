@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ganvas.data.classes import grid_labels, one_hot
 from ganvas.errors import GanvasError
 from ganvas.rng import SAMPLES, stream
 from ganvas.runs import checkpoint as ckpt
@@ -66,16 +67,23 @@ def draw_grid_tile(run: str | os.PathLike, row: int, column: int, step: int | No
     except (KeyError, TypeError, ValueError):
         raise GanvasError(f"{path}: its config does not say how its sample grids were drawn"
                           ) from None
-    rows, columns = grid_shape(num)
+    latents = torch.randn(num, latent_dim, generator=stream(seed, SAMPLES))
+    labels = None
+    if source.generator.c_dim:  # a conditional run's grids: a row per class
+        tiles, columns = grid_labels(num, source.generator.c_dim)
+        num, rows = len(tiles), len(tiles) // columns
+        latents, labels = latents[:num], one_hot(tiles, source.generator.c_dim)
+    else:
+        rows, columns = grid_shape(num)
     if not (1 <= row <= rows and 1 <= column <= columns
             and (row - 1) * columns + column <= num):
         raise GanvasError(f"--grid-tile {row},{column}: the grids of this run have {num} tiles "
                           f"in {rows} rows of {columns} (the top left is 1,1)")
     target = resolve_device(device)
-    latents = torch.randn(num, latent_dim, generator=stream(seed, SAMPLES)).to(target)
     generator = source.generator.eval().to(target)
     with torch.inference_mode():  # the whole batch, as the grid was drawn
-        images = generator.preview(latents).float().cpu()
+        images = generator.preview(latents.to(target),
+                                   None if labels is None else labels.to(target)).float().cpu()
     index = (row - 1) * columns + (column - 1)
     return images[index:index + 1], source.step
 

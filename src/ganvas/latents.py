@@ -36,7 +36,8 @@ def save_latent(path: str | os.PathLike, projection: Projection, config: dict) -
     tensors.update({f"noise.{i}": n.contiguous() for i, n in enumerate(projection.noise)})
     metadata = {"format": LATENT_FORMAT, "kind": projection.kind,
                 "model": str(config.get("model")), "resolution": str(config.get("resolution")),
-                "distance": f"{projection.distance:.6f}"}
+                "distance": f"{projection.distance:.6f}",
+                **({"class": str(projection.label)} if projection.label is not None else {})}
     path = Path(path)
     with atomic_write(path) as handle:
         handle.write(save(tensors, metadata=metadata))
@@ -50,6 +51,7 @@ class Latent:
     kind: str
     latent: torch.Tensor
     noise: list[torch.Tensor]
+    label: int | None = None  # a conditional model's class (a z latent needs it to draw)
 
 
 def load_latent(path: str | os.PathLike) -> Latent:
@@ -82,7 +84,11 @@ def load_latent(path: str | os.PathLike) -> Latent:
     if kind not in ("w", "z") or latent.dim() != (3 if kind == "w" else 2) \
             or not all(t.is_floating_point() and torch.isfinite(t).all() for t in tensors):
         raise GanvasError(f"{where}: the latent in it is damaged")
-    return Latent(kind, latent.float(), [n.float() for n in noise])
+    label = metadata.get("class")
+    if label is not None and not (label.isdigit() and len(label) <= 6):
+        raise GanvasError(f"{where}: the class in it is damaged")
+    return Latent(kind, latent.float(), [n.float() for n in noise],
+                  None if label is None else int(label))
 
 
 def render_latent(model: ImageGenerator, saved: Latent, where: str) -> torch.Tensor:
@@ -110,8 +116,14 @@ def render_latent(model: ImageGenerator, saved: Latent, where: str) -> torch.Ten
                               "projected into another model?")
         for module, noise in zip(slots, saved.noise):
             module.noise_const = noise.to(model.device)
+    c = None
+    if saved.kind == "z" and (saved.label is not None or model.classes):
+        if saved.label is None or not model.classes or saved.label >= len(model.classes):
+            raise GanvasError(f"{where}: its class does not fit this model; was it projected "
+                              "into another model?")
+        c = model.labels_for(len(saved.latent), saved.label).to(model.device)
     with torch.inference_mode():
         latent = saved.latent.to(model.device)
         images = (G.synthesize(latent, noise_mode) if saved.kind == "w"
-                  else G.sample(latent, noise=noise_mode))
+                  else G.sample(latent, c, noise=noise_mode))
     return images.float().cpu()

@@ -62,6 +62,8 @@ class Projection:
         typical: the distance between two of the model's own samples (the yardstick).
         noise: the optimised noise map of every noise input (stylegan2), in model order.
         frames: pictures of the search (target beside the current projection).
+        label: for a conditional model, the index of the class searched in (a z latent
+            draws its picture only with it; a w latent holds the class already).
     """
 
     kind: str
@@ -72,6 +74,7 @@ class Projection:
     typical: float
     noise: list[torch.Tensor] = field(default_factory=list)
     frames: list[Image.Image] = field(default_factory=list)
+    label: int | None = None
 
     @property
     def distance(self) -> float:
@@ -123,7 +126,7 @@ def load_photo(path: str | os.PathLike | Image.Image, resolution: int, channels:
 
 def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
             steps: int = 1000, seed: int = 0, backbone=None, frames: int = 40,
-            progress=None) -> Projection:
+            progress=None, label: str | int | None = None) -> Projection:
     """Find the latent of ``model`` whose picture is closest to ``photo``.
 
     Args:
@@ -134,9 +137,13 @@ def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
         backbone: the feature network (default: the offline ``vgg16-hed``).
         frames: how many pictures of the search to keep (for the GIF).
         progress: called as ``progress(step, distance)`` after every step, or None.
+        label: a conditional model's class to search in (name or index; default its first).
     """
     whole_number(steps, "--steps", 1, MAX_STEPS)
     whole_number(seed, "--seed", 0, 2**63 - 1)
+    index = (model.class_index(label if label is not None else 0) if model.classes
+             else model.class_index(label) if label is not None else None)
+    c = None if index is None else model.labels_for(1, index).to(model.device)
     if backbone is None:
         from ganvas.style.backbones import load_backbone
 
@@ -148,15 +155,18 @@ def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
     rng = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         target_features = distance.features(target)
-        typical = _typical_distance(G, distance, rng, device)
+        typical = _typical_distance(G, distance, rng, device, c)
 
     styled = model.has_styles
     if styled:
         with torch.no_grad():  # the spread of w around its mean, for the jitter
             spread_z = torch.randn(1000, G.latent_dim, generator=rng).to(device)
-            ws = G.map(spread_z)[:, 0]  # (the same style for every layer)
-            spread = float((ws - G.w_avg).square().sum(1).mean().sqrt())
-        latent = G.w_avg.detach().clone().view(1, -1).requires_grad_(True)
+            ws = G.map(spread_z, None if c is None else c.expand(len(spread_z), -1))[:, 0]
+            # a conditional model starts from its class's average style (the global one
+            # mixes the classes)
+            start = G.w_avg if c is None else ws.mean(0)
+            spread = float((ws - start).square().sum(1).mean().sqrt())
+        latent = start.detach().clone().view(1, -1).requires_grad_(True)
         noise_maps = _free_noise_maps(G, rng)
     else:
         spread = 1.0
@@ -174,7 +184,7 @@ def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
             group["lr"] = LEARNING_RATE * _learning_rate_ramp(t)
         jitter = spread * LATENT_JITTER * max(0.0, 1 - t / 0.75) ** 2
         noisy = latent + torch.randn(latent.shape, generator=rng).to(device) * jitter
-        images = _draw(G, noisy, styled)
+        images = _draw(G, noisy, styled, c)
         loss_per_image = distance(images, target, target_features)
         loss = loss_per_image.sum() + NOISE_WEIGHT * _noise_penalty(noise_maps)
         optimizer.zero_grad(set_to_none=True)
@@ -186,28 +196,29 @@ def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
         distances.append(float(loss_per_image.detach()))
         if frames and (step % every == 0 or step == steps - 1):
             with torch.no_grad():
-                kept.append(_frame(target, _draw(G, latent, styled)))
+                kept.append(_frame(target, _draw(G, latent, styled, c)))
         if progress is not None:
             progress(step + 1, distances[-1])
     with torch.no_grad():
-        final = _draw(G, latent, styled).clamp(-1, 1)
+        final = _draw(G, latent, styled, c).clamp(-1, 1)
         distances[-1] = float(distance(final, target, target_features))
         result = G.broadcast(latent) if styled else latent
     return Projection("w" if styled else "z", result.detach().cpu(), final.cpu(), target.cpu(),
-                      distances, typical, [n.detach().cpu() for n in noise_maps], kept)
+                      distances, typical, [n.detach().cpu() for n in noise_maps], kept, index)
 
 
-def _draw(G, latent: torch.Tensor, styled: bool) -> torch.Tensor:
+def _draw(G, latent: torch.Tensor, styled: bool, c: torch.Tensor | None) -> torch.Tensor:
     if styled:
         return G.synthesize(G.broadcast(latent), "const", clamp=False)
-    return G.sample(latent)
+    return G.sample(latent, c)
 
 
 def _typical_distance(G, distance: PerceptualDistance, rng: torch.Generator,
-                      device: torch.device) -> float:
-    """Mean distance between two of the model's samples, over 8 pairs."""
+                      device: torch.device, c: torch.Tensor | None) -> float:
+    """Mean distance between two of the model's samples (of the class ``c``), over 8
+    pairs."""
     z = torch.randn(16, G.latent_dim, generator=rng).to(device)
-    images = G.sample(z)
+    images = G.sample(z, None if c is None else c.expand(len(z), -1))
     a, b = images[:8], images[8:]
     features = distance.features(b)
     return float(sum(distance(a[i:i + 1], b[i:i + 1], [f[i:i + 1] for f in features])
@@ -253,7 +264,7 @@ def project_to_folder(source: str | os.PathLike, photo: str | os.PathLike,
                       out: str | os.PathLike, *, steps: int = 1000, seed: int = 0,
                       device: str = "auto", backbone: str = "vgg16-hed",
                       backbone_weights: str | None = None, progress: bool = True,
-                      log=print) -> Projection:
+                      log=print, label: str | int | None = None) -> Projection:
     """``ganvas project``: write ``projection.png`` (photo | projection), ``latent.safetensors``
     and ``search.gif`` into ``out``; warn when the model cannot draw anything like the
     photo."""
@@ -263,6 +274,7 @@ def project_to_folder(source: str | os.PathLike, photo: str | os.PathLike,
 
     whole_number(steps, "--steps", 1, MAX_STEPS)
     model = load(source, device=device)
+    model.labels_for(1, label)  # an unknown class fails before any work
     out = Path(out)
     ensure_writable_dir(out, "--out")
     network = load_backbone(backbone, backbone_weights, device=model.device)
@@ -279,7 +291,7 @@ def project_to_folder(source: str | os.PathLike, photo: str | os.PathLike,
 
     try:
         result = project(model, photo, steps=steps, seed=seed, backbone=network,
-                         progress=report)
+                         progress=report, label=label)
     finally:
         if bar is not None:
             bar.close()

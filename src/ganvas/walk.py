@@ -72,14 +72,17 @@ def positions(frames: int, keyframes: int, loop: bool) -> list[tuple[int, float]
     return found
 
 
-def walk_frames(model: ImageGenerator, latents: torch.Tensor, frames: int, loop: bool
-                ) -> Iterator[torch.Tensor]:
-    """The walk's frames, ``[1, C, H, W]`` in [-1, 1], one at a time."""
+def walk_frames(model: ImageGenerator, latents: torch.Tensor, frames: int, loop: bool,
+                label: str | int | None = None) -> Iterator[torch.Tensor]:
+    """The walk's frames, ``[1, C, H, W]`` in [-1, 1], one at a time; a conditional model
+    walks within class ``label`` (default: its first class)."""
     g, psi = model.generator, model.truncation
     count = len(latents)
+    c = model.labels_for(1, 0 if label is None and model.classes else label)
+    c = None if c is None else c.to(model.device)
     with torch.inference_mode():
         if g.has_styles:  # straight lines in W, after truncation
-            ws = [g.map(z[None].to(model.device), truncation=psi,
+            ws = [g.map(z[None].to(model.device), c, truncation=psi,
                         truncation_cutoff=model.truncation_cutoff) for z in latents]
             for k, u in positions(frames, count, loop):
                 a, b = ws[k], ws[(k + 1) % count]
@@ -88,7 +91,7 @@ def walk_frames(model: ImageGenerator, latents: torch.Tensor, frames: int, loop:
         else:
             for k, u in positions(frames, count, loop):
                 z = slerp(latents[k], latents[(k + 1) % count], u)[None]
-                yield model.draw(z.to(model.device)).float().cpu()
+                yield model.draw(z.to(model.device), c).float().cpu()
 
 
 def random_keyframes(latent_dim: int, seconds: float, seed: int) -> torch.Tensor:
@@ -166,9 +169,10 @@ def write_walk(source: str | os.PathLike, output: str | os.PathLike, *,
                loop: bool = False, random: bool = False, seconds: float = 10.0,
                fps: int = 30, seed: int = 0, truncation: float = 1.0,
                scale: int | None = None, device: str = "auto",
-               progress: bool = True) -> WalkResult:
+               progress: bool = True, label: str | int | None = None) -> WalkResult:
     """Draw a latent walk of ``source`` (a run, checkpoint or generator folder) into
-    ``output`` (``.mp4``, ``.gif`` or a folder of PNG frames)."""
+    ``output`` (``.mp4``, ``.gif`` or a folder of PNG frames); a conditional model walks
+    within class ``label`` (default: its first)."""
     from ganvas.utils.progress import progress_bar
 
     if not 1 <= fps <= 240:
@@ -191,6 +195,7 @@ def write_walk(source: str | os.PathLike, output: str | os.PathLike, *,
                           f"{MAX_GIF_FPS} frames/s ({frames} at {fps} asked); write a .mp4 or a "
                           "folder of frames instead")
     model = load(source, device=device, truncation=truncation)
+    model.labels_for(1, label)  # an unknown class fails before anything is written
     latents = (random_keyframes(model.latent_dim, seconds, seed) if random else
                torch.cat([model.latents(1, s) for s in seeds]))
     if frames < len(latents):
@@ -205,7 +210,7 @@ def write_walk(source: str | os.PathLike, output: str | os.PathLike, *,
     try:
         bar = progress_bar(total=frames, enabled=progress, unit="frame", desc="walk")
         with bar:
-            for image in walk_frames(model, latents, frames, loop):
+            for image in walk_frames(model, latents, frames, loop, label):
                 out.write(_enlarged(image, scale, width, height))
                 bar.update(1)
         out.close()

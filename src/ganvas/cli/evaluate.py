@@ -74,6 +74,8 @@ def format_table(result: dict[str, Any]) -> str:
              f"{result['num_generated']:,} generated, {result['num_real']:,} real images"]
     if "fid" in result:
         lines.append(f"  FID        {result['fid']:.4f}")
+        for name, fid in result.get("fid_per_class", {}).items():
+            lines.append(f"    {name:<12.40} {fid:.4f}")
     if "kid_mean" in result:
         lines.append(f"  KID        {result['kid_mean']:.6f} +- {result['kid_std']:.6f}")
     if "precision" in result:

@@ -44,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="feature network of the distance (default: vgg16-hed, offline)")
     parser.add_argument("--weights", default=None, metavar="FILE",
                         help="the backbone's weights file instead of the default source")
+    parser.add_argument("--class", dest="label", default=None, metavar="NAME",
+                        help="a conditional model: search in this class, by name or index "
+                             "(default: its first)")
     parser.add_argument("--device", default="auto",
                         help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
                       device=args.device, backbone=args.backbone,
                       backbone_weights=args.weights,
                       progress=not args.no_progress and sys.stderr.isatty(),
-                      log=lambda message: print(message, file=sys.stderr))
+                      log=lambda message: print(message, file=sys.stderr), label=args.label)
     return 0

@@ -42,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="--random: its seed (default: 0)")
     parser.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
                         help="below 1: more typical pictures (default: 1)")
+    parser.add_argument("--class", dest="label", default=None, metavar="NAME",
+                        help="a conditional model: walk within this class, by name or index "
+                             "(default: its first class)")
     parser.add_argument("--scale", type=int, default=None, metavar="N",
                         help="enlarge each frame N times (default: to at least 256 px)")
     parser.add_argument("--device", default="auto",
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     result = write_walk(args.source, args.output, seeds=seeds, frames=args.frames,
                         loop=args.loop, random=args.random, seconds=args.seconds,
                         fps=args.fps, seed=args.seed, truncation=args.truncation,
-                        scale=args.scale, device=args.device, progress=sys.stderr.isatty())
+                        scale=args.scale, device=args.device, progress=sys.stderr.isatty(),
+                        label=args.label)
     print_stdout(f"wrote {result.path}: {result.frames} frames of {result.size[0]} x "
                  f"{result.size[1]} px at {args.fps} frames/s")
     return 0

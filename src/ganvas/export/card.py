@@ -32,6 +32,7 @@ def training_command(config: dict[str, Any]) -> str:
 def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSource,
                      source: Path, difference: float | None) -> Path:
     config = read.config if isinstance(read.config, dict) else {}
+    classes = [str(name) for name in config.get("classes") or []] if generator.c_dim else []
     facts = _run_facts(source, read.step)
     data = config.get("data", "unknown")
     pictures = facts.get("num_images")
@@ -45,6 +46,8 @@ def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSour
         f"| pictures | {generator.resolution} x {generator.resolution} px, "
         f"{'grayscale' if generator.channels == 1 else 'RGB'} |",
         f"| latent | z, {generator.latent_dim} numbers from a standard normal distribution |",
+        *([f"| classes | {', '.join(f'{i} {name}' for i, name in enumerate(classes))} "
+           "(conditional: c, one-hot) |"] if classes else []),
         f"| trained on | {data}" + (f" ({pictures:,} pictures)" if pictures else "") + " |",
         f"| training | {read.step:,} steps" + (f", {facts['images_seen']:,} images seen"
                                                if facts.get("images_seen") else "") + " |",
@@ -73,13 +76,19 @@ def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSour
             f"z = np.random.default_rng(0).standard_normal((4, {generator.latent_dim}))"
             ".astype(np.float32)",
             "truncation = np.array(1.0, dtype=np.float32)  # below 1: more typical pictures",
-            "images, = session.run(None, {\"z\": z, \"truncation\": truncation})",
+            *([f"c = np.eye({len(classes)}, dtype=np.float32)[[0, 0, 1, 1]]  # classes "
+               f"{classes[0]!r}, {classes[0]!r}, {classes[1]!r}, {classes[1]!r}",
+               "images, = session.run(None, {\"z\": z, \"c\": c, \"truncation\": "
+               "truncation})"] if classes else
+              ["images, = session.run(None, {\"z\": z, \"truncation\": truncation})"]),
             "pictures = (images.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)"
             "  # N x H x W x C",
             "```",
             "",
-            f"Inputs: `z` (float32, N x {generator.latent_dim}, any N) and `truncation` (a "
-            "float32 scalar, 1 for none); output: `images` (float32, N x "
+            f"Inputs: `z` (float32, N x {generator.latent_dim}, any N), "
+            + (f"`c` (float32, N x {len(classes)}: one-hot rows, the classes in the order "
+               "above) " if classes else "")
+            + "and `truncation` (a float32 scalar, 1 for none); output: `images` (float32, N x "
             f"{generator.channels} x {generator.resolution} x {generator.resolution}, in "
             "[0, 1]). Per-pixel noise, where the family has it, is the fixed one. Checked "
             f"against PyTorch with onnxruntime when exported: at most {difference:.1e} apart.",

@@ -5,7 +5,8 @@ The ONNX graph is the sampling contract and nothing else: ``z [N, latent_dim]`` 
 ``truncation`` (a float, 1 for none) in, ``images [N, C, H, W]`` in [0, 1] out, the batch
 size free. Truncation is the family's own: towards the average style in W for a generator
 with styles (StyleGAN2), in z otherwise; per-pixel noise is the fixed one (``--noise-mode
-const``), so the same z gives the same picture in every runtime.
+const``), so the same z gives the same picture in every runtime. A class-conditional
+generator takes ``c [N, classes]`` too, one-hot rows (the classes in the model card's order).
 """
 
 from __future__ import annotations
@@ -38,13 +39,25 @@ class SamplingGraph(nn.Module):
         self.generator = generator
 
     def forward(self, z: torch.Tensor, truncation: torch.Tensor) -> torch.Tensor:
+        return self.draw(z, None, truncation)
+
+    def draw(self, z: torch.Tensor, c: torch.Tensor | None, truncation: torch.Tensor
+             ) -> torch.Tensor:
         g = self.generator
         if g.has_styles:  # truncation in W, towards the average style
-            ws = g.map(z)
+            ws = g.map(z, c)
             images = g.synthesize(g.w_avg.to(ws.dtype).lerp(ws, truncation), "const")
         else:
-            images = g.synthesize_images(g.truncate(z, truncation), None, "const")
+            images = g.synthesize_images(g.truncate(z, truncation), c, "const")
         return (images.clamp(-1, 1) + 1) / 2
+
+
+class ConditionalSamplingGraph(SamplingGraph):
+    """``(z, c, truncation) -> images in [0, 1]``: ``c`` one-hot class rows."""
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation: torch.Tensor
+                ) -> torch.Tensor:
+        return self.draw(z, c, truncation)
 
 
 @dataclass
@@ -67,9 +80,6 @@ def export_generator(source: str | os.PathLike, fmt: str = "onnx",
     source = Path(source)
     read = read_generator(source, warn=lambda message: None)
     generator = read.generator.eval()
-    if generator.c_dim:
-        raise GanvasError(f"{source}: exporting a class-conditional generator is not "
-                          "supported yet")
     folder = Path(output) if output is not None else run_folder(source) / f"export-{fmt}"
     if folder.suffix.lower() in (".onnx", ".safetensors"):
         raise GanvasError(f"-o {folder}: give a folder; the export writes its files and a "
@@ -81,10 +91,20 @@ def export_generator(source: str | os.PathLike, fmt: str = "onnx",
         z = torch.Generator().manual_seed(0)
         example = (torch.randn(2, generator.latent_dim, generator=z), torch.tensor(1.0))
         check = (torch.randn(3, generator.latent_dim, generator=z), torch.tensor(0.7))
+        graph, inputs = SamplingGraph(generator.for_export()), ["z", "truncation"]
+        shapes = {"z": {0: batch}, "truncation": None}
+        if generator.c_dim:  # the labels between z and truncation, one row per image
+            def labels(n: int) -> torch.Tensor:
+                return torch.eye(generator.c_dim)[torch.arange(n) % generator.c_dim]
+
+            example = (example[0], labels(2), example[1])
+            check = (check[0], labels(3), check[1])
+            graph, inputs = ConditionalSamplingGraph(generator.for_export()), ["z", "c",
+                                                                               "truncation"]
+            shapes = {"z": {0: batch}, "c": {0: batch}, "truncation": None}
         difference = export_and_check(
-            SamplingGraph(generator.for_export()), example, check, folder / ONNX_NAME,
-            inputs=["z", "truncation"], outputs=["images"],
-            shapes={"z": {0: batch}, "truncation": None}, what=str(source), quiet=quiet)
+            graph, example, check, folder / ONNX_NAME, inputs=inputs, outputs=["images"],
+            shapes=shapes, what=str(source), quiet=quiet)
         files = [folder / ONNX_NAME]
     else:
         save_generator(folder, generator, read.config, step=read.step,

@@ -234,7 +234,9 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
         cache_dir: where real-image statistics are cached (default ``$GANVAS_CACHE``).
 
     Returns:
-        ``{"fid", "kid_mean", "kid_std", "precision", "recall"}`` (those asked for) plus
+        ``{"fid", "kid_mean", "kid_std", "precision", "recall"}`` (those asked for; a
+        conditional model's overall draw takes the classes in turn, and ``fid_per_class``
+        maps each class to its FID against its own pictures) plus
         ``num_generated``, ``num_real``, ``data``, ``source``, ``step``, ``seed``,
         ``resolution``, ``channels`` and ``feature_extractor``.
     """
@@ -294,6 +296,12 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
     result: dict[str, Any] = {}
     if "fid" in names:
         result["fid"] = frechet_distance_to(fake, real.mu, real.sigma)
+        if model.classes:  # a conditional model: each class against its own pictures
+            from ganvas.metrics.per_class import fid_per_class
+
+            result["fid_per_class"] = fid_per_class(
+                model, data, extractor, num, seed, batch_size=batch_size,
+                cache_dir=cache_dir, progress=progress, log=log)
     if "kid" in names:
         result["kid_mean"], result["kid_std"] = kernel_inception_distance(
             fake, real.features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
