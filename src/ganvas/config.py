@@ -128,6 +128,10 @@ class TrainConfig:
         0.0, "one-sided label smoothing: train D towards 1 - X on real images (try 0.1)")
     gp_weight: float | None = _opt(
         None, "weight of the WGAN gradient penalty; default 10 with --loss wgan-gp, else off")
+    mode_seeking: float | None = _opt(
+        None, "weight of the mode-seeking term (Mao et al. 2019): pairs of generated pictures "
+        "of one class must differ as their latents do, so a conditional generator does not "
+        "draw one picture per class; default 1 with --conditional, else off")
     r1_gamma: float | None = _opt(
         None, "R1 penalty on D's gradients at real images (try 0.1 at 28-64 px, 10 at 256 px)",
         auto=True)
@@ -293,7 +297,7 @@ class TrainConfig:
             if value is not None and not 0 <= value < 1:
                 raise GanvasError(f"--{name} must be in [0, 1), got {value}")
         _fraction(self.label_smoothing, "--label-smoothing", upper=0.5)
-        for name in ("gp_weight", "r1_gamma", "instance_noise", "drift"):
+        for name in ("gp_weight", "r1_gamma", "instance_noise", "drift", "mode_seeking"):
             value = getattr(self, name)
             if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise GanvasError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")

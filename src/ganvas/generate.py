@@ -165,7 +165,7 @@ class ImageGenerator:
         indices = [self.class_index(c) for c in (classes if classes is not None
                                                  else range(len(self.classes)))]
         rows = [self.seed_images(seeds, label=i) for i in indices]
-        names = [f"{self.classes[i]} {s}" for i in indices for s in seeds]
+        names = [f"{self.classes[i]} s{s}" for i in indices for s in seeds]
         return labelled_grid(torch.cat(rows), names, columns=len(seeds))
 
     def style_mix(self, row_seeds: list[int], column_seeds: list[int],

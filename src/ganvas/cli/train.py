@@ -29,9 +29,9 @@ OPTION_GROUPS = {
     "several processes and GPUs (see docs/distributed.md; with --nproc or torchrun)": [
         "grad_accum", "sync_bn", "compile"],
     "stabilisation (see docs/health.md)": [
-        "label_smoothing", "gp_weight", "r1_gamma", "r1_every", "drift", "spectral_norm",
-        "instance_noise", "instance_noise_steps", "n_critic", "d_skip_below",
-        "d_accuracy_band"],
+        "label_smoothing", "gp_weight", "mode_seeking", "r1_gamma", "r1_every", "drift",
+        "spectral_norm", "instance_noise", "instance_noise_steps", "n_critic",
+        "d_skip_below", "d_accuracy_band"],
     "small data and sampling": ["augment", "diffaugment_policy", "ada_target", "ada_kimg",
                                 "ema", "ema_kimg"],
     "health monitor": ["health", "auto_balance", "health_warmup", "max_rollbacks", "holdout",

@@ -86,6 +86,8 @@ class StandardRecipe(LossRecipe):
         self.gp_weight = (c.gp_weight if c.gp_weight is not None
                           else 10.0 if self.criterion.needs_gradient_penalty else 0.0)
         self.drift_weight = c.drift or 0.0
+        self.mode_seeking = (c.mode_seeking if c.mode_seeking is not None
+                             else 1.0 if c.conditional else 0.0)
         self.gate = BalanceGate(c.d_skip_below, c.d_accuracy_band)
         self.augment = build_augment(c.augment, seed=stream_seed(c.seed, AUGMENT),
                                      diffaugment_policy=c.diffaugment_policy,
@@ -101,7 +103,8 @@ class StandardRecipe(LossRecipe):
         self.phases = extra + ([Phase("GD", both)] if c.update == "simultaneous"
                                else [Phase("D", ("D",), keep_fakes=True), Phase("G", ("G",))])
         # (reals, fakes) of each pass of the D phase, with their graph, for the G phase.
-        self._kept: list[tuple[Labelled, Labelled]] = []
+        self._kept: list[tuple[Labelled, Labelled, torch.Tensor]] = []
+        self._latents: torch.Tensor | None = None  # of the last batch of fakes drawn
 
     # ---- phases ---------------------------------------------------------------------------
 
@@ -116,14 +119,47 @@ class StandardRecipe(LossRecipe):
         """A batch of reals, shown the way the family's D takes them, and one of fakes, each
         with its labels (None: unconditional)."""
         real, real_c = inputs.reals()
-        z = inputs.latents(len(real))
-        fake_c = self.to_device(inputs.labels(len(real)))
+        z = inputs.latents(len(real)).to(self.device, non_blocking=True)
+        fake_c = self.paired(self.to_device(inputs.labels(len(real))))
         with torch.set_grad_enabled(keep_graph), self.forward_precision():
-            fake = self.generate(z.to(self.device, non_blocking=True), fake_c)
+            fake = self.generate(z, fake_c)
         # Augmentation, noise, penalties and monitors all see float32 images.
         fake = nested.apply(lambda t: t.float(), fake)
+        self._latents = z  # for the mode-seeking term of the G loss that follows
         return ((self.family.real_input(self.spec, real, inputs.point), self.to_device(real_c)),
                 (fake, fake_c))
+
+    # ---- the mode-seeking regulariser (Mao et al. 2019, MSGAN) -----------------------------
+
+    def paired(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        """Labels for generated images with the mode-seeking term on: each odd image takes
+        the class of the even one before it, so every pair shows one class from two
+        latents. (Neighbours, not halves: a batch split among processes keeps its pairs.)"""
+        if c is None or not self.mode_seeking or len(c) < 2:
+            return c
+        c = c.clone()
+        c[1:len(c) // 2 * 2:2] = c[0:len(c) // 2 * 2:2]
+        return c
+
+    def mode_seeking_loss(self, fake: Images, z: torch.Tensor | None) -> torch.Tensor | None:
+        """The inverse of how much the pictures of each pair differ per unit their latents
+        differ, averaged: small when the generator draws as many pictures of a class as it
+        has latents, large when it draws one picture whatever the latent (a conditional
+        generator's usual way to collapse: the class alone picks a prototype). None when
+        off."""
+        if not self.mode_seeking or z is None:
+            return None
+        image = nested.tensors(fake)[-1]  # the finished picture (MSG: the finest scale)
+        pairs = len(image) // 2 * 2
+        if pairs < 2:
+            return None
+        a, b = image[0:pairs:2], image[1:pairs:2]
+        z = z.flatten(1)
+        ratio = ((a - b).abs().flatten(1).mean(1)
+                 / (z[0:pairs:2] - z[1:pairs:2]).abs().mean(1).clamp_min(1e-8))
+        loss = 1 / (ratio.mean() + 1e-5)
+        self.stats.report("Loss/mode_seeking", loss.detach())
+        return self.mode_seeking * loss
 
     def to_device(self, c: torch.Tensor | None) -> torch.Tensor | None:
         return None if c is None else c.to(self.device, non_blocking=True)
@@ -137,7 +173,7 @@ class StandardRecipe(LossRecipe):
         an alternating G phase keeps its fakes, with their graph, for it."""
         (real, real_c), (fake, fake_c) = self._draw(inputs, keep_graph=keep_fakes)
         if keep_fakes:
-            self._kept.append(((real, real_c), (fake, fake_c)))
+            self._kept.append(((real, real_c), (fake, fake_c), self._latents))
         total, _, _, update = self.discriminator_losses(
             real, nested.apply(torch.Tensor.detach, fake), inputs.step, inputs.images_seen,
             real_c=real_c, fake_c=fake_c)
@@ -171,26 +207,29 @@ class StandardRecipe(LossRecipe):
         if not self._kept:
             raise GanvasError("internal: the generator phase needs a discriminator phase "
                               "that keeps its fakes before it")
-        (real, real_c), (fake, fake_c) = self._kept.pop(0)
+        (real, real_c), (fake, fake_c), z = self._kept.pop(0)
         update = self.gate.update_generator()
         if update:
             self.generator_backward(fake, real if self.criterion.relativistic else None,
-                                    inputs.images_seen, fake_c=fake_c, real_c=real_c)
+                                    inputs.images_seen, fake_c=fake_c, real_c=real_c, z=z)
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         return ["G"] if update else []
 
     def generator_backward(self, fake: Images, real: Images | None, images_seen: int, *,
                            fake_c: torch.Tensor | None = None,
-                           real_c: torch.Tensor | None = None) -> None:
+                           real_c: torch.Tensor | None = None,
+                           z: torch.Tensor | None = None) -> None:
         """G's loss against a frozen D, differentiated into G (``real``: the reals a
-        relativistic criterion compares with, else None; ``*_c``: their labels)."""
+        relativistic criterion compares with, else None; ``*_c``: their labels; ``z``: the
+        fakes' latents, for the mode-seeking term)."""
         self.D.requires_grad_(False)
         try:
             fake_logits = self.discriminate(self.view(fake, images_seen), fake_c)
             real_logits = (self.discriminate(self.view(real, images_seen), real_c)
                            if real is not None else None)
             loss = self.criterion.generator_loss(fake_logits, real_logits)
-            self.backward(loss)
+            seeking = self.mode_seeking_loss(fake, z)
+            self.backward(loss if seeking is None else loss + seeking)
         finally:
             self.D.requires_grad_(True)
         self.stats.report("Grad/G", grad_norm(self.G))
@@ -206,6 +245,9 @@ class StandardRecipe(LossRecipe):
         update_g = self.gate.update_generator()
         loss_g = self.criterion.generator_loss(
             fake_logits, real_logits if self.criterion.relativistic else None)
+        seeking = self.mode_seeking_loss(fake, self._latents)
+        if seeking is not None:
+            loss_g = loss_g + seeking
         d_params = [p for p in self.D.parameters() if p.requires_grad]
         g_params = [p for p in self.G.parameters() if p.requires_grad]
         # Both backward passes read the same graph, so no weight may change before both ran.

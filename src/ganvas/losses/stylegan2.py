@@ -106,15 +106,16 @@ class StyleGAN2Recipe(StandardRecipe):
         self.stats.report("G/skipped", 0.0 if update else 1.0)
         if not update:
             return []
-        z = inputs.latents(inputs.batch_size)
-        fake_c = self.to_device(inputs.labels(inputs.batch_size))
+        z = inputs.latents(inputs.batch_size).to(self.device, non_blocking=True)
+        fake_c = self.paired(self.to_device(inputs.labels(inputs.batch_size)))
         fake, _ = self.run_generator(z, fake_c)
         real = real_c = None
         if self.criterion.relativistic:
             real, real_c = inputs.reals()
             real, real_c = self.family.real_input(self.spec, real, inputs.point), \
                 self.to_device(real_c)
-        self.generator_backward(fake, real, inputs.images_seen, fake_c=fake_c, real_c=real_c)
+        self.generator_backward(fake, real, inputs.images_seen, fake_c=fake_c, real_c=real_c,
+                                z=z)
         return ["G"]
 
     def _path_length(self, inputs: StepInputs) -> list[str]:

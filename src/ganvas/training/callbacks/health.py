@@ -42,7 +42,9 @@ class HealthMonitor(Callback):
         self.memory = RunMemory()
         self.best_state: dict[str, Any] | None = None  # --auto-balance's way back
         self.real: torch.Tensor | None = None
-        self.real_spread: dict[int, tuple[float, float]] = {}  # feature size -> spread
+        # feature size (and, per class, (size, class)) -> the reals' spread
+        self.real_spread: dict[Any, tuple[float, float] | None] = {}
+        self.real_classes: torch.Tensor | None = None
         self.references: dict[int, RealReference] = {}  # resolution -> picture reference
         self.features = FixedFeatures()
         self.probe: torch.Tensor | None = None
@@ -59,6 +61,9 @@ class HealthMonitor(Callback):
         pick = numpy_stream(c.seed, HEALTH_REFERENCE).choice(
             len(images), size=min(REFERENCE_IMAGES, len(images)), replace=False)
         self.real = self._images(images, pick)
+        # a conditional run: the class of each reference picture (None: unconditional)
+        self.real_classes = (None if trainer.data.labels is None
+                             else torch.from_numpy(trainer.data.labels[np.sort(pick)]))
         self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
                                  generator=stream(c.seed, HEALTH_PROBE))
         self.probe_c = trainer.typical_labels(PROBE_SAMPLES)
@@ -98,7 +103,9 @@ class HealthMonitor(Callback):
         generated = trainer.render(self.probe, network=trainer.generator, labels=self.probe_c)
         if torch.isfinite(generated).all() and len(self.probe) > 1:
             size = min(diversity.FEATURE_SIZE, trainer.point.resolution)
-            ratio, duplicates = diversity.compare(generated, *self.spread_of_reals(size), size)
+            ratio, duplicates = (diversity.compare(generated, *self.spread_of_reals(size), size)
+                                 if self.probe_c is None else
+                                 self._diversity_per_class(generated, size))
             record["Health/diversity"] = round(ratio, 4)
             record["Health/duplicates"] = round(duplicates, 4)
             resolution = trainer.point.resolution
@@ -125,6 +132,31 @@ class HealthMonitor(Callback):
             trainer.log_event(finding.kind, finding.message)
             if trainer.config.auto_balance:
                 self._apply(trainer, finding.kind, finding.changes)
+
+    def _diversity_per_class(self, generated: torch.Tensor, size: int) -> tuple[float, float]:
+        """A conditional run's diversity: each class's samples against that class's
+        pictures (a model that draws one picture per class is collapsed, however different
+        its classes are), averaged over the classes, weighted by their samples."""
+        probe_classes = self.probe_c.argmax(1)
+        ratios, duplicates, weights = [], [], []
+        for k in probe_classes.unique().tolist():
+            mine = generated[probe_classes == k]
+            key = (size, k)
+            if key not in self.real_spread:
+                reals = self.real[self.real_classes == k]
+                self.real_spread[key] = (diversity.spread(diversity.features(reals, size))
+                                         if len(reals) >= 2 else None)
+            if len(mine) < 2 or self.real_spread[key] is None:
+                continue
+            ratio, twins = diversity.compare(mine, *self.real_spread[key], size)
+            ratios.append(ratio)
+            duplicates.append(twins)
+            weights.append(len(mine))
+        if not weights:  # too few pictures per class to tell: the whole set
+            return diversity.compare(generated, *self.spread_of_reals(size), size)
+        total = sum(weights)
+        return (sum(r * w for r, w in zip(ratios, weights)) / total,
+                sum(d * w for d, w in zip(duplicates, weights)) / total)
 
     def _memorisation(self, trainer: Trainer, generated: torch.Tensor) -> dict[str, float]:
         """How D scores training images, held-out ones and samples. ``Health/memorisation``
