@@ -335,3 +335,52 @@ def test_a_photo_is_projected_into_a_class_and_drawn_again(conditional_runs, mod
     with pytest.raises(GanvasError, match="not one of this model's classes"):
         project(loaded, data / "squares" / "0.png", steps=1, backbone=tiny_backbone(),
                 label="cats")
+
+
+def test_the_monitor_measures_diversity_within_each_class():
+    """Ten classes of varied pictures; a generator that draws one picture per class is as
+    varied as the real set overall, but collapsed within every class."""
+    from ganvas.training.callbacks.health import HealthMonitor
+
+    rng = torch.Generator().manual_seed(0)
+    classes = torch.arange(200) % 10
+    base = torch.rand(10, 3, 16, 16, generator=rng) * 2 - 1  # each class's own look
+    real = (base[classes] + 0.5 * torch.randn(200, 3, 16, 16, generator=rng)).clamp(-1, 1)
+    monitor = HealthMonitor()
+    monitor.real, monitor.real_classes = real, classes
+    probe = torch.arange(60) % 10
+    monitor.probe_c = torch.nn.functional.one_hot(probe, 10).float()
+    varied = (base[probe] + 0.5 * torch.randn(60, 3, 16, 16, generator=rng)).clamp(-1, 1)
+    ratio, twins = monitor._diversity_per_class(varied, 16)
+    assert 0.8 < ratio < 1.2 and twins == 0
+    prototypes = real[:10][probe]  # one picture per class, whatever the latent
+    ratio, twins = monitor._diversity_per_class(prototypes, 16)
+    assert ratio < 0.05 and twins == 1
+    # the whole set's measure cannot tell: one picture per class still spans the classes
+    from ganvas.health import diversity
+
+    overall, _ = diversity.compare(prototypes, *monitor.spread_of_reals(16), 16)
+    assert overall > 0.5
+
+
+def test_the_mode_seeking_term_pairs_neighbours_and_punishes_a_generator_that_ignores_z():
+    from types import SimpleNamespace
+
+    from ganvas.losses.standard import StandardRecipe
+    from ganvas.training.stats import StatsCollector
+
+    recipe = SimpleNamespace(mode_seeking=1.0, stats=StatsCollector())
+    c = torch.eye(3)[[0, 2, 1, 1, 2, 0, 1]]
+    paired = StandardRecipe.paired(recipe, c)
+    assert paired.argmax(1).tolist() == [0, 0, 1, 1, 2, 2, 1]  # the odd one keeps its own
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    varied = torch.tanh(z @ torch.randn(4, 3 * 4 * 4)).view(8, 3, 4, 4)
+    ignored = varied[:1].expand(8, -1, -1, -1) + 1e-3 * varied  # z barely matters
+    assert (StandardRecipe.mode_seeking_loss(recipe, varied, z)
+            < 0.01 * StandardRecipe.mode_seeking_loss(recipe, ignored, z))
+    # a pyramid (MSG) is judged on its finest scale; off, the term is None
+    assert StandardRecipe.mode_seeking_loss(recipe, [varied[:, :, :2, :2], varied], z) \
+        == StandardRecipe.mode_seeking_loss(recipe, varied, z)
+    recipe.mode_seeking = 0.0
+    assert StandardRecipe.mode_seeking_loss(recipe, varied, z) is None
+    assert StandardRecipe.paired(recipe, c) is c
