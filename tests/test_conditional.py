@@ -12,8 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 
 import ganvas
-from ganvas.data import load_images
-from ganvas.data.classes import data_classes, grid_labels
+from ganvas.data import data_classes, load_images
+from ganvas.data.classes import grid_labels
 from ganvas.errors import GanvasError
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)

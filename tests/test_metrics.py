@@ -190,8 +190,8 @@ def test_preprocess_follows_the_inception_input_convention():
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     assert torch.equal(preprocess(images.float() / 127.5 - 1), preprocess(images))
     with pytest.raises(GanvasError) as info:
-        preprocess(torch.zeros(2, 4, 8, 8))
-    assert_one_line(info, "C 1 or 3")
+        preprocess(torch.zeros(2, 2, 8, 8))
+    assert_one_line(info, "C 1, 3 or 4")
 
 
 # ----------------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ganvas.config import AUTO_DEFAULTS, TrainConfig
-from ganvas.data import count_images
+from ganvas.data import count_images, data_classes
 from ganvas.data.builtin import parse_builtin
-from ganvas.data.classes import data_classes
 from ganvas.errors import GanvasError
 from ganvas.models.registry import (
     SMALL_DATA,

@@ -70,8 +70,9 @@ class TrainConfig:
         "and folders"
     )
     channels: int | None = _opt(
-        None, "1 (grayscale) or 3 (RGB); default 1 for digits/mnist/fashion-mnist, 3 for emoji "
-        "and folders"
+        None, "1 (grayscale), 3 (RGB) or 4 (RGB with transparency: sprites, icons, emoji "
+        "without their white background); default 1 for digits/mnist/fashion-mnist, 3 for "
+        "emoji and folders"
     )
     mirror: bool = _opt(False, "randomly flip training images left-right")
     conditional: bool = _opt(
@@ -263,8 +264,9 @@ class TrainConfig:
         _positive(self.resolution, "--resolution", allow_none=True, minimum=4)
         if self.resolution is not None and self.resolution > 4096:
             raise GanvasError(f"--resolution {self.resolution} is too large (at most 4096)")
-        if self.channels not in (None, 1, 3):
-            raise GanvasError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.channels not in (None, 1, 3, 4):
+            raise GanvasError(f"--channels must be 1 (grayscale), 3 (RGB) or 4 (RGB with "
+                              f"transparency), got {self.channels}")
         if self.classes is not None and (not self.conditional or len(self.classes) < 2
                                          or len(set(self.classes)) != len(self.classes)):
             raise GanvasError("classes: a conditional run's list of two or more different "

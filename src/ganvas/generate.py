@@ -130,10 +130,11 @@ class ImageGenerator:
         """Yield the ``n`` images of ``seed`` (of class ``label``) as float ``[b, C, H, W]``
         chunks, in order."""
         batch_size = whole_number(batch_size, "batch_size", 1, 65_536)
+        latents = self.latents(n, seed)  # (checks n and seed)
         self.labels_for(1, label)  # a bad label fails before any drawing
         with torch.inference_mode():
-            for start, part in zip(range(0, n, batch_size),
-                                   self.latents(n, seed).split(batch_size)):
+            for start, part in zip(range(0, len(latents), batch_size),
+                                   latents.split(batch_size)):
                 c = self.labels_for(len(part), label, start)
                 yield self.draw(part.to(self.device), c).float().cpu()
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from ganvas.errors import GanvasError
 from ganvas.generate import ImageGenerator, load
-from ganvas.utils.images import to_uint8
+from ganvas.utils.images import on_checkerboard, to_uint8
 
 MAX_FRAMES = 100_000
 MAX_GIF_FRAMES = 1_500  # a GIF is held until written: longer walks go to MP4 or a folder
@@ -221,8 +221,9 @@ def write_walk(source: str | os.PathLike, output: str | os.PathLike, *,
 
 
 def _enlarged(image: torch.Tensor, scale: int, width: int, height: int) -> np.ndarray:
-    """One frame as uint8 RGB ``[height, width, 3]``, enlarged by nearest neighbour."""
-    array = to_uint8(image)[0]
+    """One frame as uint8 RGB ``[height, width, 3]``, enlarged by nearest neighbour (a
+    transparent model's frames over a checkerboard: videos have no transparency)."""
+    array = to_uint8(on_checkerboard(image))[0]
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     array = array.repeat(scale, axis=0).repeat(scale, axis=1)

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ganvas.augment.diffaugment import colours_only
 from ganvas.rng import per_sample
 from ganvas.utils import nested
 from ganvas.utils.nested import Images
@@ -109,7 +110,7 @@ class AdaptiveAugment:
 
     def _color(self, x: Images) -> Images:
         finest = nested.largest(x)
-        n, rgb = finest.shape[0], finest.shape[1] == 3
+        n, rgb = finest.shape[0], finest.shape[1] in (3, 4)
 
         def per_image(values: torch.Tensor, mask: torch.Tensor, neutral: float) -> torch.Tensor:
             values = torch.where(mask, values, torch.full_like(values, neutral))
@@ -120,6 +121,7 @@ class AdaptiveAugment:
         saturation = (per_image(torch.exp2(self._normal(n)), self._chance(n), 1.0) if rgb
                       else None)
 
+        @colours_only  # (the geometry moves alpha with the colours; colour leaves it be)
         def apply(t: torch.Tensor) -> torch.Tensor:
             t = t + brightness
             mean = t.mean(dim=(1, 2, 3), keepdim=True)

@@ -25,13 +25,15 @@ def _rand(generator: torch.Generator, *shape: int, like: torch.Tensor) -> torch.
 
 
 def adjust_color(x: Images, g: torch.Generator) -> Images:
-    """Random brightness, saturation (RGB only) and contrast per image."""
+    """Random brightness, saturation (RGB only) and contrast per image, of the colours alone
+    (a transparent picture's alpha is not a colour)."""
     finest = nested.largest(x)
-    n, rgb = finest.shape[0], finest.shape[1] == 3
+    n, rgb = finest.shape[0], finest.shape[1] in (3, 4)
     brightness = _rand(g, n, 1, 1, 1, like=finest) - 0.5
     saturation = _rand(g, n, 1, 1, 1, like=finest) * 2 if rgb else None
     contrast = _rand(g, n, 1, 1, 1, like=finest) + 0.5
 
+    @colours_only
     def apply(t: torch.Tensor) -> torch.Tensor:
         t = t + brightness
         if saturation is not None:
@@ -41,6 +43,17 @@ def adjust_color(x: Images, g: torch.Generator) -> Images:
         return (t - mean) * contrast + mean
 
     return nested.apply(apply, x)
+
+
+def colours_only(transform):
+    """``transform`` applied to the colour channels of a batch, its alpha channel (the 4th,
+    if any) passed through: brightness or saturation mean nothing for transparency."""
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        if t.shape[1] != 4:
+            return transform(t)
+        return torch.cat([transform(t[:, :3]), t[:, 3:]], dim=1)
+
+    return apply
 
 
 def translate(x: Images, g: torch.Generator, ratio: float = 0.125) -> Images:

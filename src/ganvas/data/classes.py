@@ -8,9 +8,7 @@ holds by then; the pictures are then labelled by those names.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -71,31 +69,6 @@ def report_classes(classes: Sequence[str], labels: np.ndarray, label: str,
     if loose:
         log(f"note: {loose:,} picture(s) at the top of {label} are in no class and are left "
             "out of conditional training (move them into a class's subfolder)")
-
-
-def data_classes(spec: str) -> tuple[str, ...]:
-    """The classes ``--data spec`` holds for ``--conditional``, without decoding a picture;
-    a GanvasError for data that has none."""
-    from ganvas.data.builtin import parse_builtin
-    from ganvas.data.folder import scan_folder
-
-    builtin = parse_builtin(str(spec))
-    if builtin is not None:
-        name = builtin[0]
-        if name not in BUILTIN_CLASSES:
-            raise GanvasError(f"--conditional: the built-in dataset {name} has no classes; "
-                              f"use {', '.join(BUILTIN_CLASSES)} or a folder with one "
-                              "subfolder per class")
-        return BUILTIN_CLASSES[name]
-    folder = Path(os.path.expanduser(str(spec)))
-    if not folder.is_dir():
-        return ()  # the data's loader says why in its own words
-    try:
-        classes = folder_class_names([f.rel for f in scan_folder(folder).files])
-    except OSError:
-        return ()
-    check_class_names(classes, repr(str(spec)))
-    return classes
 
 
 def grid_labels(num_samples: int, classes: int) -> tuple[list[int], int]:

@@ -11,7 +11,12 @@ import numpy as np
 
 from ganvas.data.builtin import BUILTIN_DATASETS, load_digits, load_idx_dataset, parse_builtin
 from ganvas.data.cache import DatasetCache, resolve_cache_dir
-from ganvas.data.classes import check_class_names, report_classes
+from ganvas.data.classes import (
+    BUILTIN_CLASSES,
+    check_class_names,
+    folder_class_names,
+    report_classes,
+)
 from ganvas.data.emoji import load_emoji
 from ganvas.data.folder import default_workers, load_folder, scan_folder
 from ganvas.data.imageset import ImageSet
@@ -53,6 +58,28 @@ def count_images(spec: str) -> int | None:
         return len(scan_folder(folder).files)
     except OSError:
         return None
+
+
+def data_classes(spec: str) -> tuple[str, ...]:
+    """The classes ``--data spec`` holds for ``--conditional``, without decoding a picture;
+    a GanvasError for data that has none."""
+    builtin = parse_builtin(str(spec))
+    if builtin is not None:
+        name = builtin[0]
+        if name not in BUILTIN_CLASSES:
+            raise GanvasError(f"--conditional: the built-in dataset {name} has no classes; "
+                              f"use {', '.join(BUILTIN_CLASSES)} or a folder with one "
+                              "subfolder per class")
+        return BUILTIN_CLASSES[name]
+    folder = Path(os.path.expanduser(str(spec)))
+    if not folder.is_dir():
+        return ()  # the data's loader says why in its own words
+    try:
+        classes = folder_class_names([f.rel for f in scan_folder(folder).files])
+    except OSError:
+        return ()
+    check_class_names(classes, repr(str(spec)))
+    return classes
 
 
 def load_images(
@@ -98,9 +125,11 @@ def _load_images(spec: str, *, resolution: int, channels: int,
     resolution = _as_int(resolution, "--resolution", "an integer >= 4")
     if resolution < 4:
         raise GanvasError(f"--resolution must be at least 4, got {resolution}")
-    channels = _as_int(channels, "--channels", "1 (greyscale) or 3 (colour)")
-    if channels not in (1, 3):
-        raise GanvasError(f"--channels must be 1 (greyscale) or 3 (colour), got {channels}")
+    channels = _as_int(channels, "--channels", "1 (greyscale), 3 (colour) or 4 (colour "
+                       "with transparency)")
+    if channels not in (1, 3, 4):
+        raise GanvasError(f"--channels must be 1 (greyscale), 3 (colour) or 4 (colour with "
+                          f"transparency), got {channels}")
     max_image_pixels = _as_int(max_image_pixels, "max_image_pixels", "a positive integer")
     if max_image_pixels < 1:
         raise GanvasError(f"max_image_pixels must be a positive integer, got {max_image_pixels}")
@@ -118,6 +147,9 @@ def _load_images(spec: str, *, resolution: int, channels: int,
     builtin = parse_builtin(spec)
     if builtin is not None:
         name, split = builtin
+        if channels == 4 and name != "emoji":
+            raise GanvasError(f"--channels 4 keeps transparency, and {name} has none; use "
+                              "--data emoji or a folder of PNG/WebP pictures with it")
         if os.path.isdir(spec):
             log(f"note: {spec!r} is a built-in dataset name; to use the folder, "
                 f"write --data ./{spec}")

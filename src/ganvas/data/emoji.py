@@ -121,7 +121,8 @@ def read_emoji_bitmaps(path: Path) -> list[tuple[str, bytes | None]]:
 
 
 def decode_emoji(png: bytes, resolution: int, channels: int) -> np.ndarray:
-    """One emoji PNG -> ``uint8 [C, resolution, resolution]``: on white, padded to a square."""
+    """One emoji PNG -> ``uint8 [C, resolution, resolution]``: on white, padded to a square
+    (with 4 channels, transparent where the emoji is, padded with transparency)."""
     with Image.open(io.BytesIO(png), formats=["PNG"]) as im:
         w, h = im.size
         if w < 1 or h < 1 or w * h > MAX_GLYPH_PIXELS:
@@ -130,7 +131,8 @@ def decode_emoji(png: bytes, resolution: int, channels: int) -> np.ndarray:
         img = to_mode(im, channels)
     if w != h:
         side = max(w, h)
-        square = Image.new(img.mode, (side, side), 255 if channels == 1 else (255, 255, 255))
+        square = Image.new(img.mode, (side, side),
+                           {1: 255, 3: (255, 255, 255), 4: (0, 0, 0, 0)}[channels])
         square.paste(img, ((side - w) // 2, (side - h) // 2))
         img = square
     return to_array(fit_square(img, resolution))

@@ -23,7 +23,8 @@ class BatchStream:
         device: where the returned batches live.
         indices: the images of ``images`` to train on (default all; the rest are held out).
         labels: each image's class index (int64 ``[N]``, indexed like ``images``) for a
-            conditional run; :meth:`next_labelled` then returns the batch's labels too.
+            conditional run of ``classes`` classes; :meth:`next_labelled` then returns the
+            batch's labels too, one-hot.
 
     The stream is the concatenation of one random permutation per epoch; each batch takes the
     next samples of it, so no image is dropped or repeated within an epoch, whatever the
@@ -40,8 +41,10 @@ class BatchStream:
         device: torch.device | str = "cpu",
         indices: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        classes: int = 0,
     ):
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.classes = classes
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         self.count = len(images) if self.indices is None else len(self.indices)
         if self.count == 0:
@@ -98,8 +101,8 @@ class BatchStream:
 
     def next_labelled(self, size: int | None = None, part: tuple[int, int] = (0, 1)
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`next`, with the batch's class indices (int64 ``[B]`` on the CPU; None
-        without ``labels``)."""
+        """:meth:`next`, with the batch's labels (float one-hot ``[B, classes]`` on the CPU;
+        None without ``labels``)."""
         index, count = part
         size = int(size or self.batch_size)
         idx, flips = self.next_indices(size * count)
@@ -119,7 +122,8 @@ class BatchStream:
             tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         else:
             tensor = tensor.to(self.device)
-        labels = None if self.labels is None else torch.from_numpy(self.labels[idx])
+        labels = (None if self.labels is None else torch.nn.functional.one_hot(
+            torch.from_numpy(self.labels[idx]), self.classes).float())
         return tensor.float().div_(127.5).sub_(1.0), labels
 
     def state_dict(self) -> dict:

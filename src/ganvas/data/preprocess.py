@@ -152,12 +152,21 @@ def _lab_to_rgb(img: Image.Image) -> Image.Image:
         return img.getchannel(0).convert("RGB")
 
 
-def to_mode(img: Image.Image, channels: int, scale: WideScale | None = None) -> Image.Image:
-    """Convert any PIL mode to ``L`` (channels=1) or ``RGB`` (channels=3).
+def mode_for(channels: int) -> str:
+    """The PIL mode pictures are converted to for ``channels``: ``L``, ``RGB``, or for 4
+    ``RGBa`` (colours premultiplied by alpha, so reducing and resizing never bleed the
+    colour of transparent pixels into their neighbours; :func:`to_array` undoes it)."""
+    return {1: "L", 3: "RGB", 4: "RGBa"}[channels]
 
-    Transparent pixels are composited on white; wide integer/float modes are rescaled
-    (with ``scale`` if given, see :func:`wide_scale`). Works pixel by pixel, so converting
-    strips of a picture gives the same result as converting the whole of it.
+
+def to_mode(img: Image.Image, channels: int, scale: WideScale | None = None) -> Image.Image:
+    """Convert any PIL mode to ``L`` (channels=1), ``RGB`` (channels=3) or premultiplied
+    ``RGBa`` (channels=4: the transparency kept; pictures without any are opaque).
+
+    With 1 or 3 channels transparent pixels are composited on white; wide integer/float
+    modes are rescaled (with ``scale`` if given, see :func:`wide_scale`). Works pixel by
+    pixel, so converting strips of a picture gives the same result as converting the whole
+    of it.
     """
     mode = img.mode
     if mode == "1":
@@ -173,6 +182,10 @@ def to_mode(img: Image.Image, channels: int, scale: WideScale | None = None) -> 
     elif mode in _WIDE_MODES:
         img = _wide_to_l(img, scale)
 
+    if channels == 4:  # keep the transparency, premultiplied
+        if img.mode not in _ALPHA_MODES and img.mode not in ("L", "RGB"):
+            img = img.convert("RGB")  # CMYK, YCbCr, HSV, RGBX, ...
+        return img if img.mode == "RGBa" else img.convert("RGBA").convert("RGBa")
     if img.mode in _ALPHA_MODES:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -180,7 +193,7 @@ def to_mode(img: Image.Image, channels: int, scale: WideScale | None = None) -> 
     elif img.mode not in ("L", "RGB"):
         img = img.convert("RGB")  # CMYK, YCbCr, HSV, RGBX, ...
 
-    want = "L" if channels == 1 else "RGB"
+    want = mode_for(channels)
     return img if img.mode == want else img.convert(want)
 
 
@@ -249,7 +262,7 @@ def shrink(
         rel = _transpose_box(rel, (cw, ch), method)
     rel = (rel[0] / factor, rel[1] / factor, rel[2] / factor, rel[3] / factor)
 
-    want = "L" if channels == 1 else "RGB"
+    want = mode_for(channels)
     if factor == 1 and region == (0, 0, w, h) and img.mode == want and (
         "transparency" not in img.info
     ):
@@ -298,7 +311,10 @@ def process_image(
 
 
 def to_array(img: Image.Image) -> np.ndarray:
-    """``L`` or ``RGB`` PIL image -> contiguous ``uint8`` array ``[C, H, W]``."""
+    """``L``, ``RGB`` or ``RGBa``/``RGBA`` PIL image -> contiguous ``uint8`` array
+    ``[C, H, W]`` (4 channels: straight, not premultiplied, colours and alpha)."""
+    if img.mode == "RGBa":
+        img = img.convert("RGBA")
     arr = np.asarray(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr)

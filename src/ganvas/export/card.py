@@ -44,7 +44,7 @@ def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSour
         "| | |", "|---|---|",
         f"| family | {config.get('model', '?')} |",
         f"| pictures | {generator.resolution} x {generator.resolution} px, "
-        f"{'grayscale' if generator.channels == 1 else 'RGB'} |",
+        f"{ {1: 'grayscale', 3: 'RGB'}.get(generator.channels, 'RGBA (with transparency)')} |",
         f"| latent | z, {generator.latent_dim} numbers from a standard normal distribution |",
         *([f"| classes | {', '.join(f'{i} {name}' for i, name in enumerate(classes))} "
            "(conditional: c, one-hot) |"] if classes else []),

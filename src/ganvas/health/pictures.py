@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ganvas.metrics.fixed_features import FixedFeatures, to_size
 from ganvas.metrics.statistics import feature_statistics, frechet_distance_to
+from ganvas.utils.images import on_white
 
 DETAIL_SIZE = 128  # fine detail is measured at the training resolution, up to this
 
@@ -26,6 +27,7 @@ class RealReference:
     """What the picture signals compare against, computed once from real images."""
 
     def __init__(self, real: torch.Tensor, resolution: int, features: FixedFeatures):
+        real = on_white(real)  # transparent pictures are judged as they look on white
         self.features = features
         self.resolution = resolution
         mu, sigma = feature_statistics(features(real))
@@ -36,6 +38,7 @@ class RealReference:
 
     def compare(self, samples: torch.Tensor) -> dict[str, float]:
         """The signals of ``samples`` (``[N, C, H, W]`` in [-1, 1], N >= 2)."""
+        samples = on_white(samples)
         fidelity = frechet_distance_to(self.features(samples), self.mu, self.sigma)
         detail = to_size(samples.float().cpu(), min(self.resolution, DETAIL_SIZE))
         sharpness = laplacian_energy(detail) / max(self.detail, 1e-12)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganvas.utils.images import on_white
+
 FIDELITY_SIZE = 32  # pictures are compared at 32 px: coarse shape and stroke, fast at any size
 _FEATURE_SEED = 20_240_611  # a constant: the same feature space in every run and release
 _WIDTHS = (3, 32, 64, 128)
@@ -51,7 +53,7 @@ class FixedFeatures:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        x = to_size(images.float().cpu(), FIDELITY_SIZE)
+        x = to_size(on_white(images.float().cpu()), FIDELITY_SIZE)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):

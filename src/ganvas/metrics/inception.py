@@ -204,8 +204,8 @@ def _as_tensor(images: Any) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise GanvasError(f"images must be a numpy array or a tensor, got "
                           f"{type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise GanvasError(f"images must have shape [N, C, H, W] with C 1 or 3, got "
+    if images.ndim != 4 or images.shape[1] not in (1, 3, 4):
+        raise GanvasError(f"images must have shape [N, C, H, W] with C 1, 3 or 4, got "
                           f"{list(images.shape)}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise GanvasError(f"images must be uint8 (0..255) or float in [-1, 1], got "
@@ -221,7 +221,8 @@ def preprocess(images: Any, device: torch.device | str = "cpu") -> torch.Tensor:
       output) is first rounded to the pixel values a saved PNG would hold
       (``round((x + 1) * 127.5)``, clamped), so a generator's metrics equal those of its
       saved pictures.
-    - Grayscale (C=1) is repeated to three channels.
+    - Grayscale (C=1) is repeated to three channels; transparent pictures (C=4, RGBA) are
+      composited on white, as the Inception network knows only opaque photographs.
     - The resize to 299x299 is ``F.interpolate(mode="bilinear", align_corners=False,
       antialias=False)`` on the 0..255 values: the standard resize used for FID by
       pytorch-fid and StyleGAN's metrics.
@@ -234,6 +235,9 @@ def preprocess(images: Any, device: torch.device | str = "cpu") -> torch.Tensor:
         x = ((x.float().clamp(-1, 1) + 1) * 127.5).round()
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] == 4:  # on white, in pixel values
+        alpha = x[:, 3:] / 255
+        x = x[:, :3] * alpha + 255 * (1 - alpha)
     if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
                           align_corners=False, antialias=False)

@@ -111,7 +111,7 @@ def build_from_config(config: dict[str, Any], where: str) -> nn.Module:
         arch = architecture(config)
     except (KeyError, TypeError) as exc:
         raise GanvasError(f"{where}: missing the setting {exc}") from None
-    limits = {"resolution": 4096, "channels": 3, "latent_dim": LIMITS["latent_dim"]}
+    limits = {"resolution": 4096, "channels": 4, "latent_dim": LIMITS["latent_dim"]}
     for key, limit in limits.items():
         value = arch[key]
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:

@@ -304,6 +304,14 @@ class Projected(ModelFamily):
         return None
 
     @classmethod
+    def channels_problem(cls, channels: int) -> str | None:
+        if channels == 4:
+            return ("model projected judges pictures through a frozen network trained on "
+                    "opaque photographs, which has no place for transparency; train "
+                    "transparent pictures with fastgan, stylegan2 or dcgan")
+        return None
+
+    @classmethod
     def resolution_problem(cls, resolution: int) -> str | None:
         if is_power_of_two(resolution, 32, 1024):
             return None

@@ -118,6 +118,13 @@ class ModelFamily:
         """A sentence saying why ``resolution`` cannot be built, or None when it can."""
         return None
 
+    @classmethod
+    def channels_problem(cls, channels: int) -> str | None:
+        """A sentence saying why pictures of ``channels`` (1, 3, or 4: RGB with alpha)
+        cannot be trained, or None when they can (every family whose networks take any
+        number of channels)."""
+        return None
+
     # What data the family is chosen for without --model, in words (``ganvas models``).
     chosen_for: ClassVar[str] = ""
 
@@ -282,6 +289,9 @@ def make_spec(model: str, *, resolution: int, channels: int, latent_dim: int,
     problem = family.resolution_problem(resolution)
     if problem:
         raise GanvasError(f"--resolution {resolution}: {problem}")
+    problem = family.channels_problem(channels)
+    if problem:
+        raise GanvasError(f"--channels {channels}: {problem}")
     return family, ModelSpec(resolution, channels, latent_dim, parse_options(family, options),
                              c_dim)
 

@@ -101,7 +101,7 @@ class Trainer(RunParts):
         inputs = StepInputs(reals=self._reals, latents=self._latents, point=point,
                             step=self.step, images_seen=self.images_seen,
                             batch_size=point.batch_size // (strategy.world_size * rounds),
-                            labels=self._fake_labels if self.label_rng is not None else None)
+                            labels=self.labels.generated if self.labels else None)
         with batch_slice(strategy.rank, strategy.world_size):
             for phase in self.recipe.phases:
                 if not phase.due(self.step):
@@ -236,34 +236,32 @@ class Trainer(RunParts):
 
     @property
     def callbacks_here(self) -> list:
-        """Callbacks run on rank 0 alone; what they decide reaches the other processes
-        through :func:`.callbacks.remedies.share_decisions`."""
+        """Callbacks run on rank 0 alone (their decisions are shared: remedies.py)."""
         return self.callbacks if self.strategy.is_main else []
 
     @torch.inference_mode()
     def render(self, latents: torch.Tensor, network: torch.nn.Module | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Latents (and, for a conditional run, their one-hot labels; None: classes in turn)
-        through a generator's preview (the network as it trains now, at the final
-        resolution), in eval mode so no BatchNorm statistics change."""
+        """Latents (and a conditional run's one-hot labels; None: typical ones) through a
+        generator's preview (the network as it trains now, at the final resolution), in
+        eval mode so no BatchNorm statistics change."""
         network = network or self.sampling_generator
         if labels is None and network.c_dim:
-            labels = self.typical_labels(len(latents))
+            labels = self.labels.typical(len(latents))
+        c = None if labels is None else labels.to(self.device)
         was_training = network.training
         network.eval()
         try:
-            c = None if labels is None else labels.to(self.device)
             return network.preview(latents.to(self.device), c).float().cpu()
         finally:
             network.train(was_training)
 
     @torch.inference_mode()
     def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The discriminator's float32 scores ``[N]`` for images ``[N, C, R, R]`` in
-        [-1, 1] (with their one-hot labels in a conditional run), as the family's D takes
-        them now, without augmentation, in eval mode (no BatchNorm statistics or
-        spectral-norm vectors change). A growing D is shown them at the resolution of its
-        last step (``self.point`` may already be the next one's)."""
+        """D's float32 scores ``[N]`` for images ``[N, C, R, R]`` in [-1, 1] (and their
+        one-hot labels), as the family's D takes them now, without augmentation, in eval
+        mode (no BatchNorm statistics or spectral-norm vectors change). A growing D sees
+        them at the resolution of its last step (``self.point`` may be the next one's)."""
         network, point = self.discriminator, self.networks_point or self.point
         was_training = network.training
         network.eval()
@@ -287,9 +285,8 @@ class Trainer(RunParts):
         run_state.restore_snapshot(self, state)
 
     def _due(self, every: int, point: SchedulePoint) -> bool:
-        """Whether the last step crossed a multiple of ``every`` steps of the base batch
-        (``every * --batch-size`` images): cadences count images, not steps, so a schedule
-        that changes the batch size does not change how often housekeeping comes."""
+        """Whether the last step crossed a multiple of ``every * --batch-size`` images:
+        cadences count images, so a schedule that changes the batch changes no cadence."""
         interval = every * self.config.batch_size
         return self.images_seen // interval != (self.images_seen - point.batch_size) // interval
 
@@ -298,32 +295,5 @@ class Trainer(RunParts):
         return per_sample(lambda m: torch.randn(m, dim, generator=self.latent_rng), n)
 
     def _reals(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This process's ``n`` images of the next global batch, with their labels (one-hot;
-        None for an unconditional run)."""
-        images, labels = self.stream.next_labelled(
-            n, part=(self.strategy.rank, self.strategy.world_size))
-        return images, None if labels is None else self._one_hot(labels)
-
-    def _fake_labels(self, n: int) -> torch.Tensor:
-        """Labels for ``n`` generated images: the classes of training pictures drawn at
-        random, so each class is generated as often as it is shown (stylegan2-ada's way)."""
-        pool = self.train_labels
-        picks = per_sample(lambda m: torch.randint(len(pool), (m,), generator=self.label_rng), n)
-        return self._one_hot(pool[picks])
-
-    def typical_labels(self, n: int) -> torch.Tensor | None:
-        """One-hot labels for ``n`` images, the classes in the proportions of the training
-        pictures (evenly spaced through their sorted labels; no randomness); None for an
-        unconditional run."""
-        pool = self.train_labels
-        if pool is None:
-            return None
-        return self._one_hot(pool[torch.arange(n) * len(pool) // n])
-
-    def label_tensor(self, indices: Any) -> torch.Tensor | None:
-        """One-hot labels of the pictures ``indices`` of the data (None: unconditional)."""
-        labels = self.data.labels
-        return None if labels is None else self._one_hot(torch.from_numpy(labels[indices]))
-
-    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.one_hot(labels, len(self.config.classes)).float()
+        """This process's ``n`` images of the next global batch and their one-hot labels."""
+        return self.stream.next_labelled(n, part=(self.strategy.rank, self.strategy.world_size))

@@ -45,12 +45,7 @@ class RunParts:
     stream: Any = None  # the BatchStream of training pictures
     latent_rng: torch.Generator | None = None
     fixed_latents: torch.Tensor | None = None  # the sample grids' latents
-    # A conditional run: the training pictures' class indices (fakes are drawn with the
-    # same distribution), the stream those draws come from, and the sample grids' labels.
-    train_labels: torch.Tensor | None = None
-    label_rng: torch.Generator | None = None
-    fixed_labels: torch.Tensor | None = None
-    grid_columns: int | None = None  # a conditional run's grids: one row per class
+    labels: Any = None  # a conditional run's RunLabels (None: unconditional)
     metrics: Any = None  # the MetricsLog of metrics.jsonl
     good_checkpoint: Path | None = None  # what a rollback returns to
     step: int = 0  # the clock

@@ -14,13 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ganvas.auto_settings import DEFAULT_STEPS, resolve_settings
 from ganvas.config import LIMITS, TrainConfig, dump_yaml
 from ganvas.data import count_images, load_images
-from ganvas.data.classes import grid_labels, one_hot
 from ganvas.data.loader import BatchStream
 from ganvas.data.split import auto_holdout, split_indices
 from ganvas.distributed import Strategy, current_strategy, globalise_batchnorm
@@ -31,7 +29,7 @@ from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_
 from ganvas.models.registry import make_spec
 from ganvas.models.schedule import steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
-from ganvas.rng import DATA, INITIAL_WEIGHTS, LABELS, LATENTS, SAMPLES, stream, stream_seed
+from ganvas.rng import DATA, INITIAL_WEIGHTS, LATENTS, SAMPLES, stream, stream_seed
 from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.folders import describe, new_run_dir, prepare_out_dir
 from ganvas.runs.metrics import MetricsLog
@@ -43,6 +41,7 @@ from ganvas.training.callbacks.fid import FIDMonitor
 from ganvas.training.callbacks.time_budget import TimeBudget
 from ganvas.training.compilation import compile_blocks
 from ganvas.training.ema import GeneratorEMA
+from ganvas.training.labels import RunLabels
 from ganvas.training.loop import Trainer, TrainResult
 from ganvas.training.parts import RunParts
 from ganvas.training.stats import StatsCollector
@@ -120,16 +119,14 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
                            seed=stream_seed(config.seed, DATA), mirror=config.mirror,
                            device=device,
                            indices=p.train_indices if config.holdout or labelled else None,
-                           labels=p.data.labels)
+                           labels=p.data.labels, classes=len(config.classes or ()))
     p.latent_rng = stream(config.seed, LATENTS)
     p.fixed_latents = torch.randn(config.num_samples, config.latent_dim,
                                   generator=stream(config.seed, SAMPLES))
     if labelled:  # fakes' labels drawn like the pictures'; grids with a row per class
-        p.train_labels = torch.from_numpy(np.sort(p.data.labels[p.train_indices]))
-        p.label_rng = stream(config.seed, LABELS)
-        tiles, p.grid_columns = grid_labels(config.num_samples, len(config.classes))
-        p.fixed_latents = p.fixed_latents[:len(tiles)]
-        p.fixed_labels = one_hot(tiles, len(config.classes))
+        p.labels = RunLabels(len(config.classes), p.data.labels, p.train_indices,
+                             seed=config.seed, num_samples=config.num_samples)
+        p.fixed_latents = p.fixed_latents[:len(p.labels.grid)]
     p.metrics = MetricsLog(p.run_dir / "metrics.jsonl", writable=main)
     trainer = Trainer(p)
     if state is not None:

@@ -43,7 +43,7 @@ def run_state(trainer: Trainer) -> dict[str, Any]:
         "data": t.stream.state_dict(),
         "dataset": {"source": t.data.source, "num_images": len(t.data)},
         "rng": {"latent": t.latent_rng.get_state(), **capture_global_rng(),
-                **({"labels": t.label_rng.get_state()} if t.label_rng is not None else {})},
+                **({"labels": t.labels.rng.get_state()} if t.labels is not None else {})},
         "ganvas_version": __version__,
     }
     if t.ema is not None:
@@ -122,8 +122,8 @@ def restore_progress(trainer: Trainer, state: dict[str, Any], where: str) -> Non
             if saved is not None:
                 callback.load_state_dict(saved)
         t.latent_rng.set_state(state["rng"]["latent"])
-        if t.label_rng is not None:
-            t.label_rng.set_state(state["rng"]["labels"])
+        if t.labels is not None:
+            t.labels.rng.set_state(state["rng"]["labels"])
         restore_global_rng(state["rng"])
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError,
             AttributeError) as exc:

@@ -13,15 +13,38 @@ from PIL import Image
 from ganvas.utils.files import atomic_write
 
 
+def on_white(images: torch.Tensor) -> torch.Tensor:
+    """Transparent pictures (``[N, 4, H, W]``, straight RGBA, floats in ``[-1, 1]``)
+    composited on white, as RGB; others unchanged. What measures made for RGB pictures
+    (FID's Inception network, the monitor's features) see of transparent ones."""
+    if images.shape[1] != 4:
+        return images
+    alpha = (images[:, 3:].clamp(-1, 1) + 1) / 2
+    return images[:, :3] * alpha + (1 - alpha)
+
+
+def on_checkerboard(images: torch.Tensor, square: int = 8) -> torch.Tensor:
+    """Transparent pictures over a light grey checkerboard (the usual way to show where
+    they are transparent), as RGB; others unchanged."""
+    if images.shape[1] != 4:
+        return images
+    h, w = images.shape[-2:]
+    ys = torch.arange(h).div(square, rounding_mode="floor")
+    xs = torch.arange(w).div(square, rounding_mode="floor")
+    board = torch.where((ys[:, None] + xs[None, :]) % 2 == 0, 1.0, 0.6).to(images)
+    alpha = (images[:, 3:].clamp(-1, 1) + 1) / 2
+    return images[:, :3] * alpha + board * (1 - alpha)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``[N, C, H, W]`` floats in ``[-1, 1]`` -> uint8 ``[N, H, W, C]`` (C is 1 or 3)."""
+    """``[N, C, H, W]`` floats in ``[-1, 1]`` -> uint8 ``[N, H, W, C]`` (C is 1, 3 or 4)."""
     images = images.detach().float().cpu().clamp(-1, 1)
     array = ((images + 1) * 127.5).round().to(torch.uint8)
     return array.permute(0, 2, 3, 1).numpy()
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """``[N, C, H, W]`` floats in ``[-1, 1]`` -> PIL images (mode L or RGB)."""
+    """``[N, C, H, W]`` floats in ``[-1, 1]`` -> PIL images (mode L, RGB or RGBA)."""
     return [_array_to_pil(a) for a in to_uint8(images)]
 
 
@@ -33,11 +56,11 @@ def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2
     """Tile ``[N, C, H, W]`` images in ``[-1, 1]`` into one picture, as square as possible.
 
     Args:
-        images: the batch to tile.
+        images: the batch to tile (transparent ones are shown on a checkerboard).
         columns: images per row; default ``ceil(sqrt(N))``.
         padding: pixels of black between and around the tiles.
     """
-    tiles = to_uint8(images)
+    tiles = to_uint8(on_checkerboard(images.detach().float().cpu()))
     n, h, w, c = tiles.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)

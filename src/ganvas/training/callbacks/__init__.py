@@ -38,8 +38,7 @@ class RunView(Protocol):
     train_indices: Any  # indices of the training pictures in ``data``
     held_out: Any  # indices of the held-out pictures (never trained on)
     fixed_latents: torch.Tensor
-    fixed_labels: torch.Tensor | None  # a conditional run's grids: the class of each tile
-    grid_columns: int | None
+    labels: Any  # a conditional run's RunLabels (training/labels.py); None: unconditional
     generator: torch.nn.Module
     discriminator: torch.nn.Module
 

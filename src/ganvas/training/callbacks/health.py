@@ -66,7 +66,7 @@ class HealthMonitor(Callback):
                              else torch.from_numpy(trainer.data.labels[np.sort(pick)]))
         self.probe = torch.randn(PROBE_SAMPLES, c.latent_dim,
                                  generator=stream(c.seed, HEALTH_PROBE))
-        self.probe_c = trainer.typical_labels(PROBE_SAMPLES)
+        self.probe_c = trainer.labels and trainer.labels.typical(PROBE_SAMPLES)
         held_out, train = trainer.held_out, trainer.train_indices
         self.context = {"train_images": len(train), "held_out": len(held_out)}
         if len(held_out):
@@ -76,8 +76,9 @@ class HealthMonitor(Callback):
             unseen = np.sort(chooser.choice(held_out, count, replace=False))
             trained = np.sort(chooser.choice(train, min(count, len(train)), replace=False))
             self.unseen, self.trained = self._images(images, unseen), self._images(images, trained)
-            self.unseen_c, self.trained_c = trainer.label_tensor(unseen), \
-                trainer.label_tensor(trained)
+            if trainer.labels is not None:
+                self.unseen_c = trainer.labels.of_pictures(unseen)
+                self.trained_c = trainer.labels.of_pictures(trained)
 
     @staticmethod
     def _images(images: np.ndarray, pick: np.ndarray) -> torch.Tensor:

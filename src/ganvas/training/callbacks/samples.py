@@ -21,8 +21,9 @@ def save_samples(trainer: Trainer, name: str | None = None) -> Path:
     if not trainer.strategy.is_main:
         return path
     try:
-        images = trainer.render(trainer.fixed_latents, labels=trainer.fixed_labels)
-        save_image(make_grid(images, columns=trainer.grid_columns), path)
+        labels = trainer.labels  # a conditional run's grids: a row per class
+        images = trainer.render(trainer.fixed_latents, labels=labels and labels.grid)
+        save_image(make_grid(images, columns=labels and labels.columns), path)
         plot_training_curves(trainer.metrics.read(), trainer.run_dir / "loss.png")
     except (GanvasError, OSError) as exc:
         trainer.log(f"warning: could not write the sample grid or loss curves: {exc}")
