@@ -51,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
         augment = (f"{own} (the family's own)" if own else
                    f"ada below {SMALL_DATA:,} pictures, else {AUTO_DEFAULTS['augment']}")
         print_stdout(f"    augmentation on auto: {augment}")
+        classes = ("yes (--conditional)" if family.can_take_labels
+                   else f"no ({family.labels_refusal or 'it takes no labels'})")
+        print_stdout("    " + textwrap.fill(f"classes: {classes}", 96,
+                                            subsequent_indent="        "))
+        transparency = family.channels_problem(4)
+        print_stdout("    " + textwrap.fill(
+            "transparent pictures: " + ("yes (--channels 4)" if transparency is None
+                                        else f"no ({transparency})"),
+            96, subsequent_indent="        "))
         for f in dataclasses.fields(family.Options):
             default = "auto" if f.default is None else f.default
             line = f"    --model-option {f.name}=VALUE   (default: {default})"
