@@ -3,8 +3,6 @@ labels, every family that takes labels learning to draw the class it is asked fo
 one-line refusals."""
 
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -96,18 +94,19 @@ def test_a_folder_without_two_classes_is_refused_in_one_line(tmp_path, make, mes
         ganvas.train(data=str(root), conditional=True, model="dcgan", steps=1)
 
 
-def test_data_or_families_without_labels_are_refused_in_one_line(tmp_path, cache):
+def test_data_or_families_without_labels_are_refused_in_one_line(tmp_path, cache, capsys):
     with pytest.raises(GanvasError, match="emoji has no classes"):
         ganvas.train(data="emoji", conditional=True, steps=1)
     data = _shapes(tmp_path / "shapes", per_class=2)
     with pytest.raises(GanvasError, match="model fastgan cannot take class labels.*"
                                           "dcgan, msg, progressive, stylegan2"):
         ganvas.train(data=str(data), conditional=True, model="fastgan", steps=1)
-    done = subprocess.run([sys.executable, "-m", "ganvas.cli.main", "train", "--data", str(data),
-                           "--conditional", "--model", "projected", "--dry-run"],
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "projected cannot take class labels" in done.stderr
+    from ganvas.cli.main import main
+
+    code = main(["train", "--data", str(data), "--conditional", "--model", "projected",
+                 "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "projected cannot take class labels" in err
 
 
 def test_grid_layout_is_one_row_per_class():
@@ -126,15 +125,18 @@ SMALL = {"dcgan": {"base_channels": 16},
          "msg": {"base_channels": 16, "max_channels": 32}}
 
 
-# DCGAN and StyleGAN2 are trained until they draw each class in its colour (a few seconds
-# each: 300 and 150 steps at 16 px). The pictures' own redness is +0.23 for the discs and
-# -0.29 for the squares, a model that ignores the labels draws both alike; in stop 28's runs
-# (mode-seeking term on) the two classes ended 0.16 (DCGAN) and 0.4 (StyleGAN2) apart.
-@pytest.mark.parametrize("model, steps", [("dcgan", 500), ("stylegan2", 250)])
+# DCGAN (16 px, 500 steps) and StyleGAN2 (8 px, 250 steps) are trained until they draw each
+# class in its colour, a few seconds each. The pictures' own redness is +0.23 for the discs
+# and -0.29 for the squares, and a model that ignores the labels draws both alike; in stop
+# 28's runs (mode-seeking term on) the classes ended 0.35-0.55 (DCGAN) and 0.36-0.39
+# (StyleGAN2) apart over seeds 0 to 3.
+@pytest.mark.parametrize("model, resolution, steps", [("dcgan", 16, 500),
+                                                       ("stylegan2", 8, 250)])
 @pytest.mark.parametrize("seed", [0])
-def test_a_conditional_run_draws_the_class_it_is_asked_for(tmp_path, cache, model, steps, seed):
+def test_a_conditional_run_draws_the_class_it_is_asked_for(tmp_path, cache, model, resolution,
+                                                           steps, seed):
     data = _shapes(tmp_path / "shapes")
-    result = ganvas.train(data=str(data), conditional=True, model=model, resolution=16,
+    result = ganvas.train(data=str(data), conditional=True, model=model, resolution=resolution,
                           steps=steps, batch_size=16, latent_dim=16, lr_g=2e-3, lr_d=2e-3,
                           seed=seed,
                           model_options=SMALL[model], augment="none", ema=False, health=False,

@@ -13,9 +13,9 @@ import time
 import pytest
 import torch
 
-COMMON = ["train", "--data", "PICTURES", "--resolution", "16", "--steps", "30",
+COMMON = ["train", "--data", "PICTURES", "--resolution", "16", "--steps", "18",
           "--batch-size", "8", "--latent-dim", "8", "--precision", "fp32",
-          "--checkpoint-every", "3", "--log-every", "2", "--sample-every", "10",
+          "--checkpoint-every", "3", "--log-every", "6", "--sample-every", "100",
           "--augment", "ada", "--ada-kimg", "0.2", "--mirror", "--no-progress",
           "--keep-checkpoints", "100"]  # every step's checkpoint, to compare before the kill
 SMALL = ["--model-option", "base_channels=8", "--model-option", "max_channels=16"]
@@ -78,8 +78,8 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, 
         pytest.fail(f"no killed run matched an uninterrupted one before the kill "
                     f"(at step {resumed_from})")
     straight = match
-    a = torch.load(straight / "checkpoints" / "step-0000030.pt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "step-0000030.pt", weights_only=True)
+    a = torch.load(straight / "checkpoints" / "step-0000018.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "step-0000018.pt", weights_only=True)
     assert a["images_seen"] == b["images_seen"]
     for net in ("generator", "discriminator", "generator_ema"):
         for key in a[net]:

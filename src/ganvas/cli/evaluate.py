@@ -71,7 +71,8 @@ def _log(message: str) -> None:
 def format_table(result: dict[str, Any]) -> str:
     """The scores as a small aligned table."""
     lines = [f"{result['source']} (step {result['step']:,}) against {result['data']}: "
-             f"{result['num_generated']:,} generated, {result['num_real']:,} real images"]
+             f"{result['num_generated']:,} generated, {result['num_real']:,} real images"
+             + (" (composited on white)" if result.get("composited_on") else "")]
     if "fid" in result:
         lines.append(f"  FID        {result['fid']:.4f}")
         for name, fid in result.get("fid_per_class", {}).items():

@@ -281,6 +281,9 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
                           f"{' '.join(names)} needs at least {needed}")
     log(f"real images: {real.num:,} of {real.total:,} from {data} "
         f"({'cached statistics' if real.cached else 'features computed'})")
+    if channels == 4:
+        log("note: transparent pictures (real and generated) are scored composited on white: "
+            "the Inception network knows only opaque photographs")
 
     chunks = []
     with tqdm(total=num, desc="generated image features", unit="img", disable=not progress,
@@ -305,6 +308,8 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
             fake, real.features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     if "pr" in names:
         result["precision"], result["recall"] = precision_recall(real.features, fake, k=pr_k)
+    if channels == 4:
+        result["composited_on"] = "white"
     result.update(num_generated=len(fake), num_real=real.num, data=data, source=str(source),
                   step=int(model.step), seed=seed, resolution=resolution, channels=channels,
                   feature_extractor=extractor.identity)
