@@ -147,6 +147,14 @@ def test_the_vgg_feature_networks_give_four_levels():
     D = ProjectedDiscriminator(spec, build_backbone("vgg16-hed"), 32, 4)
     assert D.layers == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
     assert D(torch.rand(2, 1, 32, 32) * 2 - 1).shape == (2,)  # grayscale: shown as RGB
+    # feature_levels=3: the deepest block is never run, and one head fewer judges
+    backbone = build_backbone("vgg16-hed")
+    three = ProjectedDiscriminator(spec, backbone, 32, 4, levels=3)
+    assert three.layers == ["relu1_2", "relu2_2", "relu3_3"] and len(three.heads) == 3
+    ran = []
+    hook = backbone.features[-1].register_forward_hook(lambda *a: ran.append(1))
+    assert three(torch.rand(2, 1, 32, 32) * 2 - 1).shape == (2,) and not ran
+    hook.remove()
 
 
 @pytest.mark.parametrize("options, needle", [
@@ -155,6 +163,7 @@ def test_the_vgg_feature_networks_give_four_levels():
     ({"generator": "dcgan"}, "generator must be one of fastgan, stylegan2"),
     ({"feature_resolution": 48}, "feature_resolution must be a multiple of 32"),
     ({"projection_channels": 0}, "projection_channels must be 1..1024"),
+    ({"feature_levels": 5}, "feature_levels must be 2..4"),
 ])
 def test_bad_options_are_one_line(options, needle):
     with pytest.raises(GanvasError, match=needle):
