@@ -266,8 +266,8 @@ class Projected(ModelFamily):
         "pixel_head": "one more head on the pictures' own colours (frozen random 1x1 mixing), "
                       "beside the feature levels",
         "feature_levels": "how many levels of the frozen network are read, finest first "
-                          "(2 to 4; the paper's 4; 3 skips VGG16's deepest block: 1.3x the "
-                          "images, and FID 0.49x DCGAN's on emoji in one run, see "
+                          "(2 to 4; the paper's 4; 3 skips VGG16's deepest block: 1.15-1.3x "
+                          "the images, an FID within the runs' spread, see "
                           "docs/benchmarks.md)",
     }
 
