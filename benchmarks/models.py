@@ -285,7 +285,8 @@ def main() -> None:
     if args.small_folder:
         r = args.small_folder_resolution
         changed = parse_settings(args.set, r, {})
-        rows = [(name, {**settings, **changed[name]}) for name, settings in
+        # --set changes every row but the old defaults' augmentation (they are the old ones)
+        rows = [(name, {**changed[name], **settings}) for name, settings in
                 [*SMALL_FOLDER, *[(family, settings) for family in args.small_folder_families
                                   for settings in ({}, OLD_DEFAULTS)]]
                 if name in args.only]
