@@ -21,6 +21,7 @@ from ganvas.models.registry import (
     choose_model_family,
     get_model_family,
 )
+from ganvas.picture_size import size_label
 
 DEFAULT_STEPS = 10_000
 # Built-ins whose pictures are small and grayscale: the lesson's 28 px, one channel.
@@ -56,7 +57,8 @@ def choose_family(config: TrainConfig, num_images: int | None) -> tuple[str, str
     lesson = builtin[0] if builtin is not None and builtin[0] in _SMALL_GRAYSCALE else None
     return choose_model_family(DataProfile(num_images=num_images,
                                            resolution=int(config.resolution or 64),
-                                           lesson=lesson, conditional=config.conditional))
+                                           lesson=lesson, conditional=config.conditional,
+                                           aspect=config.aspect))
 
 
 def resolve_settings(config: TrainConfig, num_images: int | None = None
@@ -114,7 +116,8 @@ def describe_choices(config: TrainConfig, chosen: dict[str, Any], num_images: in
     if not chosen:
         return ""
     size = f"{num_images:,} images" if num_images else "data of unknown size"
-    lines = [f"# chosen automatically for {config.model} at {config.resolution} px and {size}:"]
+    lines = [f"# chosen automatically for {config.model} at "
+             f"{size_label(config.resolution, config.aspect)} and {size}:"]
     reason = chosen.get("model_reason")
     lines += [f"#   {name}: {value}" + (f" ({reason})" if name == "model" and reason else "")
               for name, value in chosen.items() if name != "model_reason"]

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ganvas.errors import GanvasError
+from ganvas.picture_size import FITS, aspect_factors, parse_size
 from ganvas.utils.files import stat_regular_file
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -66,9 +67,18 @@ class TrainConfig:
         "fashion-mnist (add :test for the test split), emoji (3,926 colour emoji)"
     )
     resolution: int | None = _opt(
-        None, "image size in pixels; default 28 for digits/mnist/fashion-mnist, 64 for emoji "
-        "and folders"
+        None, "image size in pixels, or WIDTHxHEIGHT for non-square pictures (128x64: each "
+        "side a power of two; dcgan and stylegan2); default 28 for digits/mnist/"
+        "fashion-mnist, 64 for emoji and folders", metavar="N|WxH", as_text=True
     )
+    # Set by --resolution WxH (resolution is then the shorter side); not a flag of its own.
+    aspect: str | None = _opt(
+        None, "width:height of non-square pictures (2:1, 1:2, ...), from --resolution WxH",
+        derived=True)
+    fit: str = _opt(
+        "crop", "how pictures of another shape fit a non-square --resolution: crop (the "
+        "centre, as square runs do) or pad (the whole picture, the margins filled with its "
+        "border colour, transparent with --channels 4)")
     channels: int | None = _opt(
         None, "1 (grayscale), 3 (RGB) or 4 (RGB with transparency: sprites, icons, emoji "
         "without their white background); default 1 for digits/mnist/fashion-mnist, 3 for "
@@ -79,7 +89,8 @@ class TrainConfig:
         False, "train on classes: each first-level subfolder of --data is a class (digits, "
         "mnist and fashion-mnist use their labels); then `ganvas generate RUN --class NAME`")
     # The classes of a conditional run, fixed from the data when it starts (not a flag).
-    classes: list | None = _opt(None, "the classes of a conditional run, in label order")
+    classes: list | None = _opt(None, "the classes of a conditional run, in label order",
+                                derived=True)
     workers: int | None = _opt(
         None, "processes that decode a folder the first time (later runs read the cache); "
         "default: one per CPU core, at most 8"
@@ -246,9 +257,15 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise GanvasError(f"{source}: expected a mapping of option names to values")
         config = cls()
+        size = None
         for key, value in values.items():
             name = normalise_key(key, source)
+            if name == "resolution" and isinstance(value, str) and not value.strip().isdigit():
+                size = parse_size(value)  # WIDTHxHEIGHT: the shorter side and the aspect
+                continue
             setattr(config, name, coerce(cls, name, value, source))
+        if size is not None:  # (after the loop: it says the aspect, whatever else does)
+            config.resolution, config.aspect = size
         return config
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -262,6 +279,12 @@ class TrainConfig:
                 "(digits, mnist, fashion-mnist, emoji)"
             )
         _positive(self.resolution, "--resolution", allow_none=True, minimum=4)
+        if aspect_factors(self.aspect) != (1, 1) and self.resolution is not None \
+                and self.resolution & (self.resolution - 1):
+            raise GanvasError(f"--resolution: the sides of non-square pictures are powers of "
+                              f"two, and {self.resolution} is not")
+        if self.fit not in FITS:
+            raise GanvasError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if self.resolution is not None and self.resolution > 4096:
             raise GanvasError(f"--resolution {self.resolution} is too large (at most 4096)")
         if self.channels not in (None, 1, 3, 4):
@@ -374,6 +397,8 @@ def flag_words(name: str, value: Any) -> list[str]:
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if name not in fields:
         raise ValueError(f"{name!r} is not a TrainConfig field")
+    if fields[name].metadata.get("derived"):  # filled in from the data or another flag
+        return []
     flag = fields[name].metadata.get("flag", "--" + name.replace("_", "-"))
 
     def plain(v: Any) -> Any:  # what YAML can write: lists, not tuples

@@ -29,6 +29,7 @@ from PIL import Image
 from ganvas.data.preprocess import fit_square, to_mode
 from ganvas.generate import ImageGenerator
 from ganvas.latents import save_latent
+from ganvas.picture_size import picture_fit
 from ganvas.utils.checks import whole_number
 from ganvas.utils.images import make_grid, save_image, to_pil
 
@@ -57,7 +58,7 @@ class Projection:
     Attributes:
         kind: ``"w"`` (a style vector for every layer, ``[1, num_ws, w_dim]``) or ``"z"``.
         latent: the latent found.
-        image: its picture ``[1, C, R, R]`` in ``[-1, 1]``; ``target`` the photo, alike.
+        image: its picture ``[1, C, H, W]`` in ``[-1, 1]``; ``target`` the photo, alike.
         distances: the distance to the photo at every step.
         typical: the distance between two of the model's own samples (the yardstick).
         noise: the optimised noise map of every noise input (stylegan2), in model order.
@@ -97,9 +98,11 @@ class PerceptualDistance:
         x = (images.float() + 1) / 2
         if self.channels == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-1] < FEATURE_SIDE:
-            x = F.interpolate(x, size=(FEATURE_SIDE, FEATURE_SIDE), mode="bilinear",
-                              align_corners=False)
+        height, width = x.shape[-2:]
+        if min(height, width) < FEATURE_SIDE:  # (a non-square picture keeps its shape)
+            scale = FEATURE_SIDE / min(height, width)
+            x = F.interpolate(x, size=(round(height * scale), round(width * scale)),
+                              mode="bilinear", align_corners=False)
         found = self.backbone(self.backbone.preprocess(x), self.layers)
         return [f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10) for f in found.values()]
 
@@ -113,15 +116,23 @@ class PerceptualDistance:
         return feature / len(mine) + PIXEL_WEIGHT * pixel
 
 
-def load_photo(path: str | os.PathLike | Image.Image, resolution: int, channels: int
-               ) -> torch.Tensor:
-    """A photo as ``[1, C, R, R]`` in ``[-1, 1]``: centre-cropped square, resized."""
+def load_photo(path: str | os.PathLike | Image.Image, resolution: int, channels: int,
+               aspect: tuple[int, int] = (1, 1), fit: str = "crop") -> torch.Tensor:
+    """A photo as ``[1, C, R, R]`` in ``[-1, 1]``: centre-cropped square, resized (a
+    non-square model's ``aspect``: fitted to its shape as its training pictures were)."""
     from ganvas.style.images import open_picture
 
-    picture = to_mode(fit_square(open_picture(path, "photo"), resolution), channels)
-    array = torch.from_numpy(np.array(picture, dtype=np.float32).reshape(
-        resolution, resolution, channels)).permute(2, 0, 1)
-    return (array / 127.5 - 1).unsqueeze(0)
+    picture = open_picture(path, "photo")
+    if tuple(aspect) == (1, 1):
+        picture = to_mode(fit_square(picture, resolution), channels)
+        array = np.array(picture, dtype=np.float32).reshape(resolution, resolution, channels)
+    else:
+        from ganvas.data.preprocess import process_image
+
+        array = process_image(picture, resolution, channels, aspect=aspect, fit=fit)
+        array = array.transpose(1, 2, 0).astype(np.float32)
+    return (torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1) / 127.5 - 1
+            ).unsqueeze(0)
 
 
 def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
@@ -150,7 +161,8 @@ def project(model: ImageGenerator, photo: str | os.PathLike | Image.Image, *,
         backbone = load_backbone("vgg16-hed", device=model.device)
     G = copy.deepcopy(model.generator).eval().requires_grad_(False)
     device = model.device
-    target = load_photo(photo, G.resolution, G.channels).to(device)
+    fit = picture_fit(model.config)["fit"]
+    target = load_photo(photo, G.resolution, G.channels, G.aspect, fit).to(device)
     distance = PerceptualDistance(backbone, G.channels)
     rng = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -201,11 +201,12 @@ def write_walk(source: str | os.PathLike, output: str | os.PathLike, *,
     if frames < len(latents):
         raise GanvasError(f"--frames {frames}: fewer frames than keyframes; give at least "
                           f"{len(latents)}")
-    side = model.generator.resolution
-    scale = scale or max(1, math.ceil(MIN_SIDE / side))
+    rows, columns = model.generator.shape  # (a non-square model's frames keep its shape)
+    scale = scale or max(1, math.ceil(MIN_SIDE / min(rows, columns)))
     if not 1 <= scale <= 64:
         raise GanvasError(f"--scale {scale}: give 1 to 64")
-    width = height = side * scale + (side * scale) % 2  # video wants even sides
+    width = columns * scale + (columns * scale) % 2  # video wants even sides
+    height = rows * scale + (rows * scale) % 2
     out = _Frames(Path(output), width, height, fps)
     try:
         bar = progress_bar(total=frames, enabled=progress, unit="frame", desc="walk")

@@ -88,7 +88,8 @@ class AdaptiveAugment:
         # rotation by a multiple of 90 degrees
         k = per_sample(lambda m: torch.randint(0, 4, (m,), generator=self.generator), n
                        ).float() * (math.pi / 2)
-        compose(self._chance(n), _rotation(k))
+        ratio = w / h
+        compose(self._chance(n), _rotation(k, ratio))
         # integer translation, up to 1/8 of the size
         t = (self._uniform(n, 2) * 2 - 1) * 0.125
         t[:, 0] = torch.round(t[:, 0] * w) / w
@@ -99,11 +100,13 @@ class AdaptiveAugment:
         compose(self._chance(n), _scale(s, s))
         # arbitrary rotation; the probability is split so two chances give about p
         p_rot = 1 - math.sqrt(max(0.0, 1 - self.p))
-        compose(self._chance(n, p_rot), _rotation((self._uniform(n) * 2 - 1) * math.pi))
+        compose(self._chance(n, p_rot),
+                _rotation((self._uniform(n) * 2 - 1) * math.pi, ratio))
         # anisotropic scaling
         s = torch.exp2(self._normal(n) * 0.2)
         compose(self._chance(n), _scale(s, 1 / s))
-        compose(self._chance(n, p_rot), _rotation((self._uniform(n) * 2 - 1) * math.pi))
+        compose(self._chance(n, p_rot),
+                _rotation((self._uniform(n) * 2 - 1) * math.pi, ratio))
         # fractional translation
         compose(self._chance(n), _translation(self._normal(n, 2) * 0.125 * 2))
         return eye[:, :2, :]
@@ -161,10 +164,14 @@ class AdaptiveAugment:
         self._calls = int(state["calls"])
 
 
-def _rotation(angle: torch.Tensor) -> torch.Tensor:
+def _rotation(angle: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
+    """A rotation in grid coordinates of a picture ``ratio`` times as wide as tall: grid
+    units are half the width across and half the height down, so a turn of a non-square
+    picture is the pixel-space rotation seen through that stretch (without it, a 2:1
+    picture would turn and shear)."""
     m = torch.eye(3).repeat(len(angle), 1, 1)
     c, s = torch.cos(angle), torch.sin(angle)
-    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s / ratio, s * ratio, c
     return m
 
 

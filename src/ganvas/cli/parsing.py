@@ -75,7 +75,8 @@ def add_config_options(parser: argparse.ArgumentParser, groups: dict[str, list[s
                     if choosers else ")")
             elif default is not None:
                 help_text += f" (default: {default})"
-            kind = _base_type(hints[name])
+            # (as_text: read by TrainConfig.from_dict, which takes more than a number)
+            kind = str if f.metadata.get("as_text") else _base_type(hints[name])
             kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
                                       "help": help_text}
             if kind is bool:

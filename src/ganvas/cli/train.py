@@ -21,7 +21,7 @@ examples:
 """
 
 OPTION_GROUPS = {
-    "data": ["data", "resolution", "channels", "mirror", "conditional", "workers",
+    "data": ["data", "resolution", "fit", "channels", "mirror", "conditional", "workers",
              "max_image_pixels"],
     "model": ["model", "latent_dim", "model_options"],
     "optimisation": ["loss", "lr_g", "lr_d", "beta1", "beta2", "batch_size", "steps",
@@ -78,7 +78,8 @@ def dry_run(config: TrainConfig) -> str:
     num_images = count_images(config.data)
     resolved, chosen = resolve_settings(config, num_images)
     make_spec(resolved.model, resolution=resolved.resolution, channels=resolved.channels,
-              latent_dim=resolved.latent_dim, options=resolved.model_options)
+              latent_dim=resolved.latent_dim, options=resolved.model_options,
+              aspect=resolved.aspect)
     get_loss(resolved.loss, resolved.label_smoothing)
     notes = describe_choices(resolved, chosen, num_images)
     if not resolved.quiet_checks:

@@ -21,6 +21,7 @@ from ganvas.data.emoji import load_emoji
 from ganvas.data.folder import default_workers, load_folder, scan_folder
 from ganvas.data.imageset import ImageSet
 from ganvas.errors import GanvasError
+from ganvas.picture_size import FITS, aspect_factors, size_label
 
 
 def _as_int(value: object, option: str, requirement: str) -> int:
@@ -93,8 +94,12 @@ def load_images(
     progress: bool = True,
     log: Callable[[str], None] = print,
     classes: Sequence[str] | None = None,
+    aspect: str | None = None,
+    fit: str = "crop",
 ) -> ImageSet:
-    """Load ``spec`` (a folder of images or a built-in dataset name) as ``uint8 [N,C,R,R]``.
+    """Load ``spec`` (a folder of images or a built-in dataset name) as ``uint8 [N,C,R,R]``
+    (``[N, C, H, W]`` for a non-square ``aspect`` such as "2:1", fitted by ``fit``: crop
+    or pad; folders only).
 
     Folder results and resized built-ins are cached under ``<cache_dir>/datasets/``;
     ``cache_dir`` defaults to ``$GANVAS_CACHE`` or ``~/.cache/ganvas``. With ``classes``
@@ -104,7 +109,7 @@ def load_images(
     loaded = _load_images(spec, resolution=resolution, channels=channels,
                           cache_dir=cache_dir, workers=workers,
                           max_image_pixels=max_image_pixels, progress=progress, log=log,
-                          classes=classes)
+                          classes=classes, aspect=aspect, fit=fit)
     if classes is not None:
         if loaded.labels is None:  # the data has no labels of its own
             check_class_names((), repr(str(spec)))
@@ -121,7 +126,8 @@ def load_images(
 def _load_images(spec: str, *, resolution: int, channels: int,
                  cache_dir: str | os.PathLike[str] | None, workers: int | None,
                  max_image_pixels: int, progress: bool, log: Callable[[str], None],
-                 classes: Sequence[str] | None) -> ImageSet:
+                 classes: Sequence[str] | None, aspect: str | None = None,
+                 fit: str = "crop") -> ImageSet:
     resolution = _as_int(resolution, "--resolution", "an integer >= 4")
     if resolution < 4:
         raise GanvasError(f"--resolution must be at least 4, got {resolution}")
@@ -145,8 +151,16 @@ def _load_images(spec: str, *, resolution: int, channels: int,
     cache = DatasetCache(resolve_cache_dir(cache_dir), log)
     label = repr(spec)
     builtin = parse_builtin(spec)
+    factors = aspect_factors(aspect)
+    if fit not in FITS:
+        raise GanvasError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
     if builtin is not None:
         name, split = builtin
+        if factors != (1, 1):
+            size = size_label(resolution, aspect).removesuffix(" px")
+            raise GanvasError(f"--resolution {size}: {name}'s "
+                              "pictures are square; non-square training reads a folder of "
+                              "your pictures (--data FOLDER)")
         if channels == 4 and name != "emoji":
             raise GanvasError(f"--channels 4 keeps transparency, and {name} has none; use "
                               "--data emoji or a folder of PNG/WebP pictures with it")
@@ -177,4 +191,4 @@ def _load_images(spec: str, *, resolution: int, channels: int,
         )
     return load_folder(folder, resolution=resolution, channels=channels, cache=cache,
                        workers=workers, max_image_pixels=max_image_pixels, progress=progress,
-                       log=log, label=label, classes=classes)
+                       log=log, label=label, classes=classes, aspect=factors, fit=fit)

@@ -136,9 +136,12 @@ def decode_files(
     workers: int,
     progress: bool,
     log: Log,
+    aspect: tuple[int, int] = (1, 1),
+    fit: str = "crop",
 ) -> tuple[int, list[tuple[str, str]]]:
     """Decode ``files`` in order into ``out[0:count]``; returns ``(count, failures)``."""
-    tasks = [(f.path, resolution, channels, max_image_pixels, f.regular) for f in files]
+    tasks = [(f.path, resolution, channels, max_image_pixels, f.regular, aspect, fit)
+             for f in files]
     failures: list[tuple[str, str]] = []
     count = 0
     done = 0
@@ -223,9 +226,13 @@ def load_folder(
     log: Log,
     label: str,
     classes: Sequence[str] | None = None,
+    aspect: tuple[int, int] = (1, 1),
+    fit: str = "crop",
 ) -> ImageSet:
     """Load every image below ``folder`` as ``uint8 [N, C, res, res]`` (cached); with
-    ``classes``, each labelled by the class its first-level subfolder names."""
+    ``classes``, each labelled by the class its first-level subfolder names. A non-square
+    ``aspect`` (width, height in units of ``resolution``) gives ``[N, C, H, W]`` pictures,
+    fitted by ``fit`` (crop or pad)."""
     root = os.path.abspath(folder)
     try:
         scan = scan_folder(root)
@@ -253,10 +260,14 @@ def load_folder(
         )
 
     family = ["folder", root, resolution, channels, max_image_pixels]
+    size = f"{resolution}px"
+    if tuple(aspect) != (1, 1):  # (square keys unchanged: their caches stay valid)
+        family += [list(aspect), fit]
+        size = f"{resolution * aspect[0]}x{resolution * aspect[1]}-{fit}"
     listing = [[f.rel, f.size, f.mtime_ns, f.regular] for f in files]
-    key = make_key(f"{os.path.basename(root) or 'root'}-{resolution}px-{channels}ch",
+    key = make_key(f"{os.path.basename(root) or 'root'}-{size}-{channels}ch",
                    family, listing)
-    tail = (channels, resolution, resolution)
+    tail = (channels, resolution * aspect[1], resolution * aspect[0])
 
     def labels(skipped_files: Sequence[str]) -> np.ndarray | None:
         if classes is None:
@@ -283,6 +294,7 @@ def load_folder(
         count, failures = decode_files(
             files, writer.array, resolution=resolution, channels=channels,
             max_image_pixels=max_image_pixels, workers=workers, progress=progress, log=log,
+            aspect=tuple(aspect), fit=fit,
         )
         if count == 0:
             raise GanvasError(

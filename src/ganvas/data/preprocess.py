@@ -21,6 +21,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -228,13 +229,29 @@ def _transpose_box(box: Box, size: tuple[int, int], method: Image.Transpose) -> 
     }[method]
 
 
+def fitted_box(w: int, h: int, size: tuple[int, int], fit: str
+               ) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
+    """The part of a ``w`` x ``h`` picture that fills ``size`` (width, height), and the
+    size it is resized to: ``crop`` the largest centred box of the size's shape, resized
+    to ``size``; ``pad`` the whole picture, resized to fit inside ``size``."""
+    tw, th = size
+    if fit == "pad":
+        scale = min(tw / w, th / h)
+        return (0.0, 0.0, float(w), float(h)), (max(1, min(tw, round(w * scale))),
+                                                 max(1, min(th, round(h * scale))))
+    bw, bh = (w, w * th / tw) if w * th <= h * tw else (h * tw / th, h)
+    return ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2), (tw, th)
+
+
 def shrink(
-    img: Image.Image, resolution: int, channels: int, orientation: int = 1
+    img: Image.Image, resolution: int, channels: int, orientation: int = 1,
+    size: tuple[int, int] | None = None, fit: str = "crop",
 ) -> tuple[Image.Image, Box]:
     """The part of ``img`` that :func:`fit_square` needs, converted to ``L``/``RGB``.
 
     Returns the (possibly reduced) image, turned by the EXIF ``orientation``, and the
-    centre square in its coordinates to resize to ``resolution``. As in ``fit_square``
+    centre square in its coordinates to resize to ``resolution`` (or, with ``size``, the
+    box that :func:`fitted_box` picks for a ``size`` picture). As in ``fit_square``
     (Pillow's ``reducing_gap=3``), a picture at least ``2 * REDUCING_GAP`` times larger
     than ``resolution`` is first reduced by an integer factor (box average, after alpha is
     composited on white), and only the centre square plus the margin that the resampling
@@ -242,10 +259,17 @@ def shrink(
     copy of the picture is made; the result is the same as with full-size copies.
     """
     w, h = img.size
-    side = min(w, h)
-    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-    scale = side / resolution
-    factor = int(scale / REDUCING_GAP) if side >= REDUCING_GAP * resolution else 1
+    if size is None:
+        side = min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        target = resolution
+    else:  # (the square case through here gives the same box and scale)
+        # the box in the stored picture's coordinates, of the shape the turned one needs
+        turns = _TRANSPOSE.get(orientation) in _SWAPS_AXES
+        box, (target, _) = fitted_box(w, h, size[::-1] if turns else size, fit)
+        side = box[2] - box[0]
+    scale = side / target
+    factor = int(scale / REDUCING_GAP) if side >= REDUCING_GAP * target else 1
     if factor > 1:  # exactly the box Pillow's resize(reducing_gap=...) would reduce
         support = (3.0 - 0.5) * scale  # Lanczos
         region = (max(0, int(box[0] - support)), max(0, int(box[1] - support)),
@@ -295,19 +319,50 @@ def orientation_of(img: Image.Image) -> int:
 
 
 def process_image(
-    img: Image.Image, resolution: int, channels: int, orientation: int = 1
+    img: Image.Image, resolution: int, channels: int, orientation: int = 1,
+    aspect: tuple[int, int] = (1, 1), fit: str = "crop",
 ) -> np.ndarray:
     """Mode conversion, EXIF ``orientation``, resize and crop of an already-loaded image.
 
-    Same result as ``fit_square(to_mode(turned img))``, without full-size copies.
+    Same result as ``fit_square(to_mode(turned img))``, without full-size copies. A
+    non-square ``aspect`` (width, height in units of ``resolution``) gives a picture of
+    that shape: the centre cropped to it, or with ``fit="pad"`` the whole picture inside
+    it, the margins filled with its border's average colour (transparent with alpha).
     """
-    small, box = shrink(img, resolution, channels, orientation)
-    size = (resolution, resolution)
-    if small.size == size and box == (0, 0, *size):
-        return to_array(small)
-    side = box[2] - box[0]
-    resample = Image.Resampling.LANCZOS if side > resolution else Image.Resampling.BICUBIC
-    return to_array(small.resize(size, resample, box=box))
+    if tuple(aspect) == (1, 1):
+        small, box = shrink(img, resolution, channels, orientation)
+        size = inner = (resolution, resolution)
+    else:
+        size = (resolution * aspect[0], resolution * aspect[1])
+        turned = img.size[::-1] if _TRANSPOSE.get(orientation) in _SWAPS_AXES else img.size
+        inner = fitted_box(*turned, size, fit)[1]
+        small, box = shrink(img, resolution, channels, orientation, size, fit)
+    if small.size == inner and box == (0, 0, *inner):
+        resized = small
+    else:
+        side = box[2] - box[0]
+        resample = Image.Resampling.LANCZOS if side > inner[0] else Image.Resampling.BICUBIC
+        resized = small.resize(inner, resample, box=box)
+    if inner == size:
+        return to_array(resized)
+    return to_array(padded(resized, size))
+
+
+def padded(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``img`` centred on a ``size`` canvas of its border's average colour (transparent for
+    a picture with alpha): margins that continue the picture's edge are easier for a
+    generator to draw, and to ignore, than bars of a colour the picture never had."""
+    w, h = img.size
+    if img.mode == "RGBa":
+        fill: Any = (0, 0, 0, 0)
+    else:
+        a = np.asarray(img, dtype=np.float64)
+        border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+        fill = tuple(int(round(v)) for v in np.atleast_1d(border.mean(0)))
+        fill = fill[0] if img.mode == "L" else fill
+    canvas = Image.new(img.mode, size, fill)
+    canvas.paste(img, ((size[0] - w) // 2, (size[1] - h) // 2))
+    return canvas
 
 
 def to_array(img: Image.Image) -> np.ndarray:
@@ -320,8 +375,10 @@ def to_array(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def decode_file(path: str, resolution: int, channels: int, max_image_pixels: int) -> np.ndarray:
-    """Decode one image file to ``uint8 [C, resolution, resolution]``.
+def decode_file(path: str, resolution: int, channels: int, max_image_pixels: int,
+                aspect: tuple[int, int] = (1, 1), fit: str = "crop") -> np.ndarray:
+    """Decode one image file to ``uint8 [C, resolution, resolution]`` (``[C, H, W]`` of a
+    non-square ``aspect``, fitted by ``fit``: see :func:`process_image`).
 
     Raises :class:`SkipImage` (or any other exception) when the file cannot be used.
     """
@@ -352,12 +409,14 @@ def decode_file(path: str, resolution: int, channels: int, max_image_pixels: int
                     raise SkipImage(f"too large ({w}x{h} pixels; limit {max_image_pixels:,})")
                 if w < 1 or h < 1:
                     raise SkipImage(f"empty image ({w}x{h})")
-                if img.format == "JPEG" and min(w, h) >= 2 * resolution:
+                want = (resolution * aspect[0], resolution * aspect[1])
+                if img.format == "JPEG" and min(w / want[0], h / want[1]) >= 2:
                     draft_mode = "L" if channels == 1 and img.mode == "RGB" else img.mode
-                    img.draft(draft_mode, (resolution, resolution))
+                    img.draft(draft_mode, want)
                 img.load()  # first frame for GIF/WebP/TIFF; raises on truncated data
                 # Rotate after shrinking: exif_transpose would copy the full-size picture.
-                return process_image(img, resolution, channels, orientation_of(img))
+                return process_image(img, resolution, channels, orientation_of(img),
+                                     aspect, fit)
         finally:
             Image.MAX_IMAGE_PIXELS = old_limit
 
@@ -400,16 +459,17 @@ def skip_reason(exc: BaseException) -> str:
 
 
 def decode_task(
-    task: tuple[str, int, int, int, bool],
+    task: tuple[str, int, int, int, bool, tuple[int, int], str],
 ) -> tuple[np.ndarray | None, str | None]:
-    """Worker entry point: ``(path, resolution, channels, max_pixels, regular)``.
+    """Worker entry point: ``(path, resolution, channels, max_pixels, regular, aspect,
+    fit)``.
 
     Returns ``(array, None)`` or ``(None, reason)``; never raises for a bad file.
     """
-    path, resolution, channels, max_image_pixels, regular = task
+    path, resolution, channels, max_image_pixels, regular, aspect, fit = task
     if not regular:
         return None, "not a regular file"
     try:
-        return decode_file(path, resolution, channels, max_image_pixels), None
+        return decode_file(path, resolution, channels, max_image_pixels, aspect, fit), None
     except Exception as exc:  # one hostile file must never stop the run
         return None, skip_reason(exc)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ganvas.config import TrainConfig
 from ganvas.health.report import train_flags
+from ganvas.picture_size import picture_shape
 from ganvas.runs import checkpoint as ckpt
 from ganvas.runs.metrics import iter_metrics
 from ganvas.runs.sources import GeneratorSource
@@ -26,6 +27,10 @@ def training_command(config: dict[str, Any]) -> str:
                and value != defaults.get(name, value)}
     if changed.get("augment", config.get("augment")) != "diffaugment":
         changed.pop("diffaugment_policy", None)  # read only with --augment diffaugment
+    aspect = config.get("aspect")
+    if isinstance(aspect, str) and isinstance(config.get("resolution"), int):
+        height, width = picture_shape(config["resolution"], aspect)
+        changed["resolution"] = f"{width}x{height}"  # (the aspect has no flag of its own)
     return f"ganvas train {train_flags(changed)}"
 
 
@@ -36,14 +41,16 @@ def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSour
     facts = _run_facts(source, read.step)
     data = config.get("data", "unknown")
     pictures = facts.get("num_images")
+    height, width = generator.shape
+    size = f"{width}x{height} px" if width != height else f"{width} px"
     lines = [
-        f"# {config.get('model', 'ganvas')} generator, {generator.resolution} px",
+        f"# {config.get('model', 'ganvas')} generator, {size}",
         "",
         f"A {config.get('model', '?')} generator trained with ganvas and exported as {fmt}.",
         "",
         "| | |", "|---|---|",
         f"| family | {config.get('model', '?')} |",
-        f"| pictures | {generator.resolution} x {generator.resolution} px, "
+        f"| pictures | {width} x {height} px (width x height), "
         f"{ {1: 'grayscale', 3: 'RGB'}.get(generator.channels, 'RGBA (with transparency)')} |",
         f"| latent | z, {generator.latent_dim} numbers from a standard normal distribution |",
         *([f"| classes | {', '.join(f'{i} {name}' for i, name in enumerate(classes))} "
@@ -89,7 +96,7 @@ def write_model_card(folder: Path, fmt: str, generator: Any, read: GeneratorSour
             + (f"`c` (float32, N x {len(classes)}: one-hot rows, the classes in the order "
                "above) " if classes else "")
             + "and `truncation` (a float32 scalar, 1 for none); output: `images` (float32, N x "
-            f"{generator.channels} x {generator.resolution} x {generator.resolution}, in "
+            f"{generator.channels} x {height} x {width}, in "
             "[0, 1]). Per-pixel noise, where the family has it, is the fixed one. Checked "
             f"against PyTorch with onnxruntime when exported: at most {difference:.1e} apart.",
             "",

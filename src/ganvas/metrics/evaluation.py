@@ -22,6 +22,7 @@ from ganvas.metrics.statistics import (
     kernel_inception_distance,
     precision_recall,
 )
+from ganvas.picture_size import picture_fit
 from ganvas.utils.checks import whole_number
 from ganvas.utils.files import atomic_write
 
@@ -143,11 +144,13 @@ def _write_cache(path: Path, key: str, stats: RealStatistics, log: Log) -> Path 
 def real_statistics(data_spec: str, resolution: int, channels: int,
                     extractor: FeatureExtractor, num: int | None = None,
                     cache_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 50,
-                    progress: bool = True, log: Log = print) -> RealStatistics:
+                    progress: bool = True, log: Log = print, aspect: str | None = None,
+                    fit: str = "crop") -> RealStatistics:
     """Features and mean/covariance of (up to ``num`` of) the real images, cached.
 
     The images are loaded as training loads them (``ganvas.data.load_images``) at the given
-    resolution and channels. With more than ``num`` images a fixed random subset is used.
+    resolution and channels (and a non-square run's ``aspect`` and ``fit``). With more
+    than ``num`` images a fixed random subset is used.
     The result is cached as ``<cache_dir>/metrics/<name>-<key>.npz``, keyed by the sha256
     of the image bytes, the number used and ``extractor.identity``; ``cache_dir`` defaults to
     ``$GANVAS_CACHE`` or ``~/.cache/ganvas``. An unreadable cache file is rebuilt.
@@ -159,7 +162,8 @@ def real_statistics(data_spec: str, resolution: int, channels: int,
         num = whole_number(num, "--num", 1, MAX_NUM)
     batch_size = whole_number(batch_size, "--batch-size", 1, 65_536)
     images = load_images(data_spec, resolution=resolution, channels=channels,
-                         cache_dir=cache_dir, progress=progress, log=log).images
+                         cache_dir=cache_dir, progress=progress, log=log, aspect=aspect,
+                         fit=fit).images
     total = len(images)
     used = total if num is None else min(num, total)
     parts = [CACHE_FORMAT, images_digest(images), total, used, SUBSET_SEED, extractor.identity]
@@ -275,7 +279,8 @@ def evaluate(source: str | os.PathLike[str], data: str | None = None, num: int =
         extractor = _check_extractor(inception)
 
     real = real_statistics(data, resolution, channels, extractor, num=num, cache_dir=cache_dir,
-                           batch_size=batch_size, progress=progress, log=log)
+                           batch_size=batch_size, progress=progress, log=log,
+                           **picture_fit(config))
     if real.num < needed:
         raise GanvasError(f"--data {data}: has {real.num} image(s); --metrics "
                           f"{' '.join(names)} needs at least {needed}")
@@ -333,7 +338,7 @@ def fid_per_class(model: Any, data: str, extractor: Any, num: int, seed: int, *,
     loaded = load_images(data, resolution=model.generator.resolution,
                          channels=model.generator.channels, cache_dir=cache_dir,
                          progress=progress, log=lambda message: None,
-                         classes=model.classes)
+                         classes=model.classes, **picture_fit(model.config))
     per_class = num // len(model.classes)
     scores: dict[str, float] = {}
     skipped = []

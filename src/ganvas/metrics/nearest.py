@@ -19,6 +19,7 @@ from PIL import Image
 from ganvas.errors import GanvasError
 from ganvas.metrics.evaluation import extract_features, real_statistics
 from ganvas.metrics.inception import FeatureExtractor, load_inception
+from ganvas.picture_size import picture_fit
 from ganvas.utils.checks import whole_number
 from ganvas.utils.images import make_grid
 
@@ -117,12 +118,12 @@ def nearest_training_images(source: str | os.PathLike, *, data: str | None = Non
     else:
         extractor = load_inception(inception, device=device, log=log)
     real = real_statistics(os.fspath(data), resolution, channels, extractor, num=None,
-                           progress=progress, log=log)
+                           progress=progress, log=log, **picture_fit(config))
     if real.num < 2:
         raise GanvasError(f"--data {data}: needs at least 2 training images to compare with")
     k = min(k, real.num)
     images = load_images(os.fspath(data), resolution=resolution, channels=channels,
-                         progress=False, log=lambda message: None
+                         progress=False, log=lambda message: None, **picture_fit(config)
                          ).images  # the same arrays again, from the cache
     samples = model.sample_tensor(num, seed)
     features = extract_features(extractor, samples)

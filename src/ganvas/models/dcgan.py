@@ -3,6 +3,8 @@
 At 28 px this is exactly the lesson's network (G ConvTranspose k3 s2 256->128->64->C,
 D Conv k4 s2 64->128->256->1 with BatchNorm); at 16 px and above any power of two it is the
 standard DCGAN, starting from 4x4 and doubling, with channels halving as resolution doubles.
+Non-square pictures (``--resolution 128x64``) start from 4x8 (or 8x4, ...) instead, and the
+discriminator's last layer reads the same 4x8 map.
 
 Class-conditional (``--conditional``): the generator takes z joined with an embedding of the
 class, and the discriminator adds the projection of the class's embedding onto its last
@@ -35,7 +37,7 @@ class DCGANGenerator(GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
-                     channels=spec.channels, c_dim=spec.c_dim)
+                     channels=spec.channels, c_dim=spec.c_dim, aspect=spec.aspect)
         # A conditional generator's input: z joined with the class's embedding (z's size).
         self.labels = LabelEmbedding(spec.c_dim, spec.latent_dim) if spec.c_dim else None
         inputs = spec.latent_dim * (2 if spec.c_dim else 1)
@@ -54,7 +56,9 @@ class DCGANGenerator(GeneratorNetwork):
         else:
             schedule = _channel_schedule(spec.resolution, base, cap)
             sizes = sorted(schedule)
-            layers = [nn.ConvTranspose2d(inputs, schedule[4], 4, 1, 0, bias=False),
+            # z (1x1) -> 4x4, or 4x8 / 8x4 ... for non-square pictures
+            start = (4 * spec.aspect[1], 4 * spec.aspect[0])
+            layers = [nn.ConvTranspose2d(inputs, schedule[4], start, 1, 0, bias=False),
                       nn.BatchNorm2d(schedule[4]), nn.ReLU(True)]
             for small, big in zip(sizes, sizes[1:]):
                 layers += [nn.ConvTranspose2d(schedule[small], schedule[big], 4, 2, 1, bias=False),
@@ -104,7 +108,8 @@ class DCGANDiscriminator(DiscriminatorNetwork):
             for big, small in zip(sizes, sizes[1:]):
                 layers += [nn.Conv2d(schedule[big], schedule[small], 4, 2, 1, bias=False),
                            _norm(norm, schedule[small]), nn.LeakyReLU(slope, True)]
-            layers.append(nn.Conv2d(schedule[4], 1, 4, 1, 0))
+            layers.append(nn.Conv2d(schedule[4], 1, (4 * spec.aspect[1], 4 * spec.aspect[0]),
+                                    1, 0))
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
         self.classes = spec.c_dim
@@ -128,6 +133,7 @@ class DCGAN(ModelFamily):
     chosen_for = ("the lesson's datasets (digits, mnist, fashion-mnist), and any data no "
                   "other family claims")
     can_take_labels = True
+    can_be_non_square = True
 
     @classmethod
     def claim(cls, data: DataProfile) -> Claim:

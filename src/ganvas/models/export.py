@@ -34,7 +34,7 @@ def architecture(config: dict[str, Any]) -> dict[str, Any]:
     conditional model too: their number sizes its label input)."""
     return {**{k: config[k] for k in ("model", "resolution", "channels", "latent_dim",
                                       "model_options")},
-            "classes": config.get("classes") or []}
+            "classes": config.get("classes") or [], "aspect": config.get("aspect")}
 
 
 def save_generator(folder: str | os.PathLike, generator: nn.Module,
@@ -124,9 +124,12 @@ def build_from_config(config: dict[str, Any], where: str) -> nn.Module:
             and len(set(classes)) == len(classes)):
         raise GanvasError(f"{where}: invalid class names {str(classes)[:40]!r}")
     try:
+        if not (arch["aspect"] is None or isinstance(arch["aspect"], str)):
+            raise GanvasError(f"invalid aspect {str(arch['aspect'])[:40]!r}")
         return build_generator(arch["model"], resolution=arch["resolution"],
                                channels=arch["channels"], latent_dim=arch["latent_dim"],
-                               options=arch["model_options"], c_dim=len(classes))
+                               options=arch["model_options"], c_dim=len(classes),
+                               aspect=arch["aspect"])
     except GanvasError as exc:
         raise GanvasError(f"{where}: {exc}") from None
 

@@ -237,14 +237,16 @@ def check_labels(network: nn.Module, c: torch.Tensor | None) -> None:
 
 class OutputBlock(nn.Module):
     """The discriminator's 4x4 end: minibatch standard deviation, a 3x3 convolution, a
-    dense layer over the 4x4 map, and the logit (plus the projection of the class labels
-    onto the dense layer's features, for a conditional discriminator)."""
+    dense layer over the 4x4 map (``cells``: 32 for the 4x8 map of 2:1 pictures), and the
+    logit (plus the projection of the class labels onto the dense layer's features, for a
+    conditional discriminator)."""
 
-    def __init__(self, in_channels: int, channels: int, group_size: int = 4, classes: int = 0):
+    def __init__(self, in_channels: int, channels: int, group_size: int = 4, classes: int = 0,
+                 cells: int = 16):
         super().__init__()
         self.stddev = MinibatchStdDev(group_size)
         self.conv = EqualizedConv2d(in_channels + 1, channels, 3)
-        self.dense = EqualizedLinear(channels * 16, channels)
+        self.dense = EqualizedLinear(channels * cells, channels)
         self.logit = EqualizedLinear(channels, 1, gain=1.0)
         self.classes = classes
         self.projection = ProjectionHead(classes, channels) if classes else None

@@ -22,13 +22,17 @@ class GeneratorNetwork(nn.Module):
     Attributes:
         latent_dim: size of z.
         c_dim: size of the label vector c (0: unconditional).
-        resolution: side of the images ``sample`` returns.
-        channels: 1 (grayscale) or 3 (RGB).
+        resolution: side of the images ``sample`` returns (the shorter one of non-square
+            images).
+        aspect: ``(width, height)`` of the images in units of ``resolution``: (1, 1) square,
+            (2, 1) twice as wide as tall.
+        channels: 1 (grayscale), 3 (RGB) or 4 (RGB with alpha).
     """
 
     latent_dim: int
     c_dim: int = 0
     resolution: int
+    aspect: tuple[int, int] = (1, 1)
     channels: int
     # True for a generator normalised by BatchNorm throughout: its moving average then keeps
     # BatchNorm statistics of its own instead of copying the live network's (training/ema.py).
@@ -40,10 +44,16 @@ class GeneratorNetwork(nn.Module):
     # ``w_avg`` (the average style), and its noise layers through ``noise_inputs()``.
     has_styles: bool = False
 
-    def declare(self, *, latent_dim: int, resolution: int, channels: int, c_dim: int = 0
-                ) -> None:
+    def declare(self, *, latent_dim: int, resolution: int, channels: int, c_dim: int = 0,
+                aspect: tuple[int, int] = (1, 1)) -> None:
         self.latent_dim, self.resolution, self.channels, self.c_dim = (
             latent_dim, resolution, channels, c_dim)
+        self.aspect = tuple(aspect)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the images ``sample`` returns."""
+        return self.resolution * self.aspect[1], self.resolution * self.aspect[0]
 
     def sample(self, z: torch.Tensor, c: torch.Tensor | None = None, *,
                truncation: float = 1.0, noise: str = "const") -> torch.Tensor:
@@ -58,7 +68,7 @@ class GeneratorNetwork(nn.Module):
                 ``const`` (fixed, repeatable), ``random`` or ``none``; ignored by the rest.
 
         Returns:
-            ``[N, channels, resolution, resolution]`` in ``[-1, 1]``.
+            ``[N, channels, height, width]`` (``shape``) in ``[-1, 1]``.
         """
         check_sampling_arguments(self, z, c, truncation, noise)
         return self.synthesize_images(self.truncate(z, truncation), c, noise)

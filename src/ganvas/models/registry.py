@@ -29,6 +29,7 @@ from torch import nn
 
 from ganvas.errors import GanvasError
 from ganvas.models.schedule import ConstantSchedule, SchedulePoint
+from ganvas.picture_size import aspect_factors, size_label
 
 # Below this many pictures a discriminator trained without augmentation memorises them
 # (Karras et al. 2020, "Training GANs with Limited Data": FFHQ subsets of 2k and 10k images
@@ -53,6 +54,7 @@ class DataProfile:
     resolution: int
     lesson: str | None = None
     conditional: bool = False
+    aspect: str | None = None  # non-square pictures: only families that draw them may bid
 
     @property
     def small(self) -> bool:
@@ -60,7 +62,7 @@ class DataProfile:
         return self.num_images is not None and self.num_images < SMALL_DATA
 
     def described(self) -> str:
-        return f"{self.num_images:,} pictures at {self.resolution} px"
+        return f"{self.num_images:,} pictures at {size_label(self.resolution, self.aspect)}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,13 @@ class ModelSpec:
     latent_dim: int
     options: Any  # an instance of the family's Options dataclass
     c_dim: int = 0  # size of the label vector; 0 for unconditional models
+    # (width, height) in units of ``resolution``, the shorter side: (2, 1) is 2:1 landscape
+    aspect: tuple[int, int] = (1, 1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the pictures in pixels."""
+        return self.resolution * self.aspect[1], self.resolution * self.aspect[0]
 
 
 class ModelFamily:
@@ -100,6 +109,9 @@ class ModelFamily:
     can_take_labels: ClassVar[bool] = False
     # For a family that cannot, the line ``--conditional`` gets (why, and what to use).
     labels_refusal: ClassVar[str] = ""
+    # Whether its networks draw non-square pictures (``--resolution 128x64``): they then
+    # start from ``4 * aspect`` (4x8 for 2:1) where square ones start from 4x4.
+    can_be_non_square: ClassVar[bool] = False
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -204,7 +216,9 @@ def choose_model_family(data: DataProfile) -> tuple[str, str]:
     stronger claim passed over because its family is unavailable is named in the reason."""
     bids = [(claim.strength, name, claim.reason, family)
             for name, family in _REGISTRY.items()
-            if (family.can_take_labels or not data.conditional) and (claim := family.claim(data))]
+            if (family.can_take_labels or not data.conditional)
+            and (family.can_be_non_square or aspect_factors(data.aspect) == (1, 1))
+            and (claim := family.claim(data))]
     passed_over = ""
     for _, name, reason, family in sorted(bids, key=lambda bid: (-bid[0], bid[1])):
         missing = family.unavailable()
@@ -283,17 +297,24 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
 
 
 def make_spec(model: str, *, resolution: int, channels: int, latent_dim: int,
-              options: dict[str, Any] | None = None, c_dim: int = 0
-              ) -> tuple[type[ModelFamily], ModelSpec]:
+              options: dict[str, Any] | None = None, c_dim: int = 0,
+              aspect: str | None = None) -> tuple[type[ModelFamily], ModelSpec]:
     family = get_model_family(model)
     problem = family.resolution_problem(resolution)
     if problem:
         raise GanvasError(f"--resolution {resolution}: {problem}")
+    factors = aspect_factors(aspect)
+    if factors != (1, 1) and not family.can_be_non_square:
+        able = [name for name, other in available_models().items() if other.can_be_non_square]
+        size = size_label(resolution, aspect).removesuffix(" px")
+        raise GanvasError(f"--resolution {size}: model {model} draws "
+                          f"square pictures only; non-square ones train with "
+                          f"{' or '.join(able)}")
     problem = family.channels_problem(channels)
     if problem:
         raise GanvasError(f"--channels {channels}: {problem}")
     return family, ModelSpec(resolution, channels, latent_dim, parse_options(family, options),
-                             c_dim)
+                             c_dim, factors)
 
 
 def build_generator(model: str, **kwargs: Any) -> nn.Module:

@@ -174,22 +174,22 @@ class ModulatedConv2d(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution, per-pixel noise of learned strength, bias, activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
+                 aspect: tuple[int, int] = (1, 1)):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.size = (resolution * aspect[1], resolution * aspect[0])  # (height, width)
         # The fixed noise of noise="const": part of the weights, so a saved model draws the
         # same pictures everywhere.
-        self.register_buffer("noise_const", torch.randn(resolution, resolution))
-        self.resolution = resolution
+        self.register_buffer("noise_const", torch.randn(*self.size))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: str,
                 rng: torch.Generator | None, up: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(x, w, up)
         if noise == "random":
-            size = self.resolution
-            n = per_sample(lambda m: torch.randn(m, 1, size, size, generator=rng), len(x))
+            n = per_sample(lambda m: torch.randn(m, 1, *self.size, generator=rng), len(x))
             x = x + (n.to(x.device, x.dtype) * self.noise_strength.to(x.dtype))
         elif noise == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
@@ -213,14 +213,14 @@ class SynthesisBlock(nn.Module):
     to the upsampled image of the resolutions before."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 image_channels: int):
+                 image_channels: int, aspect: tuple[int, int] = (1, 1)):
         super().__init__()
         self.first = resolution == 4
-        if self.first:
-            self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
+        if self.first:  # 4x4, or 4x8 (height x width) for 2:1 pictures
+            self.const = nn.Parameter(torch.randn(out_channels, 4 * aspect[1], 4 * aspect[0]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, aspect)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, aspect)
         self.to_rgb = ToRGB(out_channels, image_channels, w_dim)
         self.num_ws = 2 if self.first else 3  # the last is shared with the next block
 
@@ -245,13 +245,14 @@ class StyleGAN2Generator(GeneratorNetwork):
     def __init__(self, spec: ModelSpec, base: int, cap: int, w_dim: int, mapping_layers: int):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
-                     channels=spec.channels, c_dim=spec.c_dim)
+                     channels=spec.channels, c_dim=spec.c_dim, aspect=spec.aspect)
         sizes = resolutions(spec.resolution)
         width = widths(spec.resolution, base, cap)
         self.mapping = MappingNetwork(spec.latent_dim, w_dim, mapping_layers,
                                       classes=spec.c_dim)
         self.blocks = nn.ModuleList([
-            SynthesisBlock(width[max(4, r // 2)], width[r], w_dim, r, spec.channels)
+            SynthesisBlock(width[max(4, r // 2)], width[r], w_dim, r, spec.channels,
+                           spec.aspect)
             for r in sizes])
         self.register_buffer("fir", fir_kernel(), persistent=False)
         # one w per layer: 1 at 4 px, 2 per doubling, and the final RGB layer's
@@ -351,7 +352,8 @@ class StyleGAN2Discriminator(DiscriminatorNetwork):
                                      for small, big in zip(sizes[::-1][1:], sizes[::-1])])
         # conditional: the projection of the class onto the last features (stylegan2-ada
         # projects a mapped class onto its output the same way)
-        self.output = OutputBlock(width[4], width[4], group_size, classes=spec.c_dim)
+        self.output = OutputBlock(width[4], width[4], group_size, classes=spec.c_dim,
+                                  cells=16 * spec.aspect[0] * spec.aspect[1])
         self.register_buffer("fir", fir_kernel(), persistent=False)
         self.batch_group = group_size
 
@@ -366,6 +368,7 @@ class StyleGAN2Discriminator(DiscriminatorNetwork):
 class StyleGAN2(ModelFamily):
     equalised_lr = True  # every layer scales its weights by He's constant
     can_take_labels = True  # as stylegan2-ada: the class joins z in the mapping network
+    can_be_non_square = True  # from a 4x8 (8x4, ...) constant, to a 4x8 map read at the end
     description = (
         "StyleGAN2 (Karras et al. 2020) in plain PyTorch (no compiled extensions: CPU, CUDA, "
         "MPS): mapping network, modulated convolutions, per-pixel noise, skip generator, "

@@ -50,7 +50,7 @@ from ganvas.utils.files import atomic_write_text
 
 # Settings that define the data or the networks; changing them on resume would not continue
 # the same run, so --resume refuses them.
-FIXED_ON_RESUME = ("resolution", "channels", "mirror", "model", "latent_dim",
+FIXED_ON_RESUME = ("resolution", "aspect", "fit", "channels", "mirror", "model", "latent_dim",
                    "model_options", "seed", "runs_dir", "spectral_norm", "ema", "holdout")
 LENGTHS = ("steps", "epochs", "kimg")
 
@@ -143,7 +143,7 @@ def _build_networks(p: RunParts) -> None:
     c = p.config
     p.family, p.spec = make_spec(c.model, resolution=c.resolution, channels=c.channels,
                                  latent_dim=c.latent_dim, options=c.model_options,
-                                 c_dim=len(c.classes or ()))
+                                 c_dim=len(c.classes or ()), aspect=c.aspect)
     # Families draw their initial weights (and any fixed random buffers) from torch's
     # global generator: seeded from the run's own stream for it, so nothing drawn before
     # (or another seed's offset) shifts them.
@@ -186,7 +186,7 @@ def _load_data(p: RunParts) -> None:
     p.data = p.strategy.main_first(lambda: load_images(
         c.data, resolution=c.resolution, channels=c.channels, workers=c.workers,
         max_image_pixels=c.max_image_pixels, progress=p.progress, log=p.log,
-        classes=c.classes if c.conditional else None))
+        classes=c.classes if c.conditional else None, aspect=c.aspect, fit=c.fit))
     if c.holdout is None:
         # Only the health monitor looks at held-out pictures: without it, all train.
         c = c.replace(holdout=auto_holdout(len(p.data)) if c.health else 0)
@@ -241,7 +241,8 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Sequence[Callb
     config, chosen = resolve_settings(config, count_images(config.data))
     family, _ = make_spec(config.model, resolution=config.resolution,
                           channels=config.channels, latent_dim=config.latent_dim,
-                          options=config.model_options, c_dim=len(config.classes or ()))
+                          options=config.model_options, c_dim=len(config.classes or ()),
+                          aspect=config.aspect)
     get_recipe(family.recipe)
     get_loss(config.loss, config.label_smoothing)
     strategy = current_strategy(resolve_device(config.device))

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ganvas.config import LIMITS
+from ganvas.picture_size import size_label
 
 if TYPE_CHECKING:
     from ganvas.training.loop import Trainer
@@ -33,7 +34,8 @@ def announce(trainer: Trainer, notes: list[str]) -> None:
     t.log(f"run folder: {t.run_dir}")
     t.log(f"data: {t.data.source}")
     where = t.device if not t.strategy.distributed else t.device.type
-    t.log(f"model: {c.model} {c.resolution}px x{c.channels} (G {g:.2f}M, D {d:.2f}M "
+    size = size_label(c.resolution, c.aspect).replace(" px", "px")
+    t.log(f"model: {c.model} {size} x{c.channels} (G {g:.2f}M, D {d:.2f}M "
           f"parameters), loss {c.loss}, batch {c.batch_size}{batch_split(t)}, on "
           f"{where}{precision_words(t.autocast_dtype)}")
     plan = getattr(t.schedule, "describe", None)

@@ -43,7 +43,8 @@ class FIDMonitor(Callback):
             self.extractor = load_inception(self.inception, device=str(trainer.device),
                                             log=trainer.log)
         self.real = real_statistics(c.data, c.resolution, c.channels, self.extractor,
-                                    num=self.num, progress=trainer.progress, log=trainer.log)
+                                    num=self.num, progress=trainer.progress, log=trainer.log,
+                                    aspect=c.aspect, fit=c.fit)
         self.latents = torch.randn(self.num, c.latent_dim,
                                    generator=stream(c.seed, FID_LATENTS))
 
