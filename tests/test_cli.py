@@ -76,6 +76,11 @@ def test_train_help_shows_defaults(capsys):
 def test_models_lists_architectures(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "dcgan:" in out and "dense:" in out and "base_channels" in out
+    # what each family can draw: dcgan wide pictures, fastgan only squares
+    dcgan = out[out.index("\ndcgan:"):out.index("\ndense:")]
+    fastgan = out[out.index("\nfastgan:"):out.index("\nmsg:")]
+    assert "non-square pictures: yes" in dcgan
+    assert "non-square pictures: no (square only)" in fastgan
 
 
 def test_train_generate_resume_cycle(capsys, pictures, tmp_path):

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
             "transparent pictures: " + ("yes (--channels 4)" if transparency is None
                                         else f"no ({transparency})"),
             96, subsequent_indent="        "))
+        print_stdout("    non-square pictures: " + (
+            "yes (--resolution WIDTHxHEIGHT, e.g. 128x64)" if family.can_be_non_square
+            else "no (square only)"))
         for f in dataclasses.fields(family.Options):
             default = "auto" if f.default is None else f.default
             line = f"    --model-option {f.name}=VALUE   (default: {default})"

@@ -75,8 +75,8 @@ def add_config_options(parser: argparse.ArgumentParser, groups: dict[str, list[s
                     if choosers else ")")
             elif default is not None:
                 help_text += f" (default: {default})"
-            # (as_text: read by TrainConfig.from_dict, which takes more than a number)
-            kind = str if f.metadata.get("as_text") else _base_type(hints[name])
+            # (as_text: a number, or text TrainConfig.from_dict reads: --resolution 128x64)
+            kind = number_or_text if f.metadata.get("as_text") else _base_type(hints[name])
             kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
                                       "help": help_text}
             if kind is bool:
@@ -111,6 +111,12 @@ def print_stdout(text: str) -> None:
         print(text, flush=True)
     except BrokenPipeError:  # `ganvas ... | head` closed the pipe; that is not an error
         sys.stderr.close()
+
+
+def number_or_text(text: str) -> int | str:
+    """argparse type: a whole number as an int, anything else as given (to be checked by
+    the config, with its own one-line error)."""
+    return int(text) if text.strip().isdigit() else text
 
 
 def number(text: str) -> float:
