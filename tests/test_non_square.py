@@ -43,6 +43,13 @@ def test_sizes_are_parsed_and_bad_ones_get_one_line():
     assert parse_size("64X256") == (64, "1:4")
     assert parse_size("64") == (64, None) and parse_size("32x32") == (32, None)
     assert size_label(64, "2:1") == "128x64 px" and size_label(64, None) == "64 px"
+    # a YAML config says it the same way, and the size wins over a saved aspect beside it
+    from ganvas.config import TrainConfig
+
+    config = TrainConfig.from_dict({"aspect": None, "resolution": "128x64", "data": "x"})
+    assert (config.resolution, config.aspect) == (64, "2:1")
+    with pytest.raises(GanvasError, match="one side must be 1 and the other a power of two"):
+        TrainConfig.from_dict({"data": "x", "resolution": 64, "aspect": "3:2"}).validate()
     for text, message in (("100x64", "each side of a non-square size must be a power of two"),
                           ("64x512", "at most 4 times as wide as tall"),
                           ("wide", "give a size in pixels (64) or width x height (128x64)")):
@@ -137,7 +144,8 @@ def test_ada_turns_a_wide_picture_without_shearing_it():
     assert torch.equal(_rotation(torch.tensor([0.3]))[0], _rotation(torch.tensor([0.3]), 1.0)[0])
 
 
-def test_a_wide_run_trains_samples_walks_redraws_projects_and_exports(tmp_path, cache):
+@pytest.mark.parametrize("model", ["dcgan", "stylegan2"])
+def test_a_wide_run_trains_samples_walks_redraws_projects_and_exports(tmp_path, cache, model):
     import onnxruntime
 
     from ganvas.export.generator import export_generator
@@ -148,8 +156,10 @@ def test_a_wide_run_trains_samples_walks_redraws_projects_and_exports(tmp_path, 
     from ganvas.walk import write_walk
 
     data = _landscapes(tmp_path / "wide")
-    result = ganvas.train(data=str(data), resolution="32x16", model="dcgan", steps=3,
-                          batch_size=4, latent_dim=8, model_options={"base_channels": 8},
+    options = ({"base_channels": 8} if model == "dcgan"
+               else {"base_channels": 8, "max_channels": 16, "w_dim": 8})
+    result = ganvas.train(data=str(data), resolution="32x16", model=model, steps=3,
+                          batch_size=4, latent_dim=8, model_options=options,
                           augment="ada", log_every=1, sample_every=3, checkpoint_every=3,
                           progress=False, out=str(tmp_path / "run"), log=lambda m: None)
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
