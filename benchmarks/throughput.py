@@ -134,7 +134,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--steps-64", type=int, default=10, help="timed steps at 64 px")
+    parser.add_argument("--crops", type=int, default=240,
+                        help="JPEG crops in the 64 px folder (default 240)")
     args = parser.parse_args()
+    if not 64 <= args.crops <= 100_000:
+        parser.error("--crops must be 64..100000 (one batch of 64 at least)")
     wall, cpu = time.perf_counter(), time.process_time()
     data = args.data or ("fashion-mnist" if os.path.isdir("/usr/share/datasets/fashion-mnist")
                          else "digits")
@@ -168,7 +172,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
-        count = jpeg_folder(folder)
+        count = jpeg_folder(folder, args.crops)
         os.environ["GANVAS_CACHE"] = str(Path(tmp) / "cache")  # a cold first decode
         decode = time.perf_counter()
         load_images(str(folder), resolution=64, channels=3, progress=False,

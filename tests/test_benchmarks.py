@@ -45,7 +45,7 @@ def test_lesson_port_trains_the_lessons_network():
                     reason="scikit-image (a dev dependency) provides the JPEG photos")
 def test_throughput_benchmark_prints_its_tables(tmp_path):
     out = _run(tmp_path, "throughput.py", "--data", "digits", "--steps", "1", "--warmup", "1",
-               "--rounds", "1", "--steps-64", "1")
+               "--rounds", "1", "--steps-64", "1", "--crops", "64")
     assert "| lesson loop (plain PyTorch port) |" in out and "1.00x" in out
     assert "| ganvas --precision fp32 |" in out
     assert "data pipeline, JPEG folder at 64 px" in out
