@@ -38,6 +38,7 @@ from ganvas.training.callbacks import Callback
 from ganvas.training.callbacks.best import BestFID
 from ganvas.training.callbacks.console import log_line, quiet
 from ganvas.training.callbacks.fid import FIDMonitor
+from ganvas.training.callbacks.status import StatusFile
 from ganvas.training.callbacks.time_budget import TimeBudget
 from ganvas.training.compilation import compile_blocks
 from ganvas.training.ema import GeneratorEMA
@@ -84,6 +85,7 @@ def build_trainer(config: TrainConfig, run_dir: Path, *, callbacks: Sequence[Cal
         p.callbacks.append(BestFID(keep=config.keep_best, patience=config.stop_when_stale))
     if config.time_budget:
         p.callbacks.append(TimeBudget(config.time_budget))
+    p.callbacks.append(StatusFile())  # status.json: what the run is doing, for any tool
     if config.tensorboard:  # last: it sees what the others added
         from ganvas.training.callbacks.tensorboard import TensorBoardLog
 
