@@ -34,11 +34,6 @@ def _shapes(root, per_class=40, loose=0):
     return root
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANVAS_CACHE", str(tmp_path / "cache"))
-
-
 def _redness(model, label):
     """Mean red minus blue of 32 samples of a class: red discs > 0 > blue squares."""
     images = model.sample_tensor(32, label=label)
