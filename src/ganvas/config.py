@@ -78,7 +78,7 @@ class TrainConfig:
     fit: str = _opt(
         "crop", "how pictures of another shape fit a non-square --resolution: crop (the "
         "centre, as square runs do) or pad (the whole picture, the margins filled with its "
-        "border colour, transparent with --channels 4)")
+        "border colour, transparent with --channels 4)", metavar="crop|pad")
     channels: int | None = _opt(
         None, "1 (grayscale), 3 (RGB) or 4 (RGB with transparency: sprites, icons, emoji "
         "without their white background); default 1 for digits/mnist/fashion-mnist, 3 for "
