@@ -88,11 +88,6 @@ class ModelSpec:
     # (width, height) in units of ``resolution``, the shorter side: (2, 1) is 2:1 landscape
     aspect: tuple[int, int] = (1, 1)
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(height, width)`` of the pictures in pixels."""
-        return self.resolution * self.aspect[1], self.resolution * self.aspect[0]
-
 
 class ModelFamily:
     """Base class of a registered architecture (all class methods: a family holds no state)."""

@@ -5,7 +5,7 @@ The trainer rewrites it atomically at the start, every tick, at least every
 :data:`HEARTBEAT_SECONDS` in between, and at the end (``training/callbacks/status.py``).
 A process killed with SIGKILL, or a machine switched off, cannot say it stopped: the reader
 calls a run ``stopped`` when its process is gone (same machine) or its heartbeat is older than
-:func:`stale_after` (any machine), never ``running`` forever.
+:data:`STALE_SECONDS` (any machine), never ``running`` forever.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from ganvas.utils.files import atomic_write_text
 STATUS_NAME = "status.json"
 FORMAT = "ganvas-run-status"
 HEARTBEAT_SECONDS = 30.0  # the longest a running trainer goes without rewriting the file
-STALE_MINIMUM = 120.0  # a heartbeat this old, at least, means the process is gone
+# A heartbeat this old means the process is gone (four missed heartbeats, two minutes)
+STALE_SECONDS = max(120.0, 4 * HEARTBEAT_SECONDS)
 # What a trainer writes: running while it trains; at its end one of the others.
 STATES = ("running", "finished", "interrupted", "diverged")
 
@@ -58,14 +59,13 @@ class RunStatus:
     images_per_second: float | None = None
     last_event: dict[str, Any] | None = None
     samples: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "state": self.state, "reason": self.reason,
                 "pid": self.pid, "host": self.host, "step": self.step, "steps": self.steps,
                 "images_seen": self.images_seen, "started": self.started,
                 "heartbeat": self.heartbeat, "images_per_second": self.images_per_second,
-                "last_event": self.last_event, "samples": self.samples, **self.extra}
+                "last_event": self.last_event, "samples": self.samples}
 
 
 def write_status(run_dir: str | os.PathLike, status: RunStatus) -> None:
@@ -76,11 +76,6 @@ def write_status(run_dir: str | os.PathLike, status: RunStatus) -> None:
 
 def this_host() -> str:
     return socket.gethostname()
-
-
-def stale_after(status: RunStatus) -> float:
-    """Seconds without a heartbeat after which a running status is taken as stopped."""
-    return max(STALE_MINIMUM, 4 * HEARTBEAT_SECONDS)
 
 
 def process_alive(pid: int) -> bool:
@@ -142,7 +137,7 @@ def read_status(run_dir: str | os.PathLike, now: float | None = None) -> RunStat
             status.state, status.reason = "stopped", (
                 f"its process ({status.pid}) is gone: killed or crashed; resume it with "
                 f"`ganvas train --resume {run_dir}`")
-        elif status.heartbeat is None or now - status.heartbeat > stale_after(status):
+        elif status.heartbeat is None or now - status.heartbeat > STALE_SECONDS:
             status.state, status.reason = "stopped", (
                 "no sign of life for "
                 f"{'ever' if status.heartbeat is None else f'{now - status.heartbeat:.0f} s'}"
