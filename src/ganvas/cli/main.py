@@ -13,6 +13,7 @@ from ganvas.cli import (
     generate,
     models,
     project,
+    studio,
     style_train,
     stylize,
     train,
@@ -38,6 +39,7 @@ examples:
   ganvas stylize photo.jpg --model styler/ -o out.jpg         # ... in one forward pass
   ganvas stylize --video clip.mp4 --model styler/ -o out.mp4  # a video, steadied
   ganvas export styler/ --format onnx                         # for other runtimes
+  ganvas studio                                    # all of it in a browser (127.0.0.1:7860)
 
 Every subcommand has its own --help. Set GANVAS_DEBUG=1 to see tracebacks.
 """
@@ -51,7 +53,7 @@ def build_parser() -> Parser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
                                        parser_class=Parser, required=False)
     for command in (train, generate, walk, project, evaluate, doctor, models, stylize,
-                    style_train, export):
+                    style_train, export, studio):
         command.add_parser(subparsers)
     return parser
 

@@ -72,9 +72,11 @@ def dry_run(config: TrainConfig) -> str:
     the data is counted, not decoded."""
     from ganvas.auto_settings import describe_choices, resolve_settings
     from ganvas.data import count_images
+    from ganvas.data.core import check_data_source
     from ganvas.losses import get_loss
     from ganvas.models.registry import make_spec
 
+    check_data_source(config.data)
     num_images = count_images(config.data)
     resolved, chosen = resolve_settings(config, num_images)
     make_spec(resolved.model, resolution=resolved.resolution, channels=resolved.channels,

@@ -61,6 +61,27 @@ def count_images(spec: str) -> int | None:
         return None
 
 
+def check_data_source(spec: str) -> Path | None:
+    """The folder ``--data spec`` names (None for a built-in dataset); the one-line error
+    for a folder that is not there or a file, before any work (``--dry-run`` and the
+    studio's check say it too)."""
+    if parse_builtin(str(spec)) is not None:
+        return None
+    label = repr(str(spec))
+    folder = Path(os.path.expanduser(str(spec))) if spec else None
+    if folder is None or not folder.exists():
+        raise GanvasError(
+            f"--data {label}: no such folder, and not a built-in dataset "
+            f"({', '.join(BUILTIN_DATASETS)})"
+        )
+    if not folder.is_dir():
+        raise GanvasError(
+            f"--data {label} is a file; give a folder of images or a built-in name "
+            f"({', '.join(BUILTIN_DATASETS)})"
+        )
+    return folder
+
+
 def data_classes(spec: str) -> tuple[str, ...]:
     """The classes ``--data spec`` holds for ``--conditional``, without decoding a picture;
     a GanvasError for data that has none."""
@@ -178,17 +199,7 @@ def _load_images(spec: str, *, resolution: int, channels: int,
                                 channels=channels, cache=cache, progress=progress, log=log,
                                 labelled=labelled)
 
-    folder = Path(os.path.expanduser(spec)) if spec else None
-    if folder is None or not folder.exists():
-        raise GanvasError(
-            f"--data {label}: no such folder, and not a built-in dataset "
-            f"({', '.join(BUILTIN_DATASETS)})"
-        )
-    if not folder.is_dir():
-        raise GanvasError(
-            f"--data {label} is a file; give a folder of images or a built-in name "
-            f"({', '.join(BUILTIN_DATASETS)})"
-        )
+    folder = check_data_source(spec)
     return load_folder(folder, resolution=resolution, channels=channels, cache=cache,
                        workers=workers, max_image_pixels=max_image_pixels, progress=progress,
                        log=log, label=label, classes=classes, aspect=factors, fit=fit)

@@ -165,11 +165,9 @@ def _finding(finding: Finding) -> dict[str, Any]:
             "restart": finding.restart, "evidence": finding.evidence}
 
 
-def recommendations(report: HealthReport) -> list[str]:
-    """Concrete next commands, from what is wrong now and what went wrong before."""
-    from ganvas.health.settings_check import restart_command
-
-    advice = []
+def suggested_changes(report: HealthReport) -> dict[str, Any]:
+    """The settings a resume should change (TrainConfig names and values), from what is
+    wrong now and the risky settings; more steps when the run has done its planned ones."""
     changes: dict[str, Any] = {}
     # The settings check's remedies last: it knows the usual value, where a finding of the
     # run only halves or doubles what is set (a rate 250x too high halved is still 125x).
@@ -179,6 +177,16 @@ def recommendations(report: HealthReport) -> list[str]:
         planned, done = report.config.get("steps"), report.last["step"]
         if isinstance(planned, int) and done >= planned:
             changes["steps"] = 2 * planned
+    return changes
+
+
+def recommendations(report: HealthReport) -> list[str]:
+    """Concrete next commands, from what is wrong now and what went wrong before."""
+    from ganvas.health.settings_check import restart_command
+
+    advice = []
+    changes = suggested_changes(report)
+    if changes:
         advice.append(f"continue with the suggested settings: ganvas train --resume "
                       f"{shlex.quote(str(report.run_dir))} {train_flags(changes)}".rstrip())
     # A new run takes the mid-run remedies of those findings too (restart_command).

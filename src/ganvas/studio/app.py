@@ -1,0 +1,451 @@
+"""The studio's page (Gradio): Train, Watch, Explore and Repaint tabs over ``runs.py``,
+``watch.py``, ``explore.py`` and ``repaint.py``.
+
+Every handler turns a GanvasError into the same one line the command line prints, shown in
+the page; the families, datasets and stylisers listed come from ganvas's registries and the
+run folders, never from a list of the studio's own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app phones no one
+
+import gradio as gr  # noqa: E402
+
+from ganvas.errors import GanvasError  # noqa: E402
+from ganvas.studio import explore, repaint, watch  # noqa: E402
+from ganvas.studio.runs import RunView, Studio, train_arguments  # noqa: E402
+
+POLL_SECONDS = 2.0  # how often an open page re-reads the chosen run
+RESTART_WAIT_SECONDS = 300.0  # the longest "stop, then resume" waits for the checkpoint
+AUGMENTS = ("auto", "none", "ada", "diffaugment")
+COLOR_MODES = ("no", "luminance", "histogram")
+
+
+def error_line(exc: BaseException) -> str:
+    """What the command line would print for ``exc``, as Markdown."""
+    if isinstance(exc, GanvasError):
+        return f"**ganvas: error:** {exc}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"**ganvas: error:** {exc.filename}: {exc.strerror or exc}"
+    return (f"**ganvas: internal error:** {type(exc).__name__}: {str(exc)[:200]} (please "
+            "report it)")
+
+
+def _families() -> list[str]:
+    from ganvas.models import available_models
+
+    return sorted(available_models())
+
+
+def _datasets() -> list[str]:
+    from ganvas.data.builtin import BUILTIN_DATASETS
+
+    return list(BUILTIN_DATASETS)
+
+
+def _backbones() -> list[str]:
+    from ganvas.style.backbones import backbone_names
+
+    return [name for name in backbone_names() if not name.startswith("tiny")]
+
+
+class Page:
+    """The state one studio process shares between its browser tabs."""
+
+    def __init__(self, runs_dir: str | os.PathLike):
+        self.studio = Studio(runs_dir)
+        self.models = explore.Models()
+        self.work = Path(tempfile.mkdtemp(prefix="ganvas-studio-"))
+        self._curves: dict[Path, tuple[tuple[int, float], watch.Curves]] = {}
+        self._lock = threading.Lock()
+
+    def curves(self, folder: Path) -> watch.Curves:
+        """The run's curves, re-read only when metrics.jsonl changed."""
+        try:
+            info = (folder / "metrics.jsonl").stat()
+            key = (info.st_size, info.st_mtime)
+        except OSError:
+            key = (0, 0.0)
+        with self._lock:
+            held = self._curves.get(folder)
+        if held is not None and held[0] == key:
+            return held[1]
+        curves = watch.read_curves(folder)
+        with self._lock:
+            self._curves[folder] = (key, curves)
+        return curves
+
+    def run_choices(self) -> list[tuple[str, str]]:
+        return [(view.label(), view.name) for view in self.studio.runs()]
+
+    def view(self, name: str | None) -> RunView:
+        return self.studio.view(self.studio.find(name))
+
+
+def build(runs_dir: str | os.PathLike) -> gr.Blocks:
+    """The studio's page for the runs under ``runs_dir``."""
+    page = Page(runs_dir)
+    studio = page.studio
+
+    with gr.Blocks(title="ganvas studio") as app:
+        gr.Markdown(f"# ganvas studio\nRuns in `{Path(runs_dir).resolve()}`. Training runs "
+                    "in processes of their own: closing this page never stops them.")
+        with gr.Row():
+            run = gr.Dropdown(page.run_choices(), value=None, label="Run", scale=4,
+                              elem_id="run-choice", allow_custom_value=True)
+            refresh = gr.Button("Refresh", scale=1, size="sm")
+        timer = gr.Timer(POLL_SECONDS)
+
+        with gr.Tabs():
+            with gr.Tab("Train", id="train"):
+                with gr.Row():
+                    data = gr.Dropdown(_datasets(), value="digits", allow_custom_value=True,
+                                       label="Pictures: a folder's path or a built-in dataset",
+                                       elem_id="train-data", scale=3)
+                    model = gr.Dropdown(["auto", *_families()], value="auto", label="Model",
+                                        elem_id="train-model")
+                    resolution = gr.Textbox("auto", label="Resolution (64, 128x64 or auto)",
+                                            elem_id="train-resolution")
+                with gr.Row():
+                    steps = gr.Textbox("", label="Steps (empty: the model's default)",
+                                       elem_id="train-steps")
+                    batch = gr.Textbox("", label="Batch size (empty: auto)",
+                                       elem_id="train-batch")
+                    augment = gr.Dropdown(list(AUGMENTS), value="auto", label="Augmentation",
+                                          elem_id="train-augment")
+                    budget = gr.Textbox("", label="Time limit (e.g. 10m; empty: none)",
+                                        elem_id="train-time")
+                extra = gr.Textbox("", label="More options, as on the command line (e.g. "
+                                   "--lr-d 1e-4 --sample-every 200)", elem_id="train-extra")
+                with gr.Row():
+                    check = gr.Button("Check settings", elem_id="train-check")
+                    start = gr.Button("Start training", variant="primary",
+                                      elem_id="train-start")
+                train_message = gr.Markdown(elem_id="train-message")
+                plan = gr.Code(label="What will run (ganvas train --dry-run)",
+                               language="yaml", elem_id="train-plan", lines=8, max_lines=20)
+                gr.Markdown("### The chosen run")
+                with gr.Row():
+                    stop = gr.Button("Stop (writes a checkpoint)", variant="stop",
+                                     elem_id="run-stop")
+                    resume = gr.Button("Resume", elem_id="run-resume")
+                    more = gr.Textbox("", label="Extend to this many steps in all",
+                                      elem_id="run-extend-steps")
+                    extend = gr.Button("Extend", elem_id="run-extend")
+                run_message = gr.Markdown(elem_id="run-message")
+
+            with gr.Tab("Watch", id="watch"):
+                with gr.Row():
+                    status = gr.Markdown("Choose a run.", elem_id="watch-status")
+                    newest = gr.Image(label="Newest samples", type="filepath", format="png",
+                                      interactive=False, elem_id="watch-samples", height=320)
+                grids = gr.Gallery(label="Every sample grid (a growing model: each size)",
+                                   columns=8, height=160, object_fit="contain",
+                                   elem_id="watch-grids")
+                with gr.Row():
+                    plots = {title: gr.LinePlot(x="step", y="value", color="series",
+                                                title=title, height=220,
+                                                elem_id=f"chart-{i}")
+                             for i, title in enumerate(watch.CHARTS)}
+                gr.Markdown("### The health monitor's messages")
+                events = gr.Markdown(elem_id="watch-events")
+                with gr.Row():
+                    ask = gr.Button("Ask the doctor", elem_id="watch-doctor")
+                    remedy = gr.Button("Resume with the suggested settings",
+                                       elem_id="watch-remedy")
+                report = gr.Markdown(elem_id="watch-report")
+                log = gr.Code(label="What the training process printed (train.log)",
+                              elem_id="watch-log", lines=8, max_lines=16)
+
+            with gr.Tab("Explore", id="explore"):
+                explore_message = gr.Markdown(elem_id="explore-message")
+                with gr.Row():
+                    seeds = gr.Textbox("0-7", label="Seeds (e.g. 0-7 or 3,14,15)",
+                                       elem_id="explore-seeds")
+                    truncation = gr.Slider(0.0, 1.0, value=1.0, step=0.05,
+                                           label="Truncation (1: none; lower: more typical)")
+                    label = gr.Textbox("", label="Class (a conditional model's)",
+                                       elem_id="explore-class")
+                    generate = gr.Button("Generate", variant="primary",
+                                         elem_id="explore-generate")
+                pictures = gr.Gallery(label="Pictures", columns=8, height=300,
+                                      elem_id="explore-pictures")
+                with gr.Row():
+                    one_seed = gr.Number(0, label="Seed", precision=0)
+                    show_full = gr.Button("Full size")
+                    full = gr.Image(label="At full size", type="pil", format="png",
+                                    interactive=False, height=300)
+                    full_file = gr.File(label="PNG")
+                with gr.Accordion("Style mixing, latent walk, nearest training pictures",
+                                  open=False):
+                    with gr.Row():
+                        rows = gr.Textbox("1,2,3", label="Rows' seeds")
+                        columns = gr.Textbox("4,5,6", label="Columns' seeds (their coarse "
+                                             "styles)")
+                        mix = gr.Button("Mix styles")
+                    mixed = gr.Image(label="Style mixing", type="pil", format="png",
+                                     interactive=False)
+                    with gr.Row():
+                        walk_seeds = gr.Textbox("1,2,3", label="Walk through seeds")
+                        frames = gr.Number(48, label="Frames", precision=0)
+                        walk = gr.Button("Walk")
+                    walked = gr.Image(label="Latent walk (GIF)", type="filepath",
+                                      interactive=False)
+                    near = gr.Button("Nearest training pictures")
+                    near_picture = gr.Image(label="Each sample, then its nearest training "
+                                            "pictures", type="pil", format="png",
+                                            interactive=False)
+                    near_text = gr.Markdown()
+                with gr.Accordion("Project a photo, export", open=False):
+                    with gr.Row():
+                        photo = gr.Image(label="Photo", type="filepath", sources=["upload"])
+                        project_steps = gr.Number(200, label="Steps", precision=0)
+                        project = gr.Button("Project")
+                    projected = gr.Image(label="The photo as the model sees it, and the "
+                                         "closest picture it draws", type="pil",
+                                         format="png", interactive=False)
+                    projected_text = gr.Markdown()
+                    with gr.Row():
+                        fmt = gr.Dropdown(["onnx", "safetensors"], value="onnx",
+                                          label="Export format")
+                        do_export = gr.Button("Export")
+                        exported = gr.File(label="Export (zip)")
+
+            with gr.Tab("Repaint", id="repaint"):
+                repaint_message = gr.Markdown(elem_id="repaint-message")
+                with gr.Row():
+                    content = gr.Image(label="Photo", type="filepath", sources=["upload"],
+                                       elem_id="repaint-photo")
+                    painting = gr.Image(label="Painting (the style)", type="filepath",
+                                        sources=["upload"], elem_id="repaint-painting")
+                    painted = gr.Image(label="Repainted", type="pil", format="png",
+                                       interactive=False, elem_id="repaint-result")
+                with gr.Row():
+                    size = gr.Number(512, label="Size (longest side, px)", precision=0,
+                                     elem_id="repaint-size")
+                    iterations = gr.Number(300, label="Iterations", precision=0,
+                                           elem_id="repaint-iterations")
+                    style_weight = gr.Textbox("", label="Style weight (empty: tuned)")
+                    colors = gr.Dropdown(list(COLOR_MODES), value="no",
+                                         label="Keep the photo's colours")
+                    backbone = gr.Dropdown(_backbones(), value="vgg16-hed",
+                                           label="Feature network (vgg16-hed: offline)")
+                paint = gr.Button("Repaint", variant="primary", elem_id="repaint-start")
+                progress_text = gr.Markdown(elem_id="repaint-progress")
+                painted_file = gr.File(label="Download", elem_id="repaint-file")
+                with gr.Row():
+                    styliser = gr.Dropdown([str(p) for p in studio.stylisers()], value=None,
+                                           allow_custom_value=True,
+                                           label="Or a trained styliser folder "
+                                                 "(ganvas style-train)")
+                    paint_fast = gr.Button("Repaint with the styliser")
+
+        # ---- handlers --------------------------------------------------------------------------
+
+        def safe(handler: Callable[..., Any], outputs: int, message_at: int = 0
+                 ) -> Callable[..., Any]:
+            """Run ``handler``; on an error, only its message slot changes."""
+            def wrapped(*args):
+                try:
+                    return handler(*args)
+                except Exception as exc:
+                    result = [gr.update()] * outputs
+                    result[message_at] = error_line(exc)
+                    return tuple(result) if outputs > 1 else result[0]
+            return wrapped
+
+        def form_arguments(data_, model_, resolution_, steps_, batch_, augment_, budget_,
+                           extra_):
+            return train_arguments(data_, model_, resolution_, steps_, batch_, augment_,
+                                   budget_, extra_)
+
+        form = [data, model, resolution, steps, batch, augment, budget, extra]
+
+        def on_check(*values):
+            from ganvas.studio.runs import plan_run
+
+            planned = plan_run(form_arguments(*values))
+            warnings = [x.removeprefix("# warning: ") for x in planned.text.splitlines()
+                        if x.startswith("# warning: ")]
+            if not warnings:
+                return "Settings are fine.", planned.text
+            return ("**Warnings** (it can still start):\n" + "\n".join(
+                f"- {w}" for w in warnings), planned.text)
+
+        def on_start(*values):
+            folder = studio.start(form_arguments(*values))
+            return (f"Started **{folder.name}**; it appears in Watch as soon as it has "
+                    "loaded its pictures.", gr.update(choices=page.run_choices(),
+                                                      value=folder.name))
+
+        check.click(safe(on_check, 2), form, [train_message, plan])
+        start.click(safe(on_start, 2), form, [train_message, run])
+
+        def on_stop(name):
+            return studio.stop(name)
+
+        def on_resume(name):
+            folder = studio.resume(name)
+            return f"Resumed **{folder.name}**."
+
+        def on_extend(name, total):
+            total = str(total or "").strip()
+            if not total:
+                raise GanvasError("give the new total of steps to extend to")
+            folder = studio.resume(name, ["--steps", total])
+            return f"Extending **{folder.name}** to {total} steps."
+
+        stop.click(safe(on_stop, 1), run, run_message)
+        resume.click(safe(on_resume, 1), run, run_message)
+        extend.click(safe(on_extend, 1), [run, more], run_message)
+
+        def on_poll(name):
+            choices = gr.update(choices=page.run_choices())
+            if not name:
+                return (choices, "Choose a run, or start one in Train.", None, [],
+                        *[None] * len(plots), "", "")
+            view = page.view(name)
+            curves = page.curves(view.folder)
+            return (choices, watch.status_markdown(view), watch.newest_grid(view),
+                    watch.sample_grids(view.folder),
+                    *[_chart(curves.frame(title)) for title in plots],
+                    watch.events_markdown(curves.events), watch.log_tail(view.folder))
+
+        poll_outputs = [run, status, newest, grids, *plots.values(), events, log]
+
+        def poll_safe(name):
+            try:
+                return on_poll(name)
+            except GanvasError as exc:
+                return (gr.update(choices=page.run_choices()), error_line(exc),
+                        *[gr.update()] * (len(poll_outputs) - 2))
+
+        timer.tick(poll_safe, run, poll_outputs, show_progress="hidden")
+        refresh.click(poll_safe, run, poll_outputs)
+        run.change(poll_safe, run, poll_outputs, show_progress="hidden")
+
+        def on_doctor(name):
+            return watch.doctor(page.studio.find(name)).text
+
+        def on_remedy(name):
+            folder = studio.find(name)
+            found = watch.doctor(folder)
+            if not found.resume_arguments:
+                return "The doctor suggests no changes: nothing to resume with."
+            if studio.view(folder).running:
+                studio.stop(folder)
+                deadline = time.monotonic() + RESTART_WAIT_SECONDS
+                while studio.view(folder).running and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            studio.resume(folder, found.resume_arguments)
+            return (f"Resumed **{folder.name}** with `{' '.join(found.resume_arguments)}`"
+                    "\n\n" + found.text)
+
+        ask.click(safe(on_doctor, 1), run, report)
+        remedy.click(safe(on_remedy, 1), run, report)
+
+        # ---- explore -----------------------------------------------------------------------
+
+        def model_of(name, trunc):
+            return page.models.get(studio.find(name), trunc)
+
+        def on_generate(name, text, trunc, cls):
+            drawn = explore.draw_seeds(model_of(name, trunc), explore.seeds_from(text), cls)
+            return f"{len(drawn)} pictures from {name}", drawn
+
+        def on_full(name, seed, trunc, cls):
+            picture, path = explore.full_size(model_of(name, trunc), int(seed or 0),
+                                              page.work, cls)
+            return "", picture, str(path)
+
+        def on_mix(name, rows_, columns_, trunc):
+            model_ = model_of(name, trunc)
+            return "", explore.style_mixing(model_, explore.seeds_from(rows_, "rows", 8),
+                                            explore.seeds_from(columns_, "columns", 8))
+
+        def on_walk(name, text, count, trunc):
+            folder = studio.find(name)
+            return "", str(explore.walk(folder, explore.seeds_from(text, "walk seeds", 16),
+                                        int(count or 0), page.work, trunc))
+
+        def on_near(name):
+            picture, summary = explore.nearest(studio.find(name))
+            return "", picture, summary
+
+        def on_project(name, picture, count):
+            shown, summary = explore.project_photo(model_of(name, 1.0), picture,
+                                                   int(count or 0), page.work)
+            return "", shown, summary
+
+        def on_export(name, kind):
+            return "", str(explore.export(studio.find(name), kind, page.work))
+
+        generate.click(safe(on_generate, 2), [run, seeds, truncation, label],
+                       [explore_message, pictures])
+        show_full.click(safe(on_full, 3), [run, one_seed, truncation, label],
+                        [explore_message, full, full_file])
+        mix.click(safe(on_mix, 2), [run, rows, columns, truncation], [explore_message, mixed])
+        walk.click(safe(on_walk, 2), [run, walk_seeds, frames, truncation],
+                   [explore_message, walked])
+        near.click(safe(on_near, 3), run, [explore_message, near_picture, near_text])
+        project.click(safe(on_project, 3), [run, photo, project_steps],
+                      [explore_message, projected, projected_text])
+        do_export.click(safe(on_export, 2), [run, fmt], [explore_message, exported])
+
+        # ---- repaint -----------------------------------------------------------------------
+
+        def on_paint(photo_, painting_, size_, iterations_, weight_, colors_, backbone_):
+            try:
+                for picture, text, path in repaint.repaint_steps(
+                        photo_, painting_, page.work, size=int(size_ or 0),
+                        iterations=int(iterations_ or 0), style_weight=weight_,
+                        preserve_colors=colors_, backbone=backbone_):
+                    yield "", picture, text, None if path is None else str(path)
+            except Exception as exc:
+                yield error_line(exc), gr.update(), gr.update(), gr.update()
+
+        def on_paint_fast(photo_, folder, size_):
+            picture, path = repaint.repaint_with_styliser(photo_, folder, page.work,
+                                                          size=size_)
+            return "", picture, str(path)
+
+        paint.click(on_paint, [content, painting, size, iterations, style_weight, colors,
+                               backbone], [repaint_message, painted, progress_text,
+                                           painted_file])
+        paint_fast.click(safe(on_paint_fast, 3), [content, styliser, size],
+                         [repaint_message, painted, painted_file])
+    app.studio_page = page  # for tests and scripts
+    return app
+
+
+def _chart(frame) -> Any:
+    """A chart's new points; a chart with none (FID without --fid-every) is hidden."""
+    return gr.update(value=frame, visible=not frame.empty)
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with the system's fonts (nothing fetched from the internet)."""
+    return gr.themes.Default(font=["system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
+
+
+def serve(runs_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860, *,
+          block: bool = True, quiet: bool = False) -> gr.Blocks:
+    """Start the studio on ``http://host:port``; with ``block=False`` return once serving."""
+    app = build(runs_dir)
+    page: Page = app.studio_page
+    app.queue(default_concurrency_limit=4)
+    app.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+               prevent_thread_lock=not block, quiet=quiet, show_error=False,
+               allowed_paths=[str(Path(runs_dir).resolve()), str(page.work)],
+               theme=theme(), ssr_mode=False, footer_links=[])
+    return app
