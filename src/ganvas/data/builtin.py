@@ -93,7 +93,7 @@ def _resize_into(out: np.ndarray, grey: np.ndarray, resolution: int, desc: str,
     """Resize each ``[H, W]`` grey image into ``out[i]`` (``[C, R, R]``, grey replicated)."""
     for i in tqdm(range(len(grey)), desc=desc, unit="img", disable=not progress,
                   dynamic_ncols=True):
-        img = fit_square(Image.fromarray(np.ascontiguousarray(grey[i]), mode="L"), resolution)
+        img = fit_square(Image.fromarray(np.ascontiguousarray(grey[i], dtype=np.uint8)), resolution)
         out[i] = np.asarray(img, dtype=np.uint8)[None]
 
 

@@ -132,7 +132,7 @@ def _wide_to_l(img: Image.Image, scale: WideScale | None = None) -> Image.Image:
     np.nan_to_num(a, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
     np.rint(a, out=a)
     np.clip(a, 0, 255, out=a)
-    return Image.fromarray(a.astype(np.uint8), mode="L")
+    return Image.fromarray(a.astype(np.uint8))  # 2-D uint8: mode L
 
 
 @functools.lru_cache(maxsize=1)

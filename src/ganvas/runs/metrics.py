@@ -99,7 +99,13 @@ def _bounded_lines(handle: TextIO) -> Iterator[str]:
             line = handle.readline(MAX_LINE + 1)
 
 
-def _parse(line: str) -> dict[str, Any] | None:
+def parse_record(line: str | bytes) -> dict[str, Any] | None:
+    """One line of metrics.jsonl as a record with a whole-number ``step``, or None for
+    anything else (a torn line, garbage, hostile nesting)."""
+    return _parse(line)
+
+
+def _parse(line: str | bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
     except (ValueError, RecursionError):

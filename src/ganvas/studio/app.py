@@ -8,7 +8,9 @@ run folders, never from a list of the studio's own.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -22,9 +24,17 @@ import gradio as gr  # noqa: E402
 
 from ganvas.errors import GanvasError  # noqa: E402
 from ganvas.studio import explore, repaint, watch  # noqa: E402
-from ganvas.studio.runs import RunView, Studio, train_arguments  # noqa: E402
+from ganvas.studio.runs import (  # noqa: E402
+    LOG_NAME,
+    RunView,
+    Studio,
+    plan_run,
+    train_arguments,
+)
 
-POLL_SECONDS = 2.0  # how often an open page re-reads the chosen run
+POLL_SECONDS = 2.0  # how often an open page looks for news in the chosen run
+CHART_SECONDS = 10.0  # how often, at most, it redraws the charts of a run that trains
+IDLE_SECONDS = 0.05  # how long Gradio's queue sleeps when it has nothing to do
 RESTART_WAIT_SECONDS = 300.0  # the longest "stop, then resume" waits for the checkpoint
 AUGMENTS = ("auto", "none", "ada", "diffaugment")
 COLOR_MODES = ("no", "luminance", "histogram")
@@ -64,25 +74,46 @@ class Page:
     def __init__(self, runs_dir: str | os.PathLike):
         self.studio = Studio(runs_dir)
         self.models = explore.Models()
+        # What the page offers for download (exports, repainted pictures): gone at exit.
         self.work = Path(tempfile.mkdtemp(prefix="ganvas-studio-"))
-        self._curves: dict[Path, tuple[tuple[int, float], watch.Curves]] = {}
+        atexit.register(shutil.rmtree, self.work, ignore_errors=True)
+        self._curves: dict[Path, tuple[watch.CurveReader, Any, watch.Curves]] = {}
         self._lock = threading.Lock()
 
-    def curves(self, folder: Path) -> watch.Curves:
-        """The run's curves, re-read only when metrics.jsonl changed."""
+    def curves(self, folder: Path) -> tuple[tuple[int, float], watch.Curves]:
+        """The run's curves, with the (size, time) of metrics.jsonl they were read at;
+        only what the file gained since the last call is read."""
         try:
             info = (folder / "metrics.jsonl").stat()
             key = (info.st_size, info.st_mtime)
         except OSError:
             key = (0, 0.0)
         with self._lock:
-            held = self._curves.get(folder)
-        if held is not None and held[0] == key:
-            return held[1]
-        curves = watch.read_curves(folder)
-        with self._lock:
-            self._curves[folder] = (key, curves)
-        return curves
+            reader, held_key, held = self._curves.get(folder, (None, None, None))
+            if held_key == key:
+                return key, held
+            reader = reader or watch.CurveReader(folder)
+            reader.update()
+            curves = reader.curves()
+            self._curves[folder] = (reader, key, curves)
+        return key, curves
+
+    def signature(self, name: str | None) -> str:
+        """What changes when there is something new to show: the runs and their states,
+        and the chosen run's files (status, metrics, samples, log), by size and time."""
+        parts = [repr(self.run_choices())]
+        if name:
+            folder = self.studio.runs_dir / str(name)
+            for path in (folder / "status.json", folder / "metrics.jsonl",
+                         folder / "samples", folder / LOG_NAME):
+                try:
+                    info = path.stat()
+                    parts.append(f"{info.st_size}:{info.st_mtime_ns}")
+                except OSError:
+                    parts.append("-")
+            if not self.studio.view(folder).running:  # charts held back while it ran
+                parts.append("still")
+        return "|".join(parts)
 
     def run_choices(self) -> list[tuple[str, str]]:
         return [(view.label(), view.name) for view in self.studio.runs()]
@@ -96,7 +127,7 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
     page = Page(runs_dir)
     studio = page.studio
 
-    with gr.Blocks(title="ganvas studio") as app:
+    with gr.Blocks(title="ganvas studio", theme=theme(), analytics_enabled=False) as app:
         gr.Markdown(f"# ganvas studio\nRuns in `{Path(runs_dir).resolve()}`. Training runs "
                     "in processes of their own: closing this page never stops them.")
         with gr.Row():
@@ -245,9 +276,21 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
                 with gr.Row():
                     styliser = gr.Dropdown([str(p) for p in studio.stylisers()], value=None,
                                            allow_custom_value=True,
-                                           label="Or a trained styliser folder "
-                                                 "(ganvas style-train)")
+                                           label="Or a trained styliser folder (ganvas "
+                                                 "style-train; an any-style one paints "
+                                                 "the painting's style)")
                     paint_fast = gr.Button("Repaint with the styliser")
+                with gr.Accordion("A video (with the styliser above, or by optimisation "
+                                  "towards the painting)", open=False):
+                    with gr.Row():
+                        clip = gr.Video(label="Video", sources=["upload"],
+                                        elem_id="repaint-video")
+                        frame_now = gr.Image(label="The newest frame", type="pil",
+                                             format="png", interactive=False)
+                        clip_out = gr.Video(label="Repainted video", interactive=False,
+                                            elem_id="repaint-video-result")
+                    paint_clip = gr.Button("Repaint the video", elem_id="repaint-video-start")
+                    clip_progress = gr.Markdown(elem_id="repaint-video-progress")
 
         # ---- handlers --------------------------------------------------------------------------
 
@@ -271,8 +314,6 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
         form = [data, model, resolution, steps, batch, augment, budget, extra]
 
         def on_check(*values):
-            from ganvas.studio.runs import plan_run
-
             planned = plan_run(form_arguments(*values))
             warnings = [x.removeprefix("# warning: ") for x in planned.text.splitlines()
                         if x.startswith("# warning: ")]
@@ -282,13 +323,14 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
                 f"- {w}" for w in warnings), planned.text)
 
         def on_start(*values):
-            folder = studio.start(form_arguments(*values))
-            return (f"Started **{folder.name}**; it appears in Watch as soon as it has "
-                    "loaded its pictures.", gr.update(choices=page.run_choices(),
-                                                      value=folder.name))
+            planned = plan_run(form_arguments(*values))
+            folder = studio.start(planned)
+            return (f"Started **{folder.name}**; Watch shows it as soon as it has loaded "
+                    "its pictures.", planned.text,
+                    gr.update(choices=page.run_choices(), value=folder.name))
 
         check.click(safe(on_check, 2), form, [train_message, plan])
-        start.click(safe(on_start, 2), form, [train_message, run])
+        start.click(safe(on_start, 3), form, [train_message, plan, run])
 
         def on_stop(name):
             return studio.stop(name)
@@ -308,30 +350,73 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
         resume.click(safe(on_resume, 1), run, run_message)
         extend.click(safe(on_extend, 1), [run, more], run_message)
 
-        def on_poll(name):
-            choices = gr.update(choices=page.run_choices())
+        def on_poll(name, sent):
+            """Re-read the chosen run; send the page only what changed since this tab's
+            last poll, and the charts at most every CHART_SECONDS while it trains (drawing
+            them is the browser's biggest cost on the trainer's machine)."""
+            sent = dict(sent or {})
+
+            def fresh(key: str, signature: Any, make: Callable[[], Any]) -> Any:
+                if key in sent and sent[key] == signature:
+                    return gr.update()
+                sent[key] = signature
+                return make()
+
+            choices = page.run_choices()
+            listed = fresh("runs", choices, lambda: gr.update(choices=choices))
             if not name:
-                return (choices, "Choose a run, or start one in Train.", None, [],
-                        *[None] * len(plots), "", "")
+                sent.pop("run", None)
+                return (listed, "Choose a run, or start one in Train.", None, [],
+                        *[gr.update(value=None)] * len(plots), "", "", sent)
             view = page.view(name)
-            curves = page.curves(view.folder)
-            return (choices, watch.status_markdown(view), watch.newest_grid(view),
-                    watch.sample_grids(view.folder),
-                    *[_chart(curves.frame(title)) for title in plots],
-                    watch.events_markdown(curves.events), watch.log_tail(view.folder))
+            if sent.get("run") != name:  # another run: everything is new
+                sent = {"runs": choices, "run": name}
+            key, curves = page.curves(view.folder)
+            now = time.monotonic()
+            if not view.running or now - sent.get("charts at", -1e9) >= CHART_SECONDS:
+                charts_key = key
+            else:
+                charts_key = sent.get("charts key", key)
+            if charts_key != sent.get("charts key"):
+                sent["charts at"], sent["charts key"] = now, charts_key
+            grid = watch.newest_grid(view)
+            grids = watch.sample_grids(view.folder)
+            text = watch.status_markdown(view)
+            last_event = curves.events[-1] if curves.events else None
+            return (listed, fresh("status", text, lambda: text),
+                    fresh("grid", (grid, _mtime(grid)), lambda: grid),
+                    fresh("grids", [(g, _mtime(g)) for g, _ in grids], lambda: grids),
+                    *[fresh(f"chart {title}", charts_key,
+                            lambda title=title: _chart(curves.frame(title)))
+                      for title in plots],
+                    fresh("events", (len(curves.events), last_event),
+                          lambda: watch.events_markdown(curves.events)),
+                    fresh("log", _mtime(str(view.folder / LOG_NAME)),
+                          lambda: watch.log_tail(view.folder)), sent)
 
-        poll_outputs = [run, status, newest, grids, *plots.values(), events, log]
+        sent_state = gr.State({})
+        poll_outputs = [run, status, newest, grids, *plots.values(), events, log, sent_state]
 
-        def poll_safe(name):
+        def poll_safe(name, sent):
             try:
-                return on_poll(name)
+                return on_poll(name, sent)
             except GanvasError as exc:
                 return (gr.update(choices=page.run_choices()), error_line(exc),
-                        *[gr.update()] * (len(poll_outputs) - 2))
+                        *[gr.update()] * (len(poll_outputs) - 3), {})
 
-        timer.tick(poll_safe, run, poll_outputs, show_progress="hidden")
-        refresh.click(poll_safe, run, poll_outputs)
-        run.change(poll_safe, run, poll_outputs, show_progress="hidden")
+        # Each tick only compares what the run folder's files say (their sizes and times)
+        # with the last tick's; the page is refreshed when they changed. A tick that finds
+        # nothing new sends the browser nothing to draw.
+        changed = gr.Textbox(visible=False)
+
+        def on_tick(name, before):
+            now = page.signature(name)
+            return gr.update() if now == before else now
+
+        timer.tick(on_tick, [run, changed], changed, show_progress="hidden")
+        changed.change(poll_safe, [run, sent_state], poll_outputs, show_progress="hidden")
+        refresh.click(poll_safe, [run, gr.State({})], poll_outputs)
+        run.change(poll_safe, [run, sent_state], poll_outputs, show_progress="hidden")
 
         def on_doctor(name):
             return watch.doctor(page.studio.find(name)).text
@@ -413,23 +498,56 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
             except Exception as exc:
                 yield error_line(exc), gr.update(), gr.update(), gr.update()
 
-        def on_paint_fast(photo_, folder, size_):
+        def on_paint_fast(photo_, folder, painting_, size_):
             picture, path = repaint.repaint_with_styliser(photo_, folder, page.work,
-                                                          size=size_)
+                                                          painting=painting_, size=size_)
             return "", picture, str(path)
 
+        def on_paint_clip(video_, folder, painting_, size_, iterations_, backbone_):
+            try:
+                for frame, text, path in repaint.repaint_video_steps(
+                        video_, page.work, styliser=folder, painting=painting_,
+                        size=int(size_ or 0) or None, iterations=int(iterations_ or 0),
+                        backbone=backbone_):
+                    yield "", frame, text, None if path is None else str(path)
+            except Exception as exc:
+                yield error_line(exc), gr.update(), gr.update(), gr.update()
+
+        paint_clip.click(on_paint_clip, [clip, styliser, painting, size, iterations, backbone],
+                         [repaint_message, frame_now, clip_progress, clip_out])
         paint.click(on_paint, [content, painting, size, iterations, style_weight, colors,
                                backbone], [repaint_message, painted, progress_text,
                                            painted_file])
-        paint_fast.click(safe(on_paint_fast, 3), [content, styliser, size],
+        paint_fast.click(safe(on_paint_fast, 3), [content, styliser, painting, size],
                          [repaint_message, painted, painted_file])
     app.studio_page = page  # for tests and scripts
     return app
 
 
+def _mtime(path: str | None) -> float | None:
+    try:
+        return None if path is None else os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
 def _chart(frame) -> Any:
     """A chart's new points; a chart with none (FID without --fid-every) is hidden."""
     return gr.update(value=frame, visible=not frame.empty)
+
+
+def _quieten_queue(app: gr.Blocks) -> None:
+    """Let Gradio's event queue wait 50 ms between looks when it has nothing to do, not the
+    1 ms it waits on Linux: a thousand wake-ups a second cost a training run on the same
+    cores far more than their CPU time (each one stalls the trainer's threads), and 50 ms
+    more before a click is answered is not felt. (Gradio has no option for it: these are
+    its queue's attributes, read at every turn of its loops; unknown versions are left
+    alone.)"""
+    queue = getattr(app, "_queue", None)
+    for name, seconds in (("sleep_when_free", IDLE_SECONDS),
+                          ("progress_update_sleep_when_free", IDLE_SECONDS)):
+        if isinstance(getattr(queue, name, None), (int, float)):
+            setattr(queue, name, max(getattr(queue, name), seconds))
 
 
 def theme() -> gr.themes.Base:
@@ -444,8 +562,9 @@ def serve(runs_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860
     app = build(runs_dir)
     page: Page = app.studio_page
     app.queue(default_concurrency_limit=4)
+    _quieten_queue(app)
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False,
                prevent_thread_lock=not block, quiet=quiet, show_error=False,
                allowed_paths=[str(Path(runs_dir).resolve()), str(page.work)],
-               theme=theme(), ssr_mode=False, footer_links=[])
+               ssr_mode=False, show_api=False)
     return app

@@ -125,12 +125,9 @@ class RunView:
         return self.state in ("running", "starting")
 
     def label(self) -> str:
-        """One line for a list of runs: name, state, progress."""
-        progress = ""
-        if self.status is not None:
-            total = f"/{self.status.steps}" if self.status.steps else ""
-            progress = f", step {self.status.step}{total}"
-        return f"{self.name} ({self.state}{progress})"
+        """One line for a list of runs: its name and state (the step is left to Watch, so
+        that the list changes only when a run's state does)."""
+        return f"{self.name} ({self.state})"
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -138,13 +135,25 @@ def is_run_folder(folder: Path) -> bool:
         (folder / name).exists() for name in ("status.json", "metrics.jsonl", "checkpoints"))
 
 
+_CONFIGS: dict[Path, tuple[tuple[int, float], dict[str, Any]]] = {}
+
+
 def read_config(folder: Path) -> dict[str, Any]:
-    """A run's config.yaml as a dict ({} when missing or unreadable: shown, not trusted)."""
+    """A run's config.yaml as a dict ({} when missing or unreadable: shown, not trusted);
+    parsed again only when the file changes (a page polls every run's)."""
+    path = folder / "config.yaml"
     try:
-        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        info = path.stat()
+        key = (info.st_size, info.st_mtime)
+        held = _CONFIGS.get(path)
+        if held is not None and held[0] == key:
+            return held[1]
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
-    return saved if isinstance(saved, dict) else {}
+    saved = saved if isinstance(saved, dict) else {}
+    _CONFIGS[path] = (key, saved)
+    return saved
 
 
 def last_line(path: Path, limit: int = 64_000) -> str | None:
@@ -230,9 +239,10 @@ class Studio:
 
     # ---- processes ---------------------------------------------------------------------------
 
-    def start(self, arguments: Sequence[str]) -> Path:
-        """Check ``arguments`` and start ``ganvas train`` in a new numbered run folder."""
-        plan = plan_run(arguments)
+    def start(self, arguments: Sequence[str] | Plan) -> Path:
+        """Check ``arguments`` (or take a checked plan) and start ``ganvas train`` in a new
+        numbered run folder."""
+        plan = arguments if isinstance(arguments, Plan) else plan_run(arguments)
         ensure_writable_dir(self.runs_dir, "--runs")
         r = plan.resolved
         folder = new_run_dir(self.runs_dir, describe(r.data, r.model, r.resolution))

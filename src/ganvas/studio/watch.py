@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ganvas.errors import GanvasError
-from ganvas.runs.metrics import iter_metrics
+from ganvas.runs.metrics import parse_record
 from ganvas.studio.runs import LOG_NAME, RunView
 
 # The charts: title -> {metrics.jsonl key: the name in the legend}
@@ -37,42 +37,88 @@ class Curves:
         return pd.DataFrame(self.tables.get(title, {"step": [], "value": [], "series": []}))
 
 
-def read_curves(folder: Path, max_events: int = 200) -> Curves:
-    """The charts' points and the health events of ``folder/metrics.jsonl`` (streamed: a long
-    run's log is never held whole)."""
-    points: dict[str, dict[str, list[tuple[int, float]]]] = {t: {} for t in CHARTS}
-    events: list[dict[str, Any]] = []
-    for record in iter_metrics(folder / "metrics.jsonl"):
+class CurveReader:
+    """The charts' points and the health events of ``folder/metrics.jsonl``, read as it
+    grows: each :meth:`update` parses only the whole lines added since the last (a page
+    watching a long run never re-reads its log), with memory bounded by thinning."""
+
+    CHUNK = 8 << 20  # the most read in one update; a longer line is skipped, never held
+
+    def __init__(self, folder: Path, max_events: int = 200):
+        self.path = folder / "metrics.jsonl"
+        self.max_events = max_events
+        self._reset()
+
+    def _reset(self) -> None:
+        self.offset = 0
+        self.points: dict[str, dict[str, list[tuple[int, float]]]] = {t: {} for t in CHARTS}
+        self.events: list[dict[str, Any]] = []
+
+    def update(self) -> None:
+        try:
+            size = self.path.stat().st_size if self.path.is_file() else 0
+        except OSError:
+            return
+        if size < self.offset:  # rewritten (a resume drops the records after its checkpoint)
+            self._reset()
+        while size > self.offset:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(min(size - self.offset, self.CHUNK))
+            whole = data.rfind(b"\n") + 1
+            if whole == 0:
+                if len(data) < self.CHUNK:
+                    return  # a line still being written: next time
+                whole = len(data)  # one line longer than CHUNK: not a record of ours
+            else:
+                for line in data[:whole].splitlines():
+                    record = parse_record(line)
+                    if record is not None:
+                        self._add(record)
+            self.offset += whole
+
+    def _add(self, record: dict[str, Any]) -> None:
         if "event" in record:
-            events.append({"step": record["step"], "event": str(record.get("event")),
-                           "message": str(record.get("message", ""))})
-            del events[:-max_events]
-            continue
+            self.events.append({"step": record["step"], "event": str(record.get("event")),
+                                "message": str(record.get("message", ""))})
+            del self.events[:-self.max_events]
+            return
         for title, keys in CHARTS.items():
             for key, name in keys.items():
                 value = record.get(key)
                 if isinstance(value, (int, float)) and not isinstance(value, bool) \
                         and math.isfinite(value):
-                    points[title].setdefault(name, []).append((record["step"], float(value)))
-    tables = {}
-    for title, series in points.items():
-        table: dict[str, list] = {"step": [], "value": [], "series": []}
-        for name, values in series.items():
-            stride = max(1, math.ceil(len(values) / MAX_POINTS))
-            kept = values[::stride]
-            if kept[-1] != values[-1]:  # the newest point is always shown
-                kept.append(values[-1])
-            for step, value in kept:
-                table["step"].append(step)
-                table["value"].append(value)
-                table["series"].append(name)
-        tables[title] = table
-    return Curves(tables, events)
+                    series = self.points[title].setdefault(name, [])
+                    series.append((record["step"], float(value)))
+                    if len(series) > 4 * MAX_POINTS:  # keep every other older point
+                        series[:] = series[:-1:2] + series[-1:]
+
+    def curves(self) -> Curves:
+        tables = {}
+        for title, series in self.points.items():
+            table: dict[str, list] = {"step": [], "value": [], "series": []}
+            for name, values in series.items():
+                stride = max(1, math.ceil(len(values) / MAX_POINTS))
+                kept = values[::stride]
+                if kept[-1] != values[-1]:  # the newest point is always shown
+                    kept.append(values[-1])
+                for step, value in kept:
+                    table["step"].append(step)
+                    table["value"].append(value)
+                    table["series"].append(name)
+            tables[title] = table
+        return Curves(tables, list(self.events))
 
 
-def status_markdown(view: RunView, now: float | None = None) -> str:
+def read_curves(folder: Path, max_events: int = 200) -> Curves:
+    """The charts' points and the health events of ``folder/metrics.jsonl``."""
+    reader = CurveReader(folder, max_events)
+    reader.update()
+    return reader.curves()
+
+
+def status_markdown(view: RunView) -> str:
     """The run's state in a few lines of Markdown."""
-    now = time.time() if now is None else now
     lines = [f"**{view.name}**: **{view.state}**"]
     s = view.status
     if s is not None:
@@ -80,9 +126,9 @@ def status_markdown(view: RunView, now: float | None = None) -> str:
         lines.append(f"step {s.step:,}{total} · {s.images_seen:,} images seen")
         if s.images_per_second and view.state == "running":
             lines.append(f"{s.images_per_second:,.0f} images/s")
-        if s.heartbeat:
-            lines.append(f"last heard from {max(0, now - s.heartbeat):.0f} s ago"
-                         f"{f' on {s.host}' if s.host else ''}")
+        if s.heartbeat:  # a clock time: the text changes only when the run writes
+            heard = time.strftime("%H:%M:%S", time.localtime(s.heartbeat))
+            lines.append(f"heartbeat at {heard}{f' on {s.host}' if s.host else ''}")
     config = view.config
     if config:
         size = config.get("resolution")

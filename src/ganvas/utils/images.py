@@ -49,7 +49,7 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
-    return Image.fromarray(array[..., 0], "L") if array.shape[-1] == 1 else Image.fromarray(array)
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)  # uint8: L, RGB, RGBA
 
 
 def make_grid(images: torch.Tensor, columns: int | None = None, padding: int = 2) -> Image.Image:
