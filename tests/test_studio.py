@@ -77,12 +77,15 @@ def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, c
     studio = Studio(tmp_path / "runs")
     assert studio.runs() == []
     folder = studio.start([*TINY, "--steps", "8"])
+    other = studio.start([*TINY, "--steps", "4", "--seed", "1"])  # two runs at once
     assert folder.parent == tmp_path / "runs" and folder.name.endswith("digits-dcgan-28px")
+    assert other.name.startswith("00001-") and other.name.endswith("digits-dcgan-28px")
     assert studio.view(folder).state in ("starting", "running", "finished")
-    assert studio.wait(folder.name, timeout=120) == 0
+    assert studio.wait(folder.name, timeout=120) == 0 == studio.wait(other.name, timeout=120)
     view = _wait(studio, folder.name, ("finished",))
     assert view.status.step == 8 and view.label() == f"{folder.name} (finished)"
-    assert [v.name for v in studio.runs()] == [folder.name]
+    assert _wait(studio, other.name, ("finished",)).status.step == 4
+    assert [v.name for v in studio.runs()] == [other.name, folder.name]
     assert "ganvas train --data digits" in (folder / "train.log").read_text()
 
     # What Watch shows: state, curves, samples, the monitor's messages, the doctor's advice.

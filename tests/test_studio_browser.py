@@ -219,6 +219,8 @@ def test_the_studio_in_a_browser(tmp_path, monkeypatch, cleanup):
         assert wait_for_state(run, ("interrupted",)) == "interrupted"
         stopped_at = read_status(run).step
         assert (run / "checkpoints" / f"step-{stopped_at:07d}.pt").is_file()
+        row = page.locator("#runs-table tr", has_text=run.name)
+        expect(row).to_contain_text("interrupted", timeout=WAIT_MS)
 
         # Explore: pictures by seed from the newest checkpoint.
         page.get_by_role("tab", name="Explore").click()

@@ -101,7 +101,7 @@ class Page:
     def signature(self, name: str | None) -> str:
         """What changes when there is something new to show: the runs and their states,
         and the chosen run's files (status, metrics, samples, log), by size and time."""
-        parts = [repr(self.run_choices())]
+        parts = [self.overview()]
         if name:
             folder = self.studio.runs_dir / str(name)
             for path in (folder / "status.json", folder / "metrics.jsonl",
@@ -115,8 +115,20 @@ class Page:
                 parts.append("still")
         return "|".join(parts)
 
-    def run_choices(self) -> list[tuple[str, str]]:
-        return [(view.label(), view.name) for view in self.studio.runs()]
+    def run_choices(self) -> list[str]:
+        return [view.name for view in self.studio.runs()]
+
+    def overview(self) -> str:
+        """Every run, its state and progress, as a Markdown table."""
+        views = self.studio.runs()
+        if not views:
+            return "No runs yet: start one above."
+        rows = ["| run | state | step |", "|---|---|---|"]
+        for view in views:
+            s = view.status
+            step = "" if s is None else f"{s.step:,}" + (f" of {s.steps:,}" if s.steps else "")
+            rows.append(f"| {view.name} | {view.state} | {step} |")
+        return "\n".join(rows)
 
     def view(self, name: str | None) -> RunView:
         return self.studio.view(self.studio.find(name))
@@ -173,6 +185,8 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
                                       elem_id="run-extend-steps")
                     extend = gr.Button("Extend", elem_id="run-extend")
                 run_message = gr.Markdown(elem_id="run-message")
+                gr.Markdown("### Every run")
+                runs_table = gr.Markdown(page.overview(), elem_id="runs-table")
 
             with gr.Tab("Watch", id="watch"):
                 with gr.Row():
@@ -364,26 +378,30 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
 
             choices = page.run_choices()
             listed = fresh("runs", choices, lambda: gr.update(choices=choices))
+            table = page.overview()
+            overview = fresh("overview", table, lambda: table)
             if not name:
                 sent.pop("run", None)
-                return (listed, "Choose a run, or start one in Train.", None, [],
+                return (listed, overview, "Choose a run, or start one in Train.", None, [],
                         *[gr.update(value=None)] * len(plots), "", "", sent)
             view = page.view(name)
             if sent.get("run") != name:  # another run: everything is new
-                sent = {"runs": choices, "run": name}
+                sent = {"runs": choices, "overview": table, "run": name}
             key, curves = page.curves(view.folder)
             now = time.monotonic()
-            if not view.running or now - sent.get("charts at", -1e9) >= CHART_SECONDS:
+            if not view.running or not sent.get("charts drawn") \
+                    or now - sent.get("charts at", -1e9) >= CHART_SECONDS:
                 charts_key = key
             else:
                 charts_key = sent.get("charts key", key)
             if charts_key != sent.get("charts key"):
                 sent["charts at"], sent["charts key"] = now, charts_key
+                sent["charts drawn"] = not curves.frame("Losses").empty
             grid = watch.newest_grid(view)
             grids = watch.sample_grids(view.folder)
             text = watch.status_markdown(view)
             last_event = curves.events[-1] if curves.events else None
-            return (listed, fresh("status", text, lambda: text),
+            return (listed, overview, fresh("status", text, lambda: text),
                     fresh("grid", (grid, _mtime(grid)), lambda: grid),
                     fresh("grids", [(g, _mtime(g)) for g, _ in grids], lambda: grids),
                     *[fresh(f"chart {title}", charts_key,
@@ -395,14 +413,15 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
                           lambda: watch.log_tail(view.folder)), sent)
 
         sent_state = gr.State({})
-        poll_outputs = [run, status, newest, grids, *plots.values(), events, log, sent_state]
+        poll_outputs = [run, runs_table, status, newest, grids, *plots.values(), events, log,
+                        sent_state]
 
         def poll_safe(name, sent):
             try:
                 return on_poll(name, sent)
             except GanvasError as exc:
-                return (gr.update(choices=page.run_choices()), error_line(exc),
-                        *[gr.update()] * (len(poll_outputs) - 3), {})
+                return (gr.update(choices=page.run_choices()), gr.update(), error_line(exc),
+                        *[gr.update()] * (len(poll_outputs) - 4), {})
 
         # Each tick only compares what the run folder's files say (their sizes and times)
         # with the last tick's; the page is refreshed when they changed. A tick that finds
