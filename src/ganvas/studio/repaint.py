@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,52 +43,40 @@ def repaint_steps(photo: str | None, painting: str | None, out_dir: Path, *,
                               "leave it empty for the backbone's tuned weight") from None
     if preserve_colors and preserve_colors != "no":
         options["preserve_colors"] = preserve_colors
-    updates: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def progress(state) -> None:
-        updates.put((state.evaluation, state.total, state.scale, state.scales, state.picture))
-
-    def work() -> None:
-        try:
-            outcome["picture"] = ganvas.stylize(photo, painting, callback=progress, **options)
-        except BaseException as exc:  # reported on the page, never lost in a thread
-            outcome["error"] = exc
-        finally:
-            updates.put(None)
-
     started = time.monotonic()
-    worker = threading.Thread(target=work, name="ganvas-repaint", daemon=True)
-    worker.start()
-    last_sent = 0.0
-    while True:
-        item = updates.get()
-        if item is None:
-            break
-        while not updates.empty():  # only the newest picture matters
-            newer = updates.get()
-            if newer is None:
-                item = None
-                break
-            item = newer
-        if item is None:
-            break
-        if time.monotonic() - last_sent < UPDATE_SECONDS:
-            continue
-        last_sent = time.monotonic()
-        evaluation, total, scale, scales, picture = item
+
+    def show(count: int, state) -> tuple[Image.Image, str, None]:
         with torch.no_grad():
-            shown = to_pil(picture.detach().float().clamp(0, 1)[:1] * 2 - 1)[0]
-        yield shown, (f"evaluation {evaluation} of {total} (scale {scale + 1} of {scales}), "
-                      f"{time.monotonic() - started:.0f} s"), None
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: Image.Image = outcome["picture"]
+            shown = to_pil(state.picture.detach().float().clamp(0, 1)[:1] * 2 - 1)[0]
+        return shown, (f"evaluation {state.evaluation} of {state.total} (scale "
+                       f"{state.scale + 1} of {state.scales}), "
+                       f"{time.monotonic() - started:.0f} s"), None
+
+    result: Image.Image = yield from _in_background(
+        lambda report: ganvas.stylize(photo, painting, callback=report, **options), show,
+        "ganvas-repaint")
     path = out_dir / f"repainted-{int(time.time() * 1000)}.png"
     result.save(path)
     yield result, (f"done in {time.monotonic() - started:.0f} s: {result.width}x"
                    f"{result.height}"), path
+
+
+def styliser_painter(styliser: str, painting: str | None):
+    """A trained styliser folder's painter (on the CPU) and its metadata: a per-style one
+    paints its own style, an any-style one ``painting``'s."""
+    import torch
+
+    from ganvas.stylisers.apply import ArbitraryStyle, make_painter
+    from ganvas.stylisers.arbitrary import ArbitraryStyliser
+    from ganvas.stylisers.folder import load_styliser
+
+    net, meta = load_styliser(styliser)
+    style = None
+    if isinstance(net, ArbitraryStyliser):
+        if not painting:
+            raise GanvasError(f"{styliser} paints any style: upload a painting too")
+        style = ArbitraryStyle([painting])
+    return make_painter(net, style=style, device=torch.device("cpu")), meta
 
 
 def repaint_with_styliser(photo: str | None, styliser: str | None, out_dir: Path, *,
@@ -96,23 +84,13 @@ def repaint_with_styliser(photo: str | None, styliser: str | None, out_dir: Path
                           ) -> tuple[Image.Image, Path]:
     """Repaint ``photo`` in one pass of a trained styliser folder: a per-style styliser
     paints its own style; an any-style one (``--arbitrary``) the ``painting``'s."""
-    import torch
-
-    from ganvas.stylisers.apply import ArbitraryStyle, make_painter, stylise_picture
-    from ganvas.stylisers.arbitrary import ArbitraryStyliser
-    from ganvas.stylisers.folder import load_styliser
+    from ganvas.stylisers.apply import stylise_picture
 
     if not photo:
         raise GanvasError("repaint: upload a photo first")
     if not styliser:
         raise GanvasError("repaint: choose a styliser folder (made by `ganvas style-train`)")
-    net, _ = load_styliser(styliser)
-    style = None
-    if isinstance(net, ArbitraryStyliser):
-        if not painting:
-            raise GanvasError(f"{styliser} paints any style: upload a painting too")
-        style = ArbitraryStyle([painting])
-    paint = make_painter(net, style=style, device=torch.device("cpu"))
+    paint, _ = styliser_painter(styliser, painting)
     picture = stylise_picture(paint, photo, size=int(size) if size else None)
     output = out_dir / f"repainted-{int(time.time() * 1000)}.png"
     picture.save(output)
@@ -127,6 +105,7 @@ def repaint_video_steps(video: str | None, out_dir: Path, *, styliser: str | Non
     the optical flow, audio kept): with a trained styliser, or by optimisation towards
     ``painting``. Yields ``(newest frame, "frame i of n", None)`` as it goes and
     ``(last frame, summary, the video file)`` at the end."""
+    from ganvas.stylisers.folder import KIND_ARBITRARY
     from ganvas.video.io import probe
     from ganvas.video.painters import network_painter, optimisation_painter
     from ganvas.video.stylise import stylise_video
@@ -135,21 +114,10 @@ def repaint_video_steps(video: str | None, out_dir: Path, *, styliser: str | Non
         raise GanvasError("repaint: upload a video first")
     info = probe(video, "video")  # one line for what is not a usable video (or no PyAV)
     if styliser:
-        import torch
-
-        from ganvas.stylisers.apply import ArbitraryStyle, make_painter
-        from ganvas.stylisers.arbitrary import ArbitraryStyliser
-        from ganvas.stylisers.folder import load_styliser
-
-        net, meta = load_styliser(styliser)
-        style = None
-        if isinstance(net, ArbitraryStyliser):
-            if not painting:
-                raise GanvasError(f"{styliser} paints any style: upload a painting too")
-            style = ArbitraryStyle([painting])
-        painter = network_painter(make_painter(net, style=style, device=torch.device("cpu")))
+        paint, meta = styliser_painter(styliser, painting)
+        painter = network_painter(paint)
         settings = {"model": str(Path(styliser).resolve()), "step": meta.get("step"),
-                    "style": [str(painting)] if style else []}
+                    "style": [str(painting)] if meta.get("kind") == KIND_ARBITRARY else []}
     elif painting:
         options = {"iterations": int(iterations), "backbone": backbone, "device": "cpu",
                    "size": int(size) if size else None}
@@ -160,34 +128,48 @@ def repaint_video_steps(video: str | None, out_dir: Path, *, styliser: str | Non
         raise GanvasError("repaint: upload a painting or choose a styliser folder for the "
                           "video")
     output = out_dir / f"repainted-{int(time.time() * 1000)}.mp4"
+    started, total = time.monotonic(), f" of {info.frames}" if info.frames else ""
+    newest: list[Image.Image] = []
+
+    def show(count: int, frame) -> tuple[Image.Image, str, None]:
+        newest[:] = [Image.fromarray(frame)]
+        return newest[0], f"frame {count}{total}, {time.monotonic() - started:.0f} s", None
+
+    result = yield from _in_background(
+        lambda report: stylise_video(video, output, painter, settings=settings,
+                                     size=int(size) if size else None, progress=False,
+                                     log=lambda message: None, on_frame=report),
+        show, "ganvas-repaint-video")
+    yield (newest[0] if newest else None), (f"done in {time.monotonic() - started:.0f} s: "
+                                            f"{result.frames} frames"), result.output
+
+
+def _in_background(task: Callable[[Callable[[Any], None]], Any],
+                   show: Callable[[int, Any], Any], name: str) -> Generator[Any, None, Any]:
+    """Run ``task(report)`` in a thread of its own; yield ``show(count, update)`` for what it
+    reports, at most every UPDATE_SECONDS (the page wants the newest, not every one), and
+    return its result; its error is raised here, never lost in the thread."""
     updates: queue.Queue = queue.Queue()
     outcome: dict[str, Any] = {}
+    finished = object()
 
     def work() -> None:
         try:
-            outcome["result"] = stylise_video(
-                video, output, painter, settings=settings, size=int(size) if size else None,
-                progress=False, log=lambda message: None,
-                on_frame=lambda frame: updates.put(frame))
-        except BaseException as exc:  # reported on the page, never lost in a thread
+            outcome["result"] = task(updates.put)
+        except BaseException as exc:
             outcome["error"] = exc
         finally:
-            updates.put(None)
+            updates.put(finished)
 
-    started = time.monotonic()
-    worker = threading.Thread(target=work, name="ganvas-repaint-video", daemon=True)
+    worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
-    done, frame, total = 0, None, f" of {info.frames}" if info.frames else ""
-    last_sent = 0.0
-    while (item := updates.get()) is not None:
-        done, frame = done + 1, item
+    count, last_sent = 0, 0.0
+    while (item := updates.get()) is not finished:
+        count += 1
         if time.monotonic() - last_sent >= UPDATE_SECONDS:
             last_sent = time.monotonic()
-            yield Image.fromarray(frame), (f"frame {done}{total}, "
-                                           f"{time.monotonic() - started:.0f} s"), None
+            yield show(count, item)
     worker.join()
     if "error" in outcome:
         raise outcome["error"]
-    last = None if frame is None else Image.fromarray(frame)
-    yield last, (f"done in {time.monotonic() - started:.0f} s: {outcome['result'].frames} "
-                 "frames"), outcome["result"].output
+    return outcome["result"]
