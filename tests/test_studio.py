@@ -111,7 +111,8 @@ def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, c
     assert "has already trained 8 steps; give a larger --steps" in view.reason
 
     # Explore draws from the newest checkpoint.
-    model = explore.Models().get(folder, truncation=0.7)
+    models = explore.Models()
+    model = models.get(folder, truncation=0.7)
     drawn = explore.draw_seeds(model, explore.seeds_from("0-2"))
     assert [c for _, c in drawn] == ["seed 0", "seed 1", "seed 2"]
     assert drawn[0][0].size == (280, 280)  # 28 px enlarged ten times for the eye
@@ -119,8 +120,9 @@ def test_runs_start_finish_resume_and_fail_in_processes_of_their_own(tmp_path, c
     assert path.is_file() and picture.size == (532, 532)
     with pytest.raises(GanvasError, match="at most 64"):
         explore.seeds_from("0-100")
-    with pytest.raises(GanvasError, match="truncation 2: give a number from 0 to 1"):
-        explore.Models().get(folder, truncation=2)
+    with pytest.raises(GanvasError, match="--truncation must be a number from 0 to 1, got 2"):
+        explore.draw_seeds(models.get(folder, truncation=2), [0])
+    assert model.truncation == 0.7  # another tab's truncation never reaches this one
     with pytest.raises(GanvasError, match="no style vectors"):
         explore.style_mixing(model, [1], [2])
     walk = explore.walk(folder, [1, 2], 4, tmp_path)

@@ -101,7 +101,8 @@ class Page:
     def signature(self, name: str | None) -> str:
         """What changes when there is something new to show: the runs and their states,
         and the chosen run's files (status, metrics, samples, log), by size and time."""
-        parts = [self.overview()]
+        views = self.studio.runs()
+        parts = [self.overview(views)]
         if name:
             folder = self.studio.runs_dir / str(name)
             for path in (folder / "status.json", folder / "metrics.jsonl",
@@ -111,16 +112,17 @@ class Page:
                     parts.append(f"{info.st_size}:{info.st_mtime_ns}")
                 except OSError:
                     parts.append("-")
-            if not self.studio.view(folder).running:  # charts held back while it ran
+            chosen = next((v for v in views if v.folder == folder), None)
+            if chosen is None or not chosen.running:  # charts held back while it ran
                 parts.append("still")
         return "|".join(parts)
 
-    def run_choices(self) -> list[str]:
-        return [view.name for view in self.studio.runs()]
+    def run_choices(self, views: list[RunView] | None = None) -> list[str]:
+        return [view.name for view in (self.studio.runs() if views is None else views)]
 
-    def overview(self) -> str:
+    def overview(self, views: list[RunView] | None = None) -> str:
         """Every run, its state and progress, as a Markdown table."""
-        views = self.studio.runs()
+        views = self.studio.runs() if views is None else views
         if not views:
             return "No runs yet: start one above."
         rows = ["| run | state | step |", "|---|---|---|"]
@@ -376,15 +378,16 @@ def build(runs_dir: str | os.PathLike) -> gr.Blocks:
                 sent[key] = signature
                 return make()
 
-            choices = page.run_choices()
+            views = page.studio.runs()  # once per refresh: every run's status is read
+            choices = page.run_choices(views)
             listed = fresh("runs", choices, lambda: gr.update(choices=choices))
-            table = page.overview()
+            table = page.overview(views)
             overview = fresh("overview", table, lambda: table)
             if not name:
                 sent.pop("run", None)
                 return (listed, overview, "Choose a run, or start one in Train.", None, [],
                         *[gr.update(value=None)] * len(plots), "", "", sent)
-            view = page.view(name)
+            view = next((v for v in views if v.name == name), None) or page.view(name)
             if sent.get("run") != name:  # another run: everything is new
                 sent = {"runs": choices, "overview": table, "run": name}
             key, curves = page.curves(view.folder)

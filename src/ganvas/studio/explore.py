@@ -4,6 +4,7 @@ training pictures and an export, each through the same functions as the commands
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -29,6 +30,9 @@ class Models:
         self._lock = threading.Lock()
 
     def get(self, folder: Path, truncation: float = 1.0):
+        """The run's generator drawing with ``truncation``: a copy of its own, sharing the
+        network, so that tabs asking for different truncations at once never mix them (the
+        sampling contract checks the value when it draws)."""
         import ganvas
 
         key = _newest_checkpoint(folder)
@@ -40,9 +44,9 @@ class Models:
                 self._loaded[folder] = (key, model)
                 while len(self._loaded) > self.capacity:
                     self._loaded.pop(next(iter(self._loaded)))
-            model = self._loaded[folder][1]
-        model.truncation = _truncation(truncation)
-        return model
+            drawing = copy.copy(self._loaded[folder][1])
+        drawing.truncation = float(truncation)
+        return drawing
 
 
 def _newest_checkpoint(folder: Path) -> tuple[str, float] | None:
@@ -54,16 +58,6 @@ def _newest_checkpoint(folder: Path) -> tuple[str, float] | None:
         return found[-1].name, found[-1].stat().st_mtime
     except OSError:
         return None
-
-
-def _truncation(value: Any) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise GanvasError(f"truncation {value!r:.20}: give a number from 0 to 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise GanvasError(f"truncation {value:g}: give a number from 0 to 1 (1: none)")
-    return value
 
 
 def enlarged(picture: Image.Image, side: int = SHOW_SIDE) -> Image.Image:
@@ -127,7 +121,7 @@ def walk(folder: Path, seeds: list[int], frames: int, out_dir: Path,
         raise GanvasError(f"walk: {frames} frames; give 2 to 600")
     done = write_walk(folder, out_dir / f"walk-{'-'.join(map(str, seeds[:8]))}.gif",
                       seeds=seeds, frames=int(frames), loop=True, fps=24,
-                      truncation=_truncation(truncation), device="cpu", progress=False)
+                      truncation=float(truncation), device="cpu", progress=False)
     return done.path
 
 

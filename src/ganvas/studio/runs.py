@@ -156,15 +156,19 @@ def read_config(folder: Path) -> dict[str, Any]:
     return saved
 
 
+def tail_lines(path: Path, limit: int = 64_000) -> list[str]:
+    """The lines of the last ``limit`` bytes of a (log) file; OSError when unreadable."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, handle.seek(0, os.SEEK_END) - limit))
+        return handle.read().decode("utf-8", "replace").splitlines()
+
+
 def last_line(path: Path, limit: int = 64_000) -> str | None:
-    """The last non-empty line of a (log) file, reading at most its last ``limit`` bytes."""
+    """The last non-empty line of a (log) file, or None."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - limit))
-            lines = handle.read().decode("utf-8", "replace").splitlines()
+        lines = [x.strip() for x in tail_lines(path, limit) if x.strip()]
     except OSError:
         return None
-    lines = [x.strip() for x in lines if x.strip()]
     return lines[-1] if lines else None
 
 

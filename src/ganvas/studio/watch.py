@@ -11,7 +11,7 @@ from typing import Any
 
 from ganvas.errors import GanvasError
 from ganvas.runs.metrics import parse_record
-from ganvas.studio.runs import LOG_NAME, RunView
+from ganvas.studio.runs import LOG_NAME, RunView, tail_lines
 
 # The charts: title -> {metrics.jsonl key: the name in the legend}
 CHARTS: dict[str, dict[str, str]] = {
@@ -197,15 +197,12 @@ def doctor(folder: Path) -> Doctor:
     return Doctor("\n".join(lines), shlex.split(train_flags(changes)), bool(found["healthy"]))
 
 
-def log_tail(folder: Path, lines: int = 40, limit: int = 64_000) -> str:
+def log_tail(folder: Path, lines: int = 40) -> str:
     """The last lines the studio's training process printed."""
     path = folder / LOG_NAME
     try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, 2) - limit))
-            text = handle.read().decode("utf-8", "replace")
+        return "\n".join(tail_lines(path)[-lines:])
     except FileNotFoundError:
         return "(this run was not started from the studio: no train.log)"
     except OSError as exc:
         raise GanvasError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    return "\n".join(text.splitlines()[-lines:])
