@@ -142,3 +142,11 @@ def test_what_is_not_a_status_gets_one_line(tmp_path):
     (tmp_path / STATUS_NAME).write_text(json.dumps({"format": "other", "state": "running"}))
     with pytest.raises(GanvasError, match="not a ganvas run status"):
         read_status(tmp_path)
+
+
+def test_a_run_whose_length_is_its_time_budget_plans_no_steps(pictures, tmp_path):
+    result = ganvas.train(data=str(pictures), out=str(tmp_path / "run"), time_budget="1s",
+                          **TINY)
+    status = read_status(result.run_dir)
+    assert status.state == "interrupted" and status.step > 0
+    assert status.steps is None  # not the billion steps that bound such a run

@@ -40,7 +40,8 @@ class RunStatus:
             ``stopped`` (the file says running, but its process is gone: killed, crashed).
         reason: why it is not running (None while running or finished).
         pid, host: the training process (rank 0) and its machine.
-        step, steps: steps done and planned; ``images_seen``.
+        step, steps: steps done and planned (None for a run whose length is only its
+            ``--time``); ``images_seen``.
         started, heartbeat: when this process started, and last wrote (Unix time).
         images_per_second: the last tick's speed.
         last_event: the newest health event (``step``, ``event``, ``message``) or None.

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ganvas.config import LIMITS
 from ganvas.runs.status import HEARTBEAT_SECONDS, RunStatus, this_host, write_status
 from ganvas.training.callbacks import Callback
 
@@ -33,8 +34,12 @@ class StatusFile(Callback):
     def on_train_start(self, trainer: RunView) -> None:
         samples = sorted((Path(trainer.run_dir) / "samples").glob("*.png"),
                          key=lambda p: p.stat().st_mtime)
+        # A run whose only length is --time plans no number of steps (its config holds
+        # the largest allowed, a bound, not a plan): say none rather than a billion.
+        steps = trainer.config.steps
         self.status = RunStatus(state="running", pid=os.getpid(), host=this_host(),
-                                steps=trainer.config.steps, started=self.clock(),
+                                steps=None if steps >= LIMITS["steps"] else steps,
+                                started=self.clock(),
                                 samples=str(samples[-1].resolve()) if samples else None)
         self._write(trainer)
 
