@@ -33,7 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganvas.models.layers import downsample, is_power_of_two
+from ganvas.models.layers import (
+    GatedLinearUnit,
+    downsample,
+    gated_linear_unit,
+    is_power_of_two,
+)
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
 from ganvas.models.registry import (
     SMALL_DATA,
@@ -142,9 +147,9 @@ class UpBlock(nn.Module):
         x = self.conv1(F.interpolate(x, scale_factor=2, mode="nearest"))
         if self.twice:
             x = self.noise1(x, noise, rng)
-        x = F.glu(self.norm1(x), dim=1)
+        x = gated_linear_unit(self.norm1(x))
         if self.twice:
-            x = F.glu(self.norm2(self.noise2(self.conv2(x), noise, rng)), dim=1)
+            x = gated_linear_unit(self.norm2(self.noise2(self.conv2(x), noise, rng)))
         return x
 
 
@@ -167,7 +172,7 @@ class FastGANGenerator(GeneratorNetwork):
         ch = {s: width(G_WIDTHS, s, base) for s in self.sizes}
         self.start = nn.Sequential(
             spectral_norm(nn.ConvTranspose2d(spec.latent_dim, ch[4] * 2, 4, bias=False)),
-            nn.BatchNorm2d(ch[4] * 2), nn.GLU(dim=1))
+            nn.BatchNorm2d(ch[4] * 2), GatedLinearUnit())
         # the paper's pattern: two convolutions at 8, 32, 128 and 512 px, one elsewhere
         self.ups = nn.ModuleDict({str(s): UpBlock(ch[s // 2], ch[s], s,
                                                   twice=int(math.log2(s)) % 2 == 1)
@@ -241,7 +246,7 @@ class Decoder(nn.Module):
             out = width(G_WIDTHS, s, base)
             layers += [nn.Upsample(scale_factor=2, mode="nearest"),
                        conv(channels, out * 2, 3, padding=1), nn.BatchNorm2d(out * 2),
-                       nn.GLU(dim=1)]
+                       GatedLinearUnit()]
             channels = out
         layers += [conv(channels, image_channels, 3, padding=1, bias=True), nn.Tanh()]
         self.net = nn.Sequential(*layers)

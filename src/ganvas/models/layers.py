@@ -66,6 +66,22 @@ def leaky(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, LEAKY_SLOPE)
 
 
+def gated_linear_unit(x: torch.Tensor) -> torch.Tensor:
+    """``F.glu(x, dim=1)``: the first half of the channels gated by the sigmoid of the second.
+    Written out because ``F.glu``'s backward hands a channels_last input a contiguous
+    gradient, and a BatchNorm before it then takes PyTorch's slow mixed-layout backward
+    (7x slower on a CPU; FastGAN's generator as a whole trained 1.2-1.3x faster written so)."""
+    value, gate = x.chunk(2, dim=1)
+    return value * torch.sigmoid(gate)
+
+
+class GatedLinearUnit(nn.Module):
+    """:func:`gated_linear_unit` as a layer (over channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gated_linear_unit(x)
+
+
 class MinibatchStdDev(nn.Module):
     """Appends one feature map: the standard deviation of the features over groups of
     ``group_size`` consecutive images, averaged. A discriminator that sees how varied a
