@@ -266,9 +266,10 @@ class Projected(ModelFamily):
         "pixel_head": "one more head on the pictures' own colours (frozen random 1x1 mixing), "
                       "beside the feature levels",
         "feature_levels": "how many levels of the frozen network are read, finest first "
-                          "(2 to 4; the paper's 4; 3 skips VGG16's deepest block: 1.15-1.3x "
-                          "the images, an FID within the runs' spread, see "
-                          "docs/benchmarks.md)",
+                          "(2 to 4; auto: 3 for the VGGs, skipping the deepest block, which "
+                          "runs three times a step for a 4x4 map: 1.15-1.3x the images at "
+                          "an FID within the runs' spread, see docs/benchmarks.md; 4, the "
+                          "paper's, for the others)",
     }
 
     @dataclass(frozen=True)
@@ -281,7 +282,7 @@ class Projected(ModelFamily):
         feature_resolution: int | None = None
         projection_channels: int = 32
         pixel_head: bool = True
-        feature_levels: int = LEVELS
+        feature_levels: int | None = None
 
         def problem(self) -> str | None:
             if self.generator not in GENERATORS:
@@ -297,7 +298,7 @@ class Projected(ModelFamily):
                 return "feature_resolution must be a multiple of 32 from 32 to 1024"
             if not 1 <= self.projection_channels <= 1024:
                 return "projection_channels must be 1..1024"
-            if not 2 <= self.feature_levels <= LEVELS:
+            if self.feature_levels is not None and not 2 <= self.feature_levels <= LEVELS:
                 return f"feature_levels must be 2..{LEVELS}"
             return None
 
@@ -361,8 +362,13 @@ class Projected(ModelFamily):
         # 64 px, and reached FID 206.3 against 319.4. The ImageNet classifiers are read at
         # the side they were trained at, as the paper does below 256 px (not measured here:
         # their weights cannot be downloaded on the machines ganvas is developed on).
-        return {"feature_resolution": auto_feature_resolution(
-            (given or {}).get("features") or cls.Options.features, resolution)}
+        # VGG16's deepest level read (relu4_3) is a 4x4 map at the 32 px the features see
+        # for 64 px pictures, and its block runs three times a step: three levels trained
+        # 1.15-1.3x the images in 10 CPU minutes on emoji at 64 px, at an FID within the
+        # runs' spread (docs/benchmarks.md). The paper's four for the other networks.
+        features = (given or {}).get("features") or cls.Options.features
+        return {"feature_resolution": auto_feature_resolution(features, resolution),
+                "feature_levels": 3 if features.startswith("vgg") else LEVELS}
 
     @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
@@ -377,4 +383,5 @@ class Projected(ModelFamily):
         side = o.feature_resolution or auto_feature_resolution(o.features, spec.resolution)
         return ProjectedDiscriminator(spec, load_feature_network(o.features, o.features_file),
                                       side, o.projection_channels, o.pixel_head,
-                                      o.feature_levels)
+                                      # runs from before the option read all four levels
+                                      o.feature_levels or LEVELS)
