@@ -82,13 +82,34 @@ def env(tmp_path_factory):
     return {**os.environ, "GANVAS_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
 
 
+# StyleGAN2: four phases, lazy R1 and path length (its running mean over processes), w_avg,
+# ADA's p from the signal of every process.
+STYLEGAN2 = [*TINY, "--model", "stylegan2", "--model-option", "max_channels=16",
+             "--model-option", "w_dim=16", "--model-option", "pl_every=2", "--r1-every", "2",
+             "--loss", "ns", "--augment", "ada", "--ada-kimg", "0.1", "--steps", "4",
+             "--checkpoint-every", "4"]
+# The projected discriminator: the frozen network outside the module tree, frozen
+# projections never averaged, BatchNorm heads over the global batch, the generator's noise
+# from the recipe's stream. One step: the frozen network's features and the heads' scores
+# are sums of many small terms that two processes add in another order, and from there on
+# Adam's sign-like first steps turn that rounding into whole-step differences (seen at step
+# 4 with another seed): the step compares what the code promises, equal up to rounding.
+PROJECTED = [*TINY, "--model", "projected", "--resolution", "32", "--model-option",
+             "features=tiny", "--model-option", "projection_channels=4", "--model-option",
+             "base_channels=2", "--steps", "1", "--checkpoint-every", "1"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, env):
-    """The same 6 steps in one process and in two."""
+    """The same 6 steps of DCGAN in one process and in two; beside them (their start-ups
+    overlap), StyleGAN2's and the projected discriminator's runs in one process and two."""
     root = tmp_path_factory.mktemp("runs")
-    one, two = together([("train", *TINY, "--steps", "6", "--out", str(root / "one")),
-                         ("train", "--nproc", "2", *TINY, "--steps", "6", "--out",
-                          str(root / "two"))], env=env)
+    commands = [("train", *TINY, "--steps", "6", "--out", str(root / "one")),
+                ("train", "--nproc", "2", *TINY, "--steps", "6", "--out", str(root / "two"))]
+    for name, common in (("stylegan2", STYLEGAN2), ("projected", PROJECTED)):
+        commands += [("train", *common, "--out", str(root / f"{name}-one")),
+                     ("train", "--nproc", "2", *common, "--out", str(root / f"{name}-two"))]
+    one, two, *_ = together(commands, env=env)
     return root, one, two
 
 
@@ -123,32 +144,16 @@ def test_resume_on_another_number_of_processes_continues_the_same_run(runs, env)
                     root / "down" / "checkpoints" / "step-0000006.pt", tight=True)
 
 
-def test_stylegan2_trains_alike_on_two_processes(tmp_path, env):
-    """Four phases, lazy R1 and path length (its running mean over processes), w_avg, ADA's
-    p from the signal of every process."""
-    common = [*TINY, "--model", "stylegan2", "--model-option", "max_channels=16",
-              "--model-option", "w_dim=16", "--model-option", "pl_every=2", "--r1-every", "2",
-              "--loss", "ns", "--augment", "ada", "--ada-kimg", "0.1", "--steps", "4",
-              "--checkpoint-every", "4"]
-    together([("train", *common, "--out", str(tmp_path / "one")),
-              ("train", "--nproc", "2", *common, "--out", str(tmp_path / "two"))], env=env)
-    assert_same_run(tmp_path / "one" / "checkpoints" / "step-0000004.pt",
-                    tmp_path / "two" / "checkpoints" / "step-0000004.pt", tight=False)
+def test_stylegan2_trains_alike_on_two_processes(runs):
+    root, _, _ = runs
+    assert_same_run(root / "stylegan2-one" / "checkpoints" / "step-0000004.pt",
+                    root / "stylegan2-two" / "checkpoints" / "step-0000004.pt", tight=False)
 
 
-def test_projected_discriminator_trains_alike_on_two_processes(tmp_path, env):
-    """The frozen network outside the module tree, frozen projections never averaged,
-    BatchNorm heads over the global batch, the generator's noise from the recipe's stream."""
-    # One step: the frozen network's features and the heads' scores are sums of many small
-    # terms that two processes add in another order, and from there on Adam's sign-like
-    # first steps turn that rounding into whole-step differences (seen at step 4 with
-    # another seed): the step compares what the code promises, equal up to rounding.
-    common = [*TINY, "--model", "projected", "--resolution", "32", "--model-option",
-              "features=tiny", "--model-option", "projection_channels=4", "--model-option",
-              "base_channels=2", "--steps", "1", "--checkpoint-every", "1"]
-    together([("train", *common, "--out", str(tmp_path / "one")),
-              ("train", "--nproc", "2", *common, "--out", str(tmp_path / "two"))], env=env)
-    one, two = (tmp_path / name / "checkpoints" / "step-0000001.pt" for name in ("one", "two"))
+def test_projected_discriminator_trains_alike_on_two_processes(runs):
+    root, _, _ = runs
+    one, two = (root / f"projected-{n}" / "checkpoints" / "step-0000001.pt"
+                for n in ("one", "two"))
     assert_same_run(one, two, tight=False)
     d1, d2 = (torch.load(p, weights_only=True)["discriminator"] for p in (one, two))
     assert torch.equal(d1["channel_mix0"], d2["channel_mix0"])

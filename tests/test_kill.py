@@ -43,11 +43,14 @@ def _ganvas(*args, env):
 
 @pytest.fixture
 def env(tmp_path):
-    return {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache")}
+    # One thread each: the uninterrupted run trains beside the killed one (their start-ups
+    # overlap) without the two fighting over the cores; every run of a test has the same.
+    return {**os.environ, "GANVAS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
 
 
-# slow (20-25 s each on 2 cores): three fresh processes (the straight run, the killed one,
-# its resumption), each paying Python's and torch's start-up; a kill can only be tested so.
+# slow (10-15 s each on 2 cores): three fresh processes (the straight run beside the killed
+# one, then its resumption), each paying Python's and torch's start-up; a kill can only be
+# tested so.
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -67,17 +70,25 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, 
     # killed run is compared with an uninterrupted one that matched it at the checkpoint it
     # resumed from: a killed run that had drifted is run once more, and an uninterrupted
     # run that drifted (both killed runs then differ from it) is replaced by a second one.
-    straights = [_run_straight(args, tmp_path / "straight0", env)]
+    first = _start_straight(args, tmp_path / "straight0", env)
+    straights = []
     match = None
-    for attempt in range(2):
-        killed = tmp_path / f"killed{attempt}"
-        resumed_from = _kill_and_resume(args, killed, env)
-        match = next((s for s in straights if _same_weights(s, killed, resumed_from)), None)
-        if match is None and attempt == 1:
-            straights.append(_run_straight(args, tmp_path / "straight1", env))
-            match = straights[-1] if _same_weights(straights[-1], killed, resumed_from) else None
-        if match is not None:
-            break
+    try:
+        for attempt in range(2):
+            killed = tmp_path / f"killed{attempt}"
+            resumed_from = _kill_and_resume(args, killed, env)
+            if not straights:
+                straights.append(_finish_straight(*first))
+            match = next((s for s in straights if _same_weights(s, killed, resumed_from)),
+                         None)
+            if match is None and attempt == 1:
+                straights.append(_run_straight(args, tmp_path / "straight1", env))
+                match = (straights[-1] if _same_weights(straights[-1], killed, resumed_from)
+                         else None)
+            if match is not None:
+                break
+    finally:
+        first[0].kill()  # no stray trainer when the killed run failed first
     if match is None:
         pytest.fail(f"no killed run matched an uninterrupted one before the kill "
                     f"(at step {resumed_from})")
@@ -90,10 +101,23 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, 
             assert torch.equal(a[net][key], b[net][key]), (net, key, resumed_from)
 
 
-def _run_straight(args, out, env):
-    subprocess.run(_ganvas(*args, "--out", str(out), env=env), env=env, check=True,
-                   capture_output=True, timeout=300)
+def _start_straight(args, out, env):
+    process = subprocess.Popen(_ganvas(*args, "--out", str(out), env=env), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return process, out
+
+
+def _finish_straight(process, out):
+    try:
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()  # no stray trainer when it outlived its time
+    assert process.returncode == 0, stderr[-2000:]
     return out
+
+
+def _run_straight(args, out, env):
+    return _finish_straight(*_start_straight(args, out, env))
 
 
 def _kill_and_resume(args, killed, env) -> int:
