@@ -1,13 +1,13 @@
 """Projected GAN (Sauer, Chitta, Müller & Geiger, NeurIPS 2021): a discriminator that judges
 images in the feature space of a frozen network pretrained on photographs.
 
-Four feature maps of the frozen network (one per scale) are mixed across channels by frozen
-random 1x1 convolutions (*cross-channel mixing*) and across scales by frozen random 1x1
-convolutions whose outputs are upsampled and added to the next finer level (*cross-scale
-mixing*); a light discriminator head judges each mixed level, and the heads' logits are
-averaged into one per image, with that of a fifth head on the pictures' own colours
-(mixed by a frozen random 1x1 convolution; ``pixel_head``), which the edge-tuned offline
-features barely keep. Only the heads learn. Pretrained features already tell a
+Feature maps of the frozen network at several scales (the paper's four; three for the VGGs
+by default, see ``auto_options``) are mixed across channels by frozen random 1x1
+convolutions (*cross-channel mixing*) and across scales by frozen random 1x1 convolutions
+whose outputs are upsampled and added to the next finer level (*cross-scale mixing*); a
+light discriminator head judges each mixed level, and the heads' logits are averaged into
+one per image, with that of one more head on the pictures' own colours (mixed by a frozen
+random 1x1 convolution; ``pixel_head``), which the edge-tuned offline features barely keep. Only the heads learn. Pretrained features already tell a
 face from a blob, so the heads need far fewer images than a discriminator that learns
 its features from scratch: the paper reaches StyleGAN2-ADA's FID with a fraction of the
 images, on datasets down to a few hundred pictures.
@@ -201,7 +201,7 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
         return x
 
     def frozen_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The frozen network's four feature maps of ``images`` (finest first)."""
+        """The frozen network's feature maps of ``images``, one per level (finest first)."""
         x = self.feature_network.preprocess((self.resized(images) + 1) / 2)
         found = self.feature_network(x, self.layers)
         return [found[n] for n in self.layers]
