@@ -38,16 +38,24 @@ def ganvas(*args, env, timeout=240, check=True):
 
 def together(commands, *, env, timeout=240, check=True):
     """Several ``ganvas`` commands at once (their start-ups overlap); their results."""
+    # each in a process group of its own: a failure stops its --nproc workers too
     started = [subprocess.Popen([sys.executable, "-m", "ganvas", *args], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
                for args in commands]
     done = []
-    for process, args in zip(started, commands):
-        out, err = process.communicate(timeout=timeout)
-        result = subprocess.CompletedProcess(args, process.returncode, out, err)
-        if check:
-            assert result.returncode == 0, err[-3000:]
-        done.append(result)
+    try:
+        for process, args in zip(started, commands):
+            out, err = process.communicate(timeout=timeout)
+            result = subprocess.CompletedProcess(args, process.returncode, out, err)
+            if check:
+                assert result.returncode == 0, err[-3000:]
+            done.append(result)
+    finally:
+        for process in started:  # none left training when one failed or outlived its time
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
     return done
 
 

@@ -89,6 +89,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, env, 
                 break
     finally:
         first[0].kill()  # no stray trainer when the killed run failed first
+        first[0].communicate()
     if match is None:
         pytest.fail(f"no killed run matched an uninterrupted one before the kill "
                     f"(at step {resumed_from})")
@@ -112,6 +113,7 @@ def _finish_straight(process, out):
         _, stderr = process.communicate(timeout=300)
     finally:
         process.kill()  # no stray trainer when it outlived its time
+        process.wait()
     assert process.returncode == 0, stderr[-2000:]
     return out
 

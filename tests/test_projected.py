@@ -157,6 +157,29 @@ def test_the_vgg_feature_networks_give_four_levels():
     hook.remove()
 
 
+def test_feature_levels_on_auto_three_for_the_vggs_four_otherwise_and_older_runs_keep_four(
+        pictures):
+    from ganvas.auto_settings import resolve_settings
+    from ganvas.config import TrainConfig
+    from ganvas.training.session import _resumed_config
+
+    def resolved(**options):
+        config = TrainConfig(data=str(pictures), model="projected", resolution=32,
+                             model_options={**OPTIONS, **options})
+        return resolve_settings(config.validate(), 24)[0]
+
+    assert resolved(features="vgg16-hed").model_options["feature_levels"] == 3
+    assert resolved().model_options["feature_levels"] == 4  # tiny: the paper's four
+    # the user's choice stands, however the name is spelt
+    given = resolved(**{"features": "vgg16-hed", "feature-levels": 4}).model_options
+    assert given["feature_levels"] == 4 and "feature-levels" not in given
+    # a run saved before the option was on auto read four levels: it resumes with four
+    saved = resolved(features="vgg16-hed").to_dict()
+    del saved["model_options"]["feature_levels"]
+    resumed = _resumed_config({"config": saved}, pictures / "old.pt", {})
+    assert resumed.model_options["feature_levels"] == 4
+
+
 @pytest.mark.parametrize("options, needle", [
     ({"features": "inception"}, "features must be one of vgg16-hed, efficientnet-lite0, "
                                 "resnet18, vgg16, vgg19, tiny"),

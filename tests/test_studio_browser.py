@@ -280,7 +280,9 @@ def test_the_studio_in_a_browser(tmp_path, monkeypatch, cleanup):
         browser.kill()
         server.kill()
         step = read_status(run).step
-        time.sleep(2)
+        deadline = time.monotonic() + 30
+        while read_status(run).step <= step and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert process_alive(trainer) and read_status(run).step > step
         studio = Studio(runs)
         assert [v.label() for v in studio.runs()] == [f"{run.name} (running)"]

@@ -7,10 +7,11 @@ convolutions (*cross-channel mixing*) and across scales by frozen random 1x1 con
 whose outputs are upsampled and added to the next finer level (*cross-scale mixing*); a
 light discriminator head judges each mixed level, and the heads' logits are averaged into
 one per image, with that of one more head on the pictures' own colours (mixed by a frozen
-random 1x1 convolution; ``pixel_head``), which the edge-tuned offline features barely keep. Only the heads learn. Pretrained features already tell a
-face from a blob, so the heads need far fewer images than a discriminator that learns
-its features from scratch: the paper reaches StyleGAN2-ADA's FID with a fraction of the
-images, on datasets down to a few hundred pictures.
+random 1x1 convolution; ``pixel_head``), which the edge-tuned offline features barely keep.
+Only the heads learn. Pretrained features already tell a face from a blob, so the heads
+need far fewer images than a discriminator that learns its features from scratch: the
+paper reaches StyleGAN2-ADA's FID with a fraction of the images, on datasets down to a few
+hundred pictures.
 
 The frozen network is kept out of the discriminator's state dict (and so out of the
 checkpoint, the optimiser and the moving averages): checkpoints name it in the run's config
@@ -272,6 +273,9 @@ class Projected(ModelFamily):
                           "paper's, for the others)",
     }
 
+    # runs saved before feature_levels was chosen automatically read all four levels
+    options_before_auto = {"feature_levels": LEVELS}
+
     @dataclass(frozen=True)
     class Options:
         generator: str = "fastgan"
@@ -383,5 +387,4 @@ class Projected(ModelFamily):
         side = o.feature_resolution or auto_feature_resolution(o.features, spec.resolution)
         return ProjectedDiscriminator(spec, load_feature_network(o.features, o.features_file),
                                       side, o.projection_channels, o.pixel_head,
-                                      # runs from before the option read all four levels
                                       o.feature_levels or LEVELS)

@@ -115,6 +115,10 @@ class ModelFamily:
         return None
     # One line per option for `ganvas models`; options without a line show their default.
     option_help: ClassVar[dict[str, str]] = {}
+    # Options that were added or put on auto after runs were saved without them: the value
+    # those runs' networks were built with, filled in when one resumes (before anything
+    # could fill the option automatically with today's choice and change the networks).
+    options_before_auto: ClassVar[dict[str, Any]] = {}
 
     @dataclass(frozen=True)
     class Options:

@@ -26,7 +26,7 @@ from ganvas.errors import GanvasError
 from ganvas.losses import get_loss
 from ganvas.losses.registry import get_recipe
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork, uses_batchnorm
-from ganvas.models.registry import make_spec
+from ganvas.models.registry import get_model_family, make_spec
 from ganvas.models.schedule import steps_for_images
 from ganvas.models.spectral import apply_spectral_norm
 from ganvas.rng import DATA, INITIAL_WEIGHTS, LATENTS, SAMPLES, stream, stream_seed
@@ -366,6 +366,11 @@ def _resumed_config(state: dict[str, Any], source: Path, overrides: dict[str, An
         raise GanvasError(f"{source}: {exc}") from None
     if isinstance(state["config"], dict) and "holdout" not in state["config"]:
         saved = saved.replace(holdout=0)  # written before ganvas held images out: it trained on all
+    if saved.model:
+        before = {k: v for k, v in get_model_family(saved.model).options_before_auto.items()
+                  if saved.model_options.get(k) is None}
+        if before:
+            saved = saved.replace(model_options={**saved.model_options, **before})
     changed = [k for k, v in overrides.items()
                if k in FIXED_ON_RESUME and v is not None and _plain(v) != _plain(getattr(saved, k))]
     if changed:
