@@ -2,10 +2,11 @@
 ADA and without, at equal CPU time; the measurement behind ganvas's small-data threshold
 (``ganvas.models.registry.SMALL_DATA``: ADA on by default below it).
 
-Each subset is the first N pictures of a spread over the training set, written as a folder
-of PNG files (what a user has); each run trains ``ganvas train --data FOLDER --model dcgan``
-with ``--augment ada`` or ``--augment none`` for the same CPU minutes (process time), one
-after the other in this process. Every generator is scored against the *whole* training set
+Each subset is N pictures spread evenly over the training set (its classes come in no
+order, so every subset holds all ten), written as a folder of PNG files (what a user has);
+each run trains ``ganvas train --data FOLDER --model dcgan`` with ``--augment ada`` or
+``--augment none`` for the same CPU minutes (process time), one after the other in this
+process. Every generator is scored against the *whole* training set
 (``--num`` pictures spread over all 60,000), not against its subset: a discriminator that
 memorised 1,000 pictures teaches its generator those 1,000, and the whole set is what the
 subset stands for. FID and KID on Inception features and the Fréchet distance on the fixed
@@ -40,7 +41,7 @@ ARMS = ("ada", "none")
 
 
 def subset_folder(root: Path, images: np.ndarray, count: int) -> Path:
-    """The first ``count`` pictures of an even spread over ``images``, as PNG files."""
+    """``count`` pictures spread evenly over ``images``, as PNG files."""
     from PIL import Image
 
     folder = root / f"{DATA}-{count}"
@@ -66,6 +67,9 @@ def main() -> None:
         raise GanvasError("--sizes must each be 2..60000 (Fashion-MNIST's training set)")
     if not args.minutes > 0 or args.num < 2:
         raise GanvasError("--minutes must be above 0 and --num at least 2")
+    if args.keep and Path(args.keep).is_dir() and any(Path(args.keep).iterdir()):
+        raise GanvasError(f"--keep {args.keep}: not empty; give a new or empty folder")
+    sizes = sorted(set(args.sizes))
     images = load_images(DATA, resolution=RESOLUTION, channels=1, progress=False,
                          log=lambda message: None).images
     extractor = load_inception(device="cpu", log=lambda message: None)
@@ -77,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        for size in args.sizes:
+        for size in sizes:
             folder = subset_folder(root, images, size)
             for augment in ARMS:
                 row = train("dcgan", RESOLUTION, args.minutes * 60,
@@ -93,8 +97,8 @@ def main() -> None:
                 print(f"{size:,} pictures, augment {augment}: {row['images']:,} images, "
                       f"FID {row['fid']:.2f}, fixed-feature FD {row['fixed_fd']:.3f}",
                       flush=True)
-    print(f"\nDCGAN on the first N of {DATA} at {RESOLUTION} px, {args.minutes:g} CPU minutes "
-          f"per run (process time, {torch.get_num_threads()} threads), FID/KID on "
+    print(f"\nDCGAN on N pictures spread over {DATA} at {RESOLUTION} px, {args.minutes:g} "
+          f"CPU minutes per run (process time, {torch.get_num_threads()} threads), FID/KID on "
           f"{args.num:,} samples against {real.num:,} pictures of the whole set, "
           f"torch {torch.__version__}; ganvas turns ADA on below {SMALL_DATA:,} pictures\n")
     print("| pictures | augment | batch | images seen | epochs | ADA p at the end | FID | KID "
