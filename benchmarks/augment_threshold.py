@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import fixed_reference, score, train  # noqa: E402
+from report import print_cost, run_script  # noqa: E402
 
 from ganvas.data import load_images  # noqa: E402
 from ganvas.errors import GanvasError  # noqa: E402
@@ -113,12 +114,8 @@ def main() -> None:
               f"{row['images'] / row['size']:.1f} | "
               f"{row['p']:.2f} | {row['fid']:.2f} | {row['kid_mean']:.4f} | "
               f"{row['fixed_fd']:.3f} | {ratios} |")
-    print(f"\nwall {time.perf_counter() - wall:.0f} s, CPU {time.process_time() - cpu:.0f} s "
-          f"(this process)")
+    print_cost(wall, cpu)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GanvasError as exc:
-        raise SystemExit(f"augment_threshold.py: error: {exc}") from None
+    run_script(main, __file__)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from report import print_cost, run_script
 
 import ganvas
 from ganvas.auto_settings import resolve_settings
@@ -344,12 +345,8 @@ def main() -> None:
                   f"{row['batch']} | "
                   f"{row['steps']:,} | {row['images']:,} | {speed:.0f} | {row['fid']:.2f} | "
                   f"{row['kid_mean']:.4f} | {row['fixed_fd']:.3f} | {ratio} |")
-    print(f"\nwall {time.perf_counter() - wall:.0f} s, CPU {time.process_time() - cpu:.0f} s "
-          f"(this process)")
+    print_cost(wall, cpu)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GanvasError as exc:
-        raise SystemExit(f"models.py: error: {exc}") from None
+    run_script(main, __file__)

@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lesson import BATCH_SIZE, BETAS, LATENT_DIM, LEARNING_RATE, train_lesson  # noqa: E402
+from report import print_cost, run_script  # noqa: E402
 
 import ganvas  # noqa: E402
 from ganvas.config import TrainConfig  # noqa: E402
@@ -172,12 +173,8 @@ def main() -> None:
         ratio = f"{row['fid'] / reference:.2f}x" if reference else "-"
         print(f"| {row['name']} | {row['cpu'] / 60:.2f} | {row['steps']:,} | "
               f"{row['images']:,} | {row['fid']:.2f} | {row['kid_mean']:.4f} | {ratio} |")
-    print(f"\nwall {time.perf_counter() - wall:.0f} s, CPU {time.process_time() - cpu:.0f} s "
-          f"(this process)")
+    print_cost(wall, cpu)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except GanvasError as exc:
-        raise SystemExit(f"quality.py: error: {exc}") from None
+    run_script(main, __file__)
