@@ -69,16 +69,28 @@ def assert_same_run(a: Path, b: Path, tight: bool) -> None:
     """Weights equal up to float rounding. Adam's very first update moves every weight by
     the learning rate times the sign of its gradient, so a gradient that is zero up to
     rounding (a bias the loss barely sees) can move by up to 2 x lr between two runs whose
-    sums were added in another order: a handful of weights, never more than that."""
+    sums were added in another order: a few weights in a thousand, never more than 2 x lr.
+    (The projected step below flips 0.18 % of them between one process on one thread and on
+    two, where a kink of ReLU or nearest-pixel translation turns rounding into a 1.5 %
+    change of the generator's gradient; a missing or doubled reduction flips a large share
+    and changes Adam's moments by tens of percent.)"""
     wa, wb = weights(a), weights(b)
     diff = torch.cat([(wa[k] - wb[k]).abs().flatten() for k in wa])
     loose = (diff > 1e-5).float().mean().item()
     if tight:
         assert diff.max() < 1e-5, diff.max()
     else:
-        assert loose < 1e-3, f"{loose:.2%} of the weights differ"
+        assert loose < 1e-2, f"{loose:.2%} of the weights differ"
         assert diff.max() <= 2 * LR * 1.01, diff.max()
     sa, sb = (torch.load(p, weights_only=True) for p in (a, b))
+    # Adam's moments: the reduced gradients themselves, whose scale the sign-like first
+    # steps cannot show (a gradient summed, not averaged, over processes moves them 100 %)
+    for opt in ("opt_g", "opt_d"):
+        for index, state in sa[opt]["state"].items():
+            for moment in ("exp_avg", "exp_avg_sq"):
+                x, y = state[moment].double(), sb[opt]["state"][index][moment].double()
+                change = ((x - y).norm() / x.norm().clamp_min(1e-30)).item()
+                assert change < 0.1, f"{opt} {index} {moment} differs by {change:.1%}"
     assert sa["images_seen"] == sb["images_seen"] and sa["data"] == sb["data"]
     if "rng" in sa["augment"]:
         assert sa["augment"]["rng"].equal(sb["augment"]["rng"])
