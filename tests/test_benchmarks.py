@@ -122,6 +122,21 @@ def test_augment_threshold_benchmark_prints_ada_against_none(tmp_path):
     assert (tmp_path / "kept" / "fashion-mnist-16" / "00015.png").is_file()
 
 
+def test_augment_threshold_subsets_are_spread_over_the_set_in_their_own_colours(tmp_path):
+    from augment_threshold import subset_folder
+    from PIL import Image
+
+    colour = np.arange(10 * 3 * 4 * 4, dtype=np.uint8).reshape(10, 3, 4, 4)
+    folder = subset_folder(tmp_path, "emoji", colour, 4)
+    drawn = [np.asarray(Image.open(folder / f"{i:05d}.png")) for i in range(4)]
+    assert [d.shape for d in drawn] == [(4, 4, 3)] * 4  # RGB pictures, height x width
+    assert all(np.array_equal(d, colour[i].transpose(1, 2, 0))  # the 1st, 4th, 7th and 10th
+               for d, i in zip(drawn, (0, 3, 6, 9)))
+    gray = colour[:, :1]
+    drawn = np.asarray(Image.open(subset_folder(tmp_path, "fashion-mnist", gray, 2) / "00001.png"))
+    assert drawn.shape == (4, 4) and np.array_equal(drawn, gray[9, 0])
+
+
 def test_train_speed_prints_a_row_per_precision(tmp_path):
     out = _run(tmp_path, "train_speed.py", "--model", "stylegan2", "--resolution", "16",
                "--steps", "3", "--warmup", "1", "--device", "cpu", "--batch-size", "4")
@@ -140,7 +155,7 @@ def test_train_speed_prints_a_row_per_precision(tmp_path):
      "models.py: error: --model-option for msg: combine must be one of"),
     ("studio_overhead.py", ["--window", "3"], "studio_overhead.py: error: --window 3"),
     ("augment_threshold.py", ["--sizes", "1"],
-     "augment_threshold.py: error: --sizes must each be 2..60000")])
+     "augment_threshold.py: error: --sizes must each be at least 2")])
 def test_benchmarks_refuse_bad_options_in_one_line_before_any_work(
         tmp_path, monkeypatch, capsys, script, args, words):
     # Run as `python benchmarks/SCRIPT ...` would, in this process (torch is imported once).
