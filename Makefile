@@ -31,9 +31,14 @@ demo: $(VENV)/.installed
 	@echo "More pictures: $(BIN)/ganvas generate runs/demo --num 64 --grid"
 
 # Two workers (pytest-xdist), each taking whole files so a module's fixture runs once, one
-# thread each on 2 cores (tests/conftest.py): about 7 minutes on 2 cores, against 11 in one.
+# thread each on 2 cores (tests/conftest.py): about 6 minutes on 2 cores, against 11 in one.
+# PYTEST_ARGS= runs it in one process; PYTEST_ARGS='-n 2 -m "not slow"' is the quick loop.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	@case '$(PYTEST_ARGS)' in *-n*) $(BIN)/python -c "import xdist" 2>/dev/null || { \
+	    echo "make test: pytest-xdist is missing from $(VENV): run make -B $(VENV)/.installed" \
+	         "(or make test PYTEST_ARGS= for one process)"; exit 2; };; esac
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -3,8 +3,9 @@ several sizes, with ADA and without, at equal CPU time; the measurement behind g
 small-data threshold (``ganvas.models.registry.SMALL_DATA``: ADA on by default below it).
 
 Each subset is N pictures spread evenly over the set (Fashion-MNIST's classes come in no
-order, so every subset holds all ten; the emoji's kinds come in runs, so every subset holds
-every kind), written as a folder of PNG files (what a user has);
+order, so every subset holds all ten; the emoji's kinds come in runs, faces, people,
+animals, food and so on, so a subset samples each run), written as a folder of PNG files
+(what a user has);
 each run trains ``ganvas train --data FOLDER --model dcgan`` with ``--augment ada`` or
 ``--augment none`` for the same CPU minutes (process time), one after the other in this
 process. Every generator is scored against the *whole* set

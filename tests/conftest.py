@@ -10,7 +10,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # fight over the cores (two 2-thread torch processes on 2 cores run 3-10x slower).
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    # (A plain `pytest` run leaves the thread counts alone; the suite passes either way.)
     os.environ["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // workers))
+    os.environ["MKL_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

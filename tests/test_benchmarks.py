@@ -126,7 +126,7 @@ def test_augment_threshold_subsets_are_spread_over_the_set_in_their_own_colours(
     from augment_threshold import subset_folder
     from PIL import Image
 
-    colour = np.arange(10 * 3 * 4 * 4, dtype=np.uint8).reshape(10, 3, 4, 4)
+    colour = (np.arange(10 * 3 * 4 * 4) % 256).astype(np.uint8).reshape(10, 3, 4, 4)
     folder = subset_folder(tmp_path, "emoji", colour, 4)
     drawn = [np.asarray(Image.open(folder / f"{i:05d}.png")) for i in range(4)]
     assert [d.shape for d in drawn] == [(4, 4, 3)] * 4  # RGB pictures, height x width

@@ -65,32 +65,35 @@ def weights(path: Path) -> dict:
             for k, v in state[net].items()}
 
 
-def assert_same_run(a: Path, b: Path, tight: bool) -> None:
+def assert_same_run(a: Path, b: Path, tight: bool, flips: float = 1e-3,
+                    moments: float = 1e-2) -> None:
     """Weights equal up to float rounding. Adam's very first update moves every weight by
     the learning rate times the sign of its gradient, so a gradient that is zero up to
     rounding (a bias the loss barely sees) can move by up to 2 x lr between two runs whose
-    sums were added in another order: a few weights in a thousand, never more than 2 x lr.
-    (The projected step below flips 0.18 % of them between one process on one thread and on
-    two, where a kink of ReLU or nearest-pixel translation turns rounding into a 1.5 %
-    change of the generator's gradient; a missing or doubled reduction flips a large share
-    and changes Adam's moments by tens of percent.)"""
+    sums were added in another order: at most ``flips`` of the weights, never more than
+    2 x lr. A missing reduction flips a large share of them; a wrongly scaled one (summed,
+    not averaged) flips none, as Adam's step hardly depends on the gradient's scale, but
+    moves Adam's first moment by 100 % and its second by 300 %: so the moments are compared
+    too, each tensor's change relative to its size (floored at a thousandth of its
+    optimiser's largest, so a tensor the loss barely sees does not count as changed)."""
     wa, wb = weights(a), weights(b)
     diff = torch.cat([(wa[k] - wb[k]).abs().flatten() for k in wa])
     loose = (diff > 1e-5).float().mean().item()
     if tight:
         assert diff.max() < 1e-5, diff.max()
     else:
-        assert loose < 1e-2, f"{loose:.2%} of the weights differ"
+        assert loose < flips, f"{loose:.2%} of the weights differ"
         assert diff.max() <= 2 * LR * 1.01, diff.max()
     sa, sb = (torch.load(p, weights_only=True) for p in (a, b))
-    # Adam's moments: the reduced gradients themselves, whose scale the sign-like first
-    # steps cannot show (a gradient summed, not averaged, over processes moves them 100 %)
     for opt in ("opt_g", "opt_d"):
-        for index, state in sa[opt]["state"].items():
-            for moment in ("exp_avg", "exp_avg_sq"):
-                x, y = state[moment].double(), sb[opt]["state"][index][moment].double()
-                change = ((x - y).norm() / x.norm().clamp_min(1e-30)).item()
-                assert change < 0.1, f"{opt} {index} {moment} differs by {change:.1%}"
+        states_a, states_b = sa[opt]["state"], sb[opt]["state"]
+        assert states_a.keys() == states_b.keys(), opt
+        for moment in ("exp_avg", "exp_avg_sq"):
+            floor = 1e-3 * max(s[moment].double().norm().item() for s in states_a.values())
+            for index, state in states_a.items():
+                x, y = state[moment].double(), states_b[index][moment].double()
+                change = ((x - y).norm() / max(x.norm().item(), floor)).item()
+                assert change < moments, f"{opt} {index} {moment} differs by {change:.1%}"
     assert sa["images_seen"] == sb["images_seen"] and sa["data"] == sb["data"]
     if "rng" in sa["augment"]:
         assert sa["augment"]["rng"].equal(sb["augment"]["rng"])
@@ -174,7 +177,12 @@ def test_projected_discriminator_trains_alike_on_two_processes(runs):
     root, _, _ = runs
     one, two = (root / f"projected-{n}" / "checkpoints" / "step-0000001.pt"
                 for n in ("one", "two"))
-    assert_same_run(one, two, tight=False)
+    # Here a kink (a ReLU, or the nearest-pixel translation of DiffAugment) turns rounding
+    # into a visible change of the generator's gradient: measured at seed 0, one process
+    # against two (one thread each, as under `make test`) flip 0.18 % of the weights and
+    # move the generator's first moment by 1.5 %; one process on one thread against the
+    # same on two threads does the same (1.5 %). The discriminator's moments agree to 4e-6.
+    assert_same_run(one, two, tight=False, flips=1e-2, moments=0.1)
     d1, d2 = (torch.load(p, weights_only=True)["discriminator"] for p in (one, two))
     assert torch.equal(d1["channel_mix0"], d2["channel_mix0"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from ganvas.errors import GanvasError
@@ -47,9 +48,10 @@ def ensure_writable_dir(path: Path, option: str) -> None:
     """Create ``path`` if needed and prove we can write into it, before any work is done."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".ganvas-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a probe of its own: two runs checking one folder at once must not delete each
+        # other's (a fixed name did, and the second run said it could not write there)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".ganvas-write-test-"):
+            pass
     except FileExistsError:
         raise GanvasError(f"{option} {path}: exists and is not a folder") from None
     except NotADirectoryError:
