@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import fixed_reference, score, train  # noqa: E402
+from models import fixed_reference, score, subset_folder, train  # noqa: E402
 from report import print_cost, run_script  # noqa: E402
 
 from ganvas.data import load_images  # noqa: E402
@@ -43,19 +42,6 @@ from ganvas.models.registry import SMALL_DATA  # noqa: E402
 # the sets: resolution and channels (grayscale 28 px clothes; colour 64 px emoji)
 SETS = {"fashion-mnist": (28, 1), "emoji": (64, 3)}
 ARMS = ("ada", "none")
-
-
-def subset_folder(root: Path, data: str, images: np.ndarray, count: int) -> Path:
-    """``count`` pictures spread evenly over ``images`` (N, C, H, W), as PNG files."""
-    from PIL import Image
-
-    folder = root / f"{data}-{count}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, index in enumerate(np.linspace(0, len(images) - 1, count).round().astype(int)):
-        picture = images[index]
-        picture = picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0)
-        Image.fromarray(picture).save(folder / f"{i:05d}.png")
-    return folder
 
 
 def main() -> None:

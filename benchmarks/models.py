@@ -111,20 +111,28 @@ class GrowthPictures(ganvas.Callback):
                           trainer.render(self.latents)))
 
 
+def subset_folder(root: Path, data: str, images: np.ndarray, count: int) -> Path:
+    """``count`` pictures spread evenly over ``images`` (N, C, H, W), as PNG files in
+    ``root/DATA-COUNT``: a folder like a user's."""
+    from PIL import Image
+
+    folder = root / f"{data}-{count}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, index in enumerate(np.linspace(0, len(images) - 1, count).round().astype(int)):
+        picture = images[index]
+        picture = picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0)
+        Image.fromarray(picture).save(folder / f"{i:05d}.png")
+    return folder
+
+
 def few_shot_folder(root: Path, count: int, resolution: int) -> Path:
     """``count`` emoji spread evenly over the set (neighbours in the font are often skin-tone
     variants of one picture), written as PNG files: the few-shot training set."""
-    from PIL import Image
-
     from ganvas.data import load_images
 
     images = load_images("emoji", resolution=resolution, channels=3, progress=False,
                          log=lambda message: None).images
-    folder = root / f"emoji-{count}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, index in enumerate(np.linspace(0, len(images) - 1, count).round().astype(int)):
-        Image.fromarray(images[index].transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
-    return folder
+    return subset_folder(root, "emoji", images, count)
 
 
 def parse_settings(pairs: list[str], resolution: int,

@@ -123,7 +123,7 @@ def test_augment_threshold_benchmark_prints_ada_against_none(tmp_path):
 
 
 def test_augment_threshold_subsets_are_spread_over_the_set_in_their_own_colours(tmp_path):
-    from augment_threshold import subset_folder
+    from models import subset_folder
     from PIL import Image
 
     colour = (np.arange(10 * 3 * 4 * 4) % 256).astype(np.uint8).reshape(10, 3, 4, 4)
