@@ -85,6 +85,24 @@ def test_small_folders_get_ada_unless_the_family_names_its_own_augmentation(tmp_
     assert given.augment == "none" and "augment" not in chosen
 
 
+def test_adas_speed_follows_the_progressive_growth_phase_and_a_given_speed_is_kept(
+        tmp_path, capsys):
+    folder = str(tmp_path)
+    for count, phase in [(200, 10.0), (8000, 20.0)]:
+        resolved, chosen = resolve_settings(
+            TrainConfig(data=folder, model="progressive", resolution=64), count)
+        assert resolved.augment == "ada" and chosen["ada_kimg"] == phase
+        assert resolved.model_options["fade_kimg"] == resolved.ada_kimg == phase
+    other, _ = resolve_settings(TrainConfig(data=folder, model="dcgan", resolution=64), 200)
+    assert other.ada_kimg == 100.0  # the general speed for families without their own
+    given, chosen = resolve_settings(TrainConfig(data=folder, model="progressive",
+                                                 resolution=64, ada_kimg=50.0), 200)
+    assert given.ada_kimg == 50.0 and "ada_kimg" not in chosen
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ADA's speed on auto: the family's own, 10 kimg for 200 pictures") == 1
+
+
 def test_dry_run_says_which_family_and_why(tmp_path, capsys):
     folder = folder_of(tmp_path, 12)
     assert main(["train", "--data", str(folder), "--resolution", "32", "--dry-run"]) == 0

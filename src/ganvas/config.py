@@ -39,7 +39,7 @@ LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "wor
 AUTO_DEFAULTS: dict[str, Any] = {
     "loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,
     "batch_size": 64, "r1_gamma": 0.0, "drift": 0.0, "ema_kimg": 10.0,
-    "augment": "none", "diffaugment_policy": "color,translation,cutout",
+    "augment": "none", "diffaugment_policy": "color,translation,cutout", "ada_kimg": 100.0,
 }
 _short = reprlib.Repr()
 _short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist = 60, 60, 2, 4
@@ -192,7 +192,9 @@ class TrainConfig:
         None, "what --augment diffaugment does: color, translation and/or cutout, "
         "comma-separated", auto=True)
     ada_target: float = _opt(0.6, "ADA's target for r_t = E[sign(D(real))]")
-    ada_kimg: float = _opt(100.0, "ADA's speed: thousands of images for p to go from 0 to 1")
+    ada_kimg: float | None = _opt(
+        None, "ADA's speed: thousands of images for p to go from 0 to 1 (auto: 100, or the "
+        "model family's own: progressive's is its growth phase)", auto=True)
     ema: bool = _opt(True, "sample from an exponential moving average of the generator")
     ema_kimg: float | None = _opt(None, "EMA half-life in thousands of images", auto=True)
     # quality during training

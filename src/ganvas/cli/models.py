@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         augment = (f"{own} (the family's own)" if own else
                    f"ada below {SMALL_DATA:,} pictures, else {AUTO_DEFAULTS['augment']}")
         print_stdout(f"    augmentation on auto: {augment}")
+        speeds = [family.auto_settings(64, n, None).get("ada_kimg") for n in (200, 8000)]
+        if all(speeds):
+            print_stdout(f"    ADA's speed on auto: the family's own, {speeds[0]:g} kimg for "
+                         f"200 pictures, {speeds[1]:g} for 8,000 (the others' "
+                         f"{AUTO_DEFAULTS['ada_kimg']:g})")
         classes = ("yes (--conditional)" if family.can_take_labels
                    else f"no ({family.labels_refusal or 'it takes no labels'})")
         print_stdout("    " + textwrap.fill(f"classes: {classes}", 96,

@@ -248,17 +248,22 @@ class Progressive(ModelFamily):
         # ProGAN trained with WGAN-GP; its double backward every step costs about as much
         # again as the step itself, and at equal CPU time the non-saturating loss with lazy
         # R1 reached the lower FID (docs/benchmarks.md: Models built for resolution).
-        return progan_settings(resolution, loss or "ns")
+        # ADA's strength has to settle within a growth phase: each new resolution gives the
+        # discriminator a new block to overfit with. At the general 100 kimg a 10-kimg phase
+        # moves p by 0.1 at most; on 200 emoji (docs/benchmarks.md: The small folder) ADA
+        # then held r_t nowhere near its target and lost the fixed-feature distance to no
+        # augmentation in three seeds of three. At the phase's length it held r_t at 0.6
+        # (none: 0.8 to 0.9) and won FID, KID and that distance in three seeds of three.
+        return {**progan_settings(resolution, loss or "ns"),
+                "ada_kimg": phase_kimg(num_images)}
 
     @classmethod
     def auto_options(cls, resolution: int, num_images: int, batch_size: int,
                      given: dict[str, Any] | None = None) -> dict[str, Any]:
         base, cap = cpu_widths(resolution)
-        # Each resolution sees the data a few times over while it fades in and settles (at
-        # least 10 kimg, a few hundred steps), but no phase is longer than ProGAN's 600 kimg.
-        phase_kimg = float(min(600, max(10, round(num_images * 2.5 / 1000, 1))))
-        return {"base_channels": base, "max_channels": cap, "fade_kimg": phase_kimg,
-                "stable_kimg": phase_kimg}
+        phase = phase_kimg(num_images)
+        return {"base_channels": base, "max_channels": cap, "fade_kimg": phase,
+                "stable_kimg": phase}
 
     @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
@@ -294,6 +299,13 @@ class Progressive(ModelFamily):
 # is 1 % a step). On emoji at 64 px, 20 CPU minutes (docs/benchmarks.md: Models built for
 # resolution), FID fell from 218.8 at 1e-3 to 210.4 at 3e-3 and 204.7 at 5e-3 with the default loss.
 FAST_LR = 5e-3
+
+
+def phase_kimg(num_images: int) -> float:
+    """The automatic length of each fade-in and each stable phase, in thousands of images:
+    each resolution sees the data a few times over while it fades in and settles (at least
+    10 kimg, a few hundred steps), but no phase is longer than ProGAN's 600 kimg."""
+    return float(min(600, max(10, round(num_images * 2.5 / 1000, 1))))
 
 
 def progan_settings(resolution: int, loss: str) -> dict[str, Any]:
