@@ -81,3 +81,23 @@ def test_ada_state_round_trip_reproduces_the_next_augmentation():
     other = AdaptiveAugment(seed=99)
     other.load_state_dict(state)
     assert torch.equal(other(_images()), expected)
+
+
+def test_ada_under_bf16_autocast_draws_the_float32_geometry():
+    # StyleGAN2's R1 pass augments the reals inside the training autocast: composing the
+    # affine matrices there multiplied them in bfloat16 and crashed (CPUs with native bf16
+    # train in it by default), and a bfloat16 sampling grid would misplace pixels. Matrices,
+    # grid and warp are float32 whatever the context.
+    images = _images()
+    expected = AdaptiveAugment(seed=3, p=1.0)(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = AdaptiveAugment(seed=3, p=1.0)(images)
+        half = AdaptiveAugment(seed=3, p=1.0)(images.bfloat16())
+    assert got.dtype == torch.float32 and half.dtype == torch.bfloat16
+    # the same float32 operations in the same order: equal up to float32 rounding
+    assert torch.allclose(got, expected, atol=1e-6)
+    # bfloat16 images keep their type and get the same geometry: their 8-bit mantissa,
+    # rounded again by each colour step and scaled by contrast and saturation gains of up to
+    # a few times, moves values by a few hundredths; another geometry would move them by
+    # about the images' whole range of 2
+    assert (half.float() - expected).abs().max() < 0.1

@@ -79,7 +79,7 @@ def _networks(name, seed=0):
 def _options(name, **more):
     return dict(model=name, channels=3, latent_dim=LATENT, batch_size=8, log_every=2,
                 sample_every=4, checkpoint_every=4, num_samples=4, workers=1,
-                precision="fp32", **{**TINY[name], **more})
+                **{"precision": "fp32", **TINY[name], **more})
 
 
 # ---- the sampling contract ----------------------------------------------------------------
@@ -238,6 +238,23 @@ def test_penalties_and_augmentations_work_with_every_family(family, pictures, tm
         ticks = [r for r in records if "event" not in r]
         assert ticks and all(math.isfinite(r["Loss/D"]) for r in ticks), (family, extra)
         assert not any(r.get("event") in ("rollback", "divergence") for r in records)
+
+
+def test_bf16_mixed_precision_with_ada_at_work_trains(family, pictures, tmp_path):
+    # CPUs with native bf16 train in it by default, and small folders get ADA: every pass
+    # that augments (StyleGAN2's lazy R1 included) must work inside the autocast.
+    class AugmentFromTheStart(ganvas.Callback):  # ADA's p starts at 0, which augments nothing
+        def on_train_start(self, trainer):
+            trainer.recipe.augment.p = 0.5
+
+    result = ganvas.train(data=str(pictures), steps=8, out=str(tmp_path / "run"),
+                          callbacks=[AugmentFromTheStart()],
+                          **_options(family, precision="bf16", augment="ada"), **QUIET)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert result.step == 8 and state["augment"]["p"] > 0.4  # (it moves 0.0032 a step)
+    for name, tensor in state["generator"].items():
+        assert tensor.dtype != torch.bfloat16, name  # float32 weights, bf16 compute
+        assert torch.isfinite(tensor).all(), name
 
 
 def test_interrupted_mid_schedule_and_resumed_equals_uninterrupted(family, pictures, tmp_path):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ganvas.augment.diffaugment import colours_only
 from ganvas.rng import per_sample
 from ganvas.utils import nested
+from ganvas.utils.device import autocast_off
 from ganvas.utils.nested import Images
 
 
@@ -76,6 +77,12 @@ class AdaptiveAugment:
 
     def _geometry(self, n: int, h: int, w: int) -> torch.Tensor:
         """Per-image 2x3 affine matrices (in grid coordinates) for the geometric chain."""
+        # The matrices live on the CPU; a caller's CPU autocast (StyleGAN2 augments reals for
+        # R1 inside it) would multiply them in bfloat16, which index-put then refuses.
+        with autocast_off(torch.device("cpu")):
+            return self._compose_geometry(n, h, w)
+
+    def _compose_geometry(self, n: int, h: int, w: int) -> torch.Tensor:
         eye = torch.eye(3).repeat(n, 1, 1)
 
         def compose(mask: torch.Tensor, m: torch.Tensor) -> None:
@@ -141,12 +148,16 @@ class AdaptiveAugment:
             return images
         finest = nested.largest(images)
         n, _, h, w = finest.shape
-        theta = self._geometry(n, h, w).to(finest.device, finest.dtype)
+        theta = self._geometry(n, h, w).to(finest.device)
 
         def warp(t: torch.Tensor) -> torch.Tensor:
-            grid = F.affine_grid(theta, list(t.shape), align_corners=False)
-            return F.grid_sample(t, grid, mode="bilinear", padding_mode="reflection",
-                                 align_corners=False)
+            # in float32 whatever the autocast: a bfloat16 sampling grid is off by up to a
+            # quarter of a pixel at 64 px (a whole pixel at 256)
+            with autocast_off(t.device):
+                grid = F.affine_grid(theta, list(t.shape), align_corners=False)
+                return F.grid_sample(t.float(), grid, mode="bilinear",
+                                     padding_mode="reflection", align_corners=False
+                                     ).to(t.dtype)
 
         return self._color(nested.apply(warp, images))
 

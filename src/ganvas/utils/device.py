@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 
 import torch
@@ -114,3 +115,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         raise GanvasError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) "
                           "has no bfloat16 support; use --precision fp32")
     return torch.bfloat16
+
+
+def autocast_off(device: torch.device):
+    """A context with mixed precision off on ``device`` (for work that must stay float32)."""
+    # Older PyTorch refuses autocast contexts, even disabled ones, on devices such as MPS
+    # where it never runs mixed precision anyway.
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
