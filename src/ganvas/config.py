@@ -193,8 +193,7 @@ class TrainConfig:
         "comma-separated", auto=True)
     ada_target: float = _opt(0.6, "ADA's target for r_t = E[sign(D(real))]")
     ada_kimg: float | None = _opt(
-        None, "ADA's speed: thousands of images for p to go from 0 to 1 (auto: 100, or the "
-        "model family's own: progressive's is its growth phase)", auto=True)
+        None, "ADA's speed: thousands of images for p to go from 0 to 1", auto=True)
     ema: bool = _opt(True, "sample from an exponential moving average of the generator")
     ema_kimg: float | None = _opt(None, "EMA half-life in thousands of images", auto=True)
     # quality during training

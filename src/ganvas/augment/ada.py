@@ -153,9 +153,10 @@ class AdaptiveAugment:
         def warp(t: torch.Tensor) -> torch.Tensor:
             # in float32 whatever the autocast: a bfloat16 sampling grid is off by up to a
             # quarter of a pixel at 64 px (a whole pixel at 256)
+            work = torch.promote_types(t.dtype, torch.float32)  # (float64 stays float64)
             with autocast_off(t.device):
-                grid = F.affine_grid(theta, list(t.shape), align_corners=False)
-                return F.grid_sample(t.float(), grid, mode="bilinear",
+                grid = F.affine_grid(theta.to(work), list(t.shape), align_corners=False)
+                return F.grid_sample(t.to(work), grid, mode="bilinear",
                                      padding_mode="reflection", align_corners=False
                                      ).to(t.dtype)
 
