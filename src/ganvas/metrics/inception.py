@@ -282,8 +282,9 @@ def load_inception(path: str | os.PathLike[str] | None = None, device: str = "au
     target = resolve_device(device) if not isinstance(device, torch.device) else device
     file, digest = resolve_weights(path, download=download, log=log)
     try:
-        with warnings.catch_warnings():  # newer torch calls TorchScript deprecated; it still
-            warnings.simplefilter("ignore", DeprecationWarning)  # loads the standard file
+        with warnings.catch_warnings():  # newer torch calls TorchScript deprecated (as a
+            warnings.simplefilter("ignore", DeprecationWarning)  # Deprecation-, from 2.14 a
+            warnings.simplefilter("ignore", FutureWarning)  # FutureWarning); it still loads
             network = torch.jit.load(str(file), map_location=target)
     except Exception as exc:  # a torn or foreign file: TorchScript raises many kinds
         message = " ".join(str(exc).split())[:120] or type(exc).__name__
