@@ -41,6 +41,26 @@ def test_generator_gradient_pushes_fakes_up(loss):
     assert (fake.grad < 0).all(), loss.name
 
 
+def test_margins_measure_from_the_boundary_the_loss_itself_uses(loss):
+    # D's accuracy, ADA's r_t and the balance gate read these margins. Where the loss ignores
+    # a constant added to every score, so must they: MSG's relativistic scores drifted to -4
+    # (reals) and -8 (fakes), sign(D(real)) read -0.9 and ADA's p stayed at 0 while D kept
+    # every real well above the average fake.
+    rng = torch.Generator().manual_seed(0)
+    real = loss.decision_threshold + 1.5 + 0.3 * torch.randn(64, generator=rng)
+    fake = loss.decision_threshold - 1.5 + 0.3 * torch.randn(64, generator=rng)
+    real_margin, fake_margin = loss.margins(real, fake)
+    assert (real_margin > 0).all() and (fake_margin < 0).all(), loss.name
+    shift = -6.0
+    ignores_shift = torch.allclose(loss.discriminator_loss(real + shift, fake + shift),
+                                   loss.discriminator_loss(real, fake), atol=1e-5)
+    assert ignores_shift == (loss.name in ("rahinge", "wgan-gp")), loss.name
+    if ignores_shift:
+        shifted = loss.margins(real + shift, fake + shift)
+        assert torch.allclose(shifted[0], real_margin, atol=1e-5)
+        assert torch.allclose(shifted[1], fake_margin, atol=1e-5)
+
+
 def test_saturating_loss_really_saturates():
     """Where D confidently rejects fakes, the minimax G loss has almost no gradient,
     the non-saturating one a strong one: the lesson's point."""

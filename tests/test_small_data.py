@@ -171,6 +171,32 @@ def test_auto_balance_turns_ada_on_when_the_discriminator_memorises(tmp_path):
     assert resumed.step == 28
 
 
+class DriftedMemorisingDiscriminator(MemorisingDiscriminator):
+    """The memorising D with every score 30 lower: a relativistic loss cannot tell."""
+
+    def on_train_start(self, trainer):
+        super().on_train_start(trainer)
+        D = trainer.discriminator
+        remembering = D.forward
+        D.forward = lambda x, *args, **kwargs: remembering(x, *args, **kwargs) - 30.0
+
+
+def test_ada_sees_a_relativistic_discriminator_memorise_whatever_its_scores_drift_to(tmp_path):
+    # MSG's loss (rahinge) ignores a constant added to every score; its scores drifted below
+    # zero on a small folder, and sign(D(real)) held ADA's p at 0 while D kept every real
+    # above the average fake. ADA reads the real's margin over the average fake now.
+    folder = folder_of(tmp_path, 16)
+    result = ganvas.train(data=str(folder), model="dcgan", loss="rahinge", resolution=28,
+                          channels=1, batch_size=14, steps=16, log_every=2, augment="ada",
+                          ada_kimg=0.1, precision="fp32", sample_every=10_000, health=False,
+                          model_options={"base_channels": 16}, out=str(tmp_path / "run"),
+                          callbacks=[DriftedMemorisingDiscriminator()], **QUIET)
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    ticks = [r for r in lines if "D/real_sign" in r]
+    assert ticks[0]["D/real_sign"] > 0.6 and ticks[0]["D/accuracy"] > 0.9
+    assert ticks[-1]["Augment/p"] > 0.5
+
+
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the CPU-flag check is for x86")
 def test_mixed_precision_is_not_chosen_where_bf16_would_be_emulated(monkeypatch):

@@ -34,6 +34,12 @@ class AdversarialLoss:
     # Relativistic losses compare fakes with reals, so G's loss needs D's scores of reals too.
     relativistic = False
 
+    def margins(self, real_logits: torch.Tensor, fake_logits: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each real's and each fake's score measured from D's decision boundary, positive
+        where D calls the image real: what D's accuracy, ADA's r_t and the balance gate read."""
+        return real_logits - self.decision_threshold, fake_logits - self.decision_threshold
+
     def __init__(self, real_label: float = 1.0):
         if real_label != 1.0 and not self.uses_labels:
             raise GanvasError(f"--label-smoothing does not apply to --loss {self.name} "
@@ -123,6 +129,12 @@ class WassersteinLoss(AdversarialLoss):
     def discriminator_loss(self, real_logits, fake_logits):
         return fake_logits.mean() - real_logits.mean()
 
+    def margins(self, real_logits, fake_logits):
+        # Adding a constant to every score leaves this loss as it is (the drift penalty
+        # barely anchors it), so no score is a boundary: a real is judged against the
+        # average fake and a fake against the average real.
+        return real_logits - fake_logits.mean(), fake_logits - real_logits.mean()
+
     def generator_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
 
@@ -153,9 +165,15 @@ class RelativisticHingeLoss(AdversarialLoss):
     relativistic = True
 
     def discriminator_loss(self, real_logits, fake_logits):
-        real_vs_fake = real_logits - fake_logits.mean()
-        fake_vs_real = fake_logits - real_logits.mean()
+        real_vs_fake, fake_vs_real = self.margins(real_logits, fake_logits)
         return F.relu(1 - real_vs_fake).mean() + F.relu(1 + fake_vs_real).mean()
+
+    def margins(self, real_logits, fake_logits):
+        # D's boundary is the other side's average, not a score: the loss ignores a constant
+        # added to every score, and MSG's scores drifted to -4 for reals and -8 for fakes on
+        # a small folder, where sign(D(real)) read -0.9 and held ADA's p at 0 while D kept
+        # every real 3 points above the average fake.
+        return real_logits - fake_logits.mean(), fake_logits - real_logits.mean()
 
     def generator_loss(self, fake_logits, real_logits=None):
         if real_logits is None:

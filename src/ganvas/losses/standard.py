@@ -314,11 +314,10 @@ class StandardRecipe(LossRecipe):
             penalty = r1_penalty(logits, real)
             total = total + (c.r1_gamma / 2) * c.r1_every * penalty
             self.stats.report("Loss/R1", penalty)
-        threshold = self.criterion.decision_threshold
-        self.augment.observe(real_logits - threshold)
         real_detached, fake_detached = real_logits.detach(), fake_logits.detach()
-        accuracy = ((real_detached > threshold).float().mean()
-                    + (fake_detached <= threshold).float().mean()) / 2
+        real_margin, fake_margin = self.criterion.margins(real_detached, fake_detached)
+        self.augment.observe(real_margin)
+        accuracy = ((real_margin > 0).float().mean() + (fake_margin <= 0).float().mean()) / 2
         gate_loss, gate_accuracy = loss_d.detach(), accuracy
         if self.gate.active and self.strategy.distributed:  # one decision for all processes
             pooled = self.strategy.sum(torch.stack([gate_loss.float(), accuracy.float()]))
@@ -329,8 +328,8 @@ class StandardRecipe(LossRecipe):
         self.stats.report("D/skipped", 0.0 if update else 1.0)
         to_score = torch.sigmoid if self.criterion.probabilistic else (lambda t: t)
         self.stats.report("D/real", to_score(real_detached))
-        # ADA's overfitting heuristic r_t = E[sign(D(x) - threshold)], for every run.
-        self.stats.report("D/real_sign", torch.sign(real_detached - threshold))
+        # ADA's overfitting heuristic r_t = E[sign(D(x) - boundary)], for every run.
+        self.stats.report("D/real_sign", torch.sign(real_margin))
         self.stats.report("D/fake", to_score(fake_detached))
         return total, fake_logits, real_logits, update
 
