@@ -194,7 +194,7 @@ def test_ada_sees_a_relativistic_discriminator_memorise_whatever_its_scores_drif
     lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     ticks = [r for r in lines if "D/real_sign" in r]
     assert ticks[0]["D/real_sign"] > 0.6 and ticks[0]["D/accuracy"] > 0.9
-    assert ticks[-1]["Augment/p"] > 0.5
+    assert max(r["Augment/p"] for r in ticks) > 0.5
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),

@@ -136,6 +136,9 @@ class ProcessGroupStrategy(Strategy):
         else:
             raise GanvasError(f"--device {device.type}: training on several processes needs "
                               "CPUs (gloo) or CUDA GPUs (nccl)")
+        # Whether every process met at a barrier after the last collective: only then can
+        # leaving the group not wait on a peer (nccl's destroy finishes pending work).
+        self._settled = True
         if not dist.is_initialized():
             try:
                 dist.init_process_group(self.backend, timeout=COLLECTIVE_TIMEOUT,
@@ -145,14 +148,19 @@ class ProcessGroupStrategy(Strategy):
                 raise GanvasError(f"could not join the other training processes at "
                                   f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} "
                                   f"({str(exc).splitlines()[0][:120]})") from None
+            # Leave the group we joined while the interpreter is still whole. Left to the
+            # interpreter's teardown, gloo's worker threads can outlive what they hold: the
+            # process died of SIGABRT ("terminate called without an active exception")
+            # after a run that finished well, and the launcher reported a failed run (1 in
+            # 45 tiny two-process runs, three at once on 2 cores; none in 90 since).
+            atexit.register(self._leave_at_exit)
         # Collectives of a CPU group carry CPU tensors, those of nccl CUDA tensors.
         self._comm = self._device if self.backend == "nccl" else torch.device("cpu")
-        # Leave the group while the interpreter is still whole. Left to the interpreter's
-        # own teardown, gloo's worker threads can outlive the objects they hold and the
-        # process dies of SIGABRT ("terminate called without an active exception") after
-        # a run that finished well, and the launcher reported a failed run (1 in 45 tiny
-        # two-process runs, three at once on 2 cores; none in 90 since).
-        atexit.register(self.close)
+
+    def _leave_at_exit(self) -> None:
+        # After a failure a peer may still wait in a collective: exit without waiting.
+        if self._settled:
+            self.close()
 
     def device(self, requested: torch.device) -> torch.device:
         return self._device
@@ -160,6 +168,7 @@ class ProcessGroupStrategy(Strategy):
     # ---- collectives --------------------------------------------------------------------------
 
     def _call(self, operation: Callable[[], T]) -> T:
+        self._settled = False
         try:
             return operation()
         except (RuntimeError, dist.DistError) as exc:
@@ -171,6 +180,7 @@ class ProcessGroupStrategy(Strategy):
 
     def barrier(self) -> None:
         self._call(lambda: dist.barrier())
+        self._settled = True  # every process got here; nothing of ours is in flight
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         dtype = torch.float64 if self.backend == "gloo" else torch.float32

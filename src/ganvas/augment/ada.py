@@ -1,9 +1,10 @@
 """Adaptive discriminator augmentation (Karras et al. 2020), written for ganvas.
 
 Each image is transformed with probability ``p`` by each of a chain of geometric and colour
-transforms. ``p`` follows the overfitting signal ``r_t = E[sign(D(real))]``: when D is too sure
-of the reals (r_t above the target, 0.6 by default) p rises, otherwise it falls, by an amount
-proportional to the real images observed (so its speed is in images, whatever the batch).
+transforms. ``p`` follows the overfitting signal ``r_t = E[sign(D(real))]`` (the sign taken
+from the loss's own boundary: ``AdversarialLoss.margins``): when D is too sure of the reals
+(r_t above the target, 0.6 by default) p rises, otherwise it falls, by an amount proportional
+to the real images observed (so its speed is in images, whatever the batch).
 The random parameters are drawn once per batch and applied alike to every scale of a
 pyramid (MSG-GAN).
 """

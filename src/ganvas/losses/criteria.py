@@ -56,6 +56,17 @@ class AdversarialLoss:
         raise NotImplementedError
 
 
+def midway_margins(real_logits: torch.Tensor, fake_logits: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Margins from the point half way between the batch's average real and average fake
+    score: where a loss has no fixed boundary, the one that reads like a fixed boundary
+    between the two clouds (ADA's target 0.6 and the monitor's accuracy thresholds assume
+    one; measured from the other side's average, r_t would read 0.91 where a boundary
+    between them reads 0.6)."""
+    middle = (real_logits.mean() + fake_logits.mean()) / 2
+    return real_logits - middle, fake_logits - middle
+
+
 class BCELoss(AdversarialLoss):
     """The lesson's loss: D labels reals 1 and fakes 0; G wants its fakes labelled 1."""
 
@@ -131,9 +142,8 @@ class WassersteinLoss(AdversarialLoss):
 
     def margins(self, real_logits, fake_logits):
         # Adding a constant to every score leaves this loss as it is (the drift penalty
-        # barely anchors it), so no score is a boundary: a real is judged against the
-        # average fake and a fake against the average real.
-        return real_logits - fake_logits.mean(), fake_logits - real_logits.mean()
+        # barely anchors it), so no fixed score is a boundary.
+        return midway_margins(real_logits, fake_logits)
 
     def generator_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
@@ -165,15 +175,15 @@ class RelativisticHingeLoss(AdversarialLoss):
     relativistic = True
 
     def discriminator_loss(self, real_logits, fake_logits):
-        real_vs_fake, fake_vs_real = self.margins(real_logits, fake_logits)
+        real_vs_fake = real_logits - fake_logits.mean()
+        fake_vs_real = fake_logits - real_logits.mean()
         return F.relu(1 - real_vs_fake).mean() + F.relu(1 + fake_vs_real).mean()
 
     def margins(self, real_logits, fake_logits):
-        # D's boundary is the other side's average, not a score: the loss ignores a constant
-        # added to every score, and MSG's scores drifted to -4 for reals and -8 for fakes on
-        # a small folder, where sign(D(real)) read -0.9 and held ADA's p at 0 while D kept
-        # every real 3 points above the average fake.
-        return real_logits - fake_logits.mean(), fake_logits - real_logits.mean()
+        # The loss ignores a constant added to every score, so no fixed score is a boundary:
+        # MSG's scores drifted to -4 for reals and -8 for fakes on a small folder, where
+        # sign(D(real)) read -0.9 and held ADA's p at 0 while D kept the reals 3 above.
+        return midway_margins(real_logits, fake_logits)
 
     def generator_loss(self, fake_logits, real_logits=None):
         if real_logits is None:
