@@ -32,7 +32,7 @@ def _weights(run):
 
 
 def test_a_time_budget_ends_at_a_tick_with_a_checkpoint_and_resume_stays_exact(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(time_budget.time, "monotonic", FakeClock(7.0))
     first = ganvas.train(time_budget="60s", out=str(tmp_path / "run"), **TINY)
     assert first.interrupted and 4 <= first.step <= 12
@@ -41,6 +41,10 @@ def test_a_time_budget_ends_at_a_tick_with_a_checkpoint_and_resume_stays_exact(
     assert left == sorted(left, reverse=True) and left[-1] == 0
     assert "time_budget: 60s" in (first.run_dir / "config.yaml").read_text()
     assert _weights(first.run_dir)[0] == first.step
+    # the doctor says how far it got without the step ceiling a budget stands on
+    assert main(["doctor", str(first.run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert " steps in a 60s time budget (" in out and "1000000000" not in out
     # resumed, it gets the budget afresh and ends at a tick again
     second = ganvas.resume(first.run_dir, progress=False, log=lambda m: None)
     assert second.interrupted and second.step > first.step

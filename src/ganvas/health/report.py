@@ -110,10 +110,12 @@ class HealthReport:
 
     def text(self) -> str:
         c, last = self.config, self.last
+        # A run given a --time budget has no step count of its own (steps hold the ceiling).
+        length = (f"{last['step']} steps in a {c['time_budget']} time budget"
+                  if c.get("time_budget") else f"{last['step']} of {c.get('steps')} steps")
         lines = [f"Run: {self.run_dir}",
                  f"  {c.get('model')} {c.get('resolution')}px on {c.get('data')}, loss "
-                 f"{c.get('loss')}, {last['step']} of {c.get('steps')} steps "
-                 f"({last.get('epoch', 0):.1f} epochs)",
+                 f"{c.get('loss')}, {length} ({last.get('epoch', 0):.1f} epochs)",
                  f"  last record: D loss {last.get('Loss/D', float('nan')):.3f}, G loss "
                  f"{last.get('Loss/G', float('nan')):.3f}, D accuracy "
                  f"{last.get('D/accuracy', float('nan')):.0%}, sample diversity "
