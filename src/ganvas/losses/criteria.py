@@ -33,12 +33,25 @@ class AdversarialLoss:
     decision_threshold = 0.0
     # Relativistic losses compare fakes with reals, so G's loss needs D's scores of reals too.
     relativistic = False
+    # The loss stays the same when a constant is added to every score, so no fixed score is
+    # a boundary: MSG's relativistic scores drifted to -4 for reals and -8 for fakes on a
+    # small folder, where sign(D(real)) read -0.9 and held ADA's p at 0 while D kept the
+    # reals 3 above the fakes.
+    shift_invariant = False
 
     def margins(self, real_logits: torch.Tensor, fake_logits: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each real's and each fake's score measured from D's decision boundary, positive
-        where D calls the image real: what D's accuracy, ADA's r_t and the balance gate read."""
-        return real_logits - self.decision_threshold, fake_logits - self.decision_threshold
+        where D calls the image real: what D's accuracy, ADA's r_t and the balance gate read.
+        A shift-invariant loss measures from half way between the batch's average real and
+        average fake score: that reads like a fixed boundary between the two clouds, which
+        ADA's 0.6 target and the monitor's thresholds assume (measured from the other side's
+        average, r_t would read 0.91 where such a boundary reads 0.6)."""
+        if self.shift_invariant:
+            boundary = (real_logits.mean() + fake_logits.mean()) / 2
+        else:
+            boundary = self.decision_threshold
+        return real_logits - boundary, fake_logits - boundary
 
     def __init__(self, real_label: float = 1.0):
         if real_label != 1.0 and not self.uses_labels:
@@ -54,17 +67,6 @@ class AdversarialLoss:
                        real_logits: torch.Tensor | None = None) -> torch.Tensor:
         """G's loss; ``real_logits`` is needed (and given) only when ``relativistic``."""
         raise NotImplementedError
-
-
-def midway_margins(real_logits: torch.Tensor, fake_logits: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Margins from the point half way between the batch's average real and average fake
-    score: where a loss has no fixed boundary, the one that reads like a fixed boundary
-    between the two clouds (ADA's target 0.6 and the monitor's accuracy thresholds assume
-    one; measured from the other side's average, r_t would read 0.91 where a boundary
-    between them reads 0.6)."""
-    middle = (real_logits.mean() + fake_logits.mean()) / 2
-    return real_logits - middle, fake_logits - middle
 
 
 class BCELoss(AdversarialLoss):
@@ -136,14 +138,10 @@ class WassersteinLoss(AdversarialLoss):
     description = ("Wasserstein loss with gradient penalty (--gp-weight, default 10); "
                    "try --n-critic 5 --beta1 0 --beta2 0.9")
     needs_gradient_penalty = True
+    shift_invariant = True  # the drift penalty barely anchors the scores
 
     def discriminator_loss(self, real_logits, fake_logits):
         return fake_logits.mean() - real_logits.mean()
-
-    def margins(self, real_logits, fake_logits):
-        # Adding a constant to every score leaves this loss as it is (the drift penalty
-        # barely anchors it), so no fixed score is a boundary.
-        return midway_margins(real_logits, fake_logits)
 
     def generator_loss(self, fake_logits, real_logits=None):
         return -fake_logits.mean()
@@ -173,17 +171,12 @@ class RelativisticHingeLoss(AdversarialLoss):
     description = ("relativistic average hinge (MSG-GAN): reals must score above the average "
                    "fake and fakes below the average real")
     relativistic = True
+    shift_invariant = True
 
     def discriminator_loss(self, real_logits, fake_logits):
         real_vs_fake = real_logits - fake_logits.mean()
         fake_vs_real = fake_logits - real_logits.mean()
         return F.relu(1 - real_vs_fake).mean() + F.relu(1 + fake_vs_real).mean()
-
-    def margins(self, real_logits, fake_logits):
-        # The loss ignores a constant added to every score, so no fixed score is a boundary:
-        # MSG's scores drifted to -4 for reals and -8 for fakes on a small folder, where
-        # sign(D(real)) read -0.9 and held ADA's p at 0 while D kept the reals 3 above.
-        return midway_margins(real_logits, fake_logits)
 
     def generator_loss(self, fake_logits, real_logits=None):
         if real_logits is None:
