@@ -48,7 +48,7 @@ from ganvas.metrics.statistics import (
     frechet_distance_to,
     kernel_inception_distance,
 )
-from ganvas.models.registry import make_spec
+from ganvas.models.registry import SMALL_DATA, get_model_family, make_spec
 from ganvas.runs import checkpoint as ckpt
 from ganvas.utils.images import make_grid, save_image
 
@@ -65,10 +65,20 @@ FEW_SHOT: dict[str, dict] = {"fastgan": {}, "dcgan": {
     "augment": "diffaugment", "diffaugment_policy": "color,translation"}}
 # The small-folder table: the projected discriminator against FastGAN, and each family in
 # --small-folder-families (default DCGAN) at its small-data defaults (ADA below
-# ganvas.auto_settings.SMALL_DATA pictures) against its old ones (no augmentation).
+# ganvas.auto_settings.SMALL_DATA pictures) against its old ones: what the family chose
+# for any folder before it had small-data defaults (its settings for a large folder, no
+# augmentation).
 SMALL_FOLDER_PICTURES, SMALL_FOLDER_RESOLUTION = 200, 64
 SMALL_FOLDER: list[tuple[str, dict]] = [("projected", {}), ("fastgan", {})]
-OLD_DEFAULTS = {"augment": "none"}
+
+
+def old_defaults(name: str, resolution: int) -> dict:
+    """The settings ``name`` chose for a small folder before its small-data defaults: those
+    it chooses for a folder of SMALL_DATA pictures, without augmentation."""
+    family = get_model_family(name)
+    settings = dict(family.auto_settings(resolution, SMALL_DATA, None))
+    settings.pop("kimg", None)
+    return {**settings, "augment": "none"}
 GRID = 64  # images in each sample grid
 GROWTH_SAMPLES = 8  # latents followed through the growth picture
 
@@ -272,6 +282,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="change one setting of one model (repeatable; in every table), "
                              "e.g. progressive:model_options.fade_kimg=10")
+    parser.add_argument("--set-new", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="like --set, but only for the small-folder table's new-defaults "
+                             "row (a candidate default measured against the old ones)")
+    parser.add_argument("--new-only", action="store_true",
+                        help="the small-folder table's families at their new defaults only "
+                             "(no old-defaults row beside them)")
     parser.add_argument("--pictures", default=None, metavar="DIR",
                         help="write models-<name>-<res>px.png grids and growth-<res>px.png")
     parser.add_argument("--keep", default=None, help="keep the run folders here")
@@ -294,10 +310,15 @@ def main() -> None:
     if args.small_folder:
         r = args.small_folder_resolution
         changed = parse_settings(args.set, r, {})
-        # --set changes every row but the old defaults' augmentation (they are the old ones)
-        rows = [(name, {**changed[name], **settings}) for name, settings in
-                [*SMALL_FOLDER, *[(family, settings) for family in args.small_folder_families
-                                  for settings in ({}, OLD_DEFAULTS)]]
+        candidate = parse_settings(args.set + args.set_new, r, {})
+        # --set changes every row but the old defaults' own settings (they are the old
+        # ones); --set-new only the new defaults' row
+        pairs = [(family, settings) for family in args.small_folder_families
+                 for settings in ([candidate[family]] if args.new_only else
+                                  [candidate[family], {**changed[family],
+                                                       **old_defaults(family, r)}])]
+        rows = [(name, settings) for name, settings in
+                [*[(name, {**changed[name], **s}) for name, s in SMALL_FOLDER], *pairs]
                 if name in args.only]
         sections.append((f"{args.small_folder_pictures} emoji at {r} px (small folder)", None, r,
                          args.small_folder_minutes, args.small_folder_num, rows, None))

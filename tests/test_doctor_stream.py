@@ -320,3 +320,15 @@ def test_plot_draws_the_new_health_curves(tmp_path):
         assert len(report.series[key]) == 39
     assert report.memory.best_step is not None  # the star on the fidelity panel
     assert Image.open(plot_health(report, tmp_path / "health.png")).size[0] > 500
+
+
+def test_a_run_stopped_before_its_first_record_is_told_to_train_longer(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("log_every: 50\n")
+    code, out, err = run_doctor(capsys, tmp_path)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "before its first record" in err and "after 50 steps" in err
+    assert "train it for longer" in err and "--resume" not in err
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step-0000000.pt").write_bytes(b"")
+    code, _, err = run_doctor(capsys, tmp_path)
+    assert code == 2 and f"ganvas train --resume {tmp_path} --steps N" in err

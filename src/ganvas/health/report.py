@@ -226,6 +226,16 @@ def build_report(run_dir: str | os.PathLike) -> HealthReport:
     if not run_dir.is_dir():
         raise GanvasError(f"{run_dir}: no such run folder")
     if not metrics.exists():
+        if (run_dir / "config.yaml").is_file():  # a run that stopped before its first record
+            every = _read_config(run_dir).get("log_every")
+            when = (f"after {every} steps (--log-every)"
+                    if isinstance(every, int) and not isinstance(every, bool) and every > 0
+                    else "after --log-every steps")
+            saved = any((run_dir / "checkpoints").glob("*.pt"))
+            how = (f"resume it for longer with: ganvas train --resume {run_dir} --steps N"
+                   if saved else "train it for longer")
+            raise GanvasError(f"{run_dir}: the run stopped before its first record (the "
+                              f"first comes {when}); {how}")
         raise GanvasError(f"{run_dir}: no metrics.jsonl; is this a ganvas run folder?")
     if not metrics.is_file():
         raise GanvasError(f"{metrics}: not a regular file")
