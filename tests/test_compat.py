@@ -46,6 +46,7 @@ def test_an_old_run_resumes_on_todays_clock(old_run):
     state = torch.load(result.checkpoint, weights_only=True)
     assert state["version"] == ckpt.VERSION and state["images_seen"] == 8 * 8
     assert state["augment"]["p"] > 0  # ADA went on adapting from its saved state
+    assert state["config"]["ema_rampup"] == 0.05  # the ramp-up it trained with, not today's
     records = [json.loads(x) for x in (old_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "event" not in r] == [2, 4, 6, 8]
     assert records[-1]["kimg"] == 0.064

@@ -98,6 +98,14 @@ def test_adas_speed_follows_the_progressive_growth_phase_and_a_given_speed_is_ke
     given, chosen = resolve_settings(TrainConfig(data=folder, model="progressive",
                                                  resolution=64, ada_kimg=50.0), 200)
     assert given.ada_kimg == 50.0 and "ada_kimg" not in chosen
+    for options, speed in [({"fade_kimg": 4}, 4.0), ({"fade-kimg": 6, "stable_kimg": 30}, 6.0),
+                           ({"stable_kimg": 30}, 30.0), ({"fade_kimg": "soon"}, 10.0)]:
+        phased, chosen = resolve_settings(TrainConfig(  # a phase the user chose sets it too
+            data=folder, model="progressive", resolution=64, model_options=options), 200)
+        assert phased.ada_kimg == chosen["ada_kimg"] == speed, options
+    both, _ = resolve_settings(TrainConfig(data=folder, model="progressive", resolution=64,
+                                           ada_kimg=50.0, model_options={"fade_kimg": 4}), 200)
+    assert both.ada_kimg == 50.0  # a speed the user gave wins
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert out.count("ADA's speed on auto: the family's own, 10 kimg for 200 pictures") == 1

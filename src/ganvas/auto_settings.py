@@ -88,7 +88,10 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
             picked["classes"] = ", ".join(found)
     augment = small_data_augment(config, num_images)
     num_images = num_images or 10_000
-    preferred = family.auto_settings(config.resolution, num_images, config.loss)
+    # the names as the family spells them (--model-option feature-levels=4 is feature_levels)
+    given = {str(k).replace("-", "_"): v for k, v in config.model_options.items()}
+    preferred = {**family.auto_settings(config.resolution, num_images, config.loss),
+                 **family.settings_for_options(given)}
     if augment is not None and "augment" not in preferred:
         preferred = {**preferred, "augment": augment}
     chosen: dict[str, Any] = {}
@@ -100,8 +103,6 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
         chosen["kimg"] = preferred["kimg"]
     config = config.replace(**chosen)
     chosen = {**picked, **chosen}
-    # the names as the family spells them (--model-option feature-levels=4 is feature_levels)
-    given = {str(k).replace("-", "_"): v for k, v in config.model_options.items()}
     options = family.auto_options(config.resolution, num_images, config.batch_size,
                                   given=given)
     filled = {k: v for k, v in options.items() if given.get(k) is None}

@@ -38,7 +38,7 @@ LIMITS = {"batch_size": 16_384, "latent_dim": 16_384, "num_samples": 1_024, "wor
 # ModelFamily.auto_settings and `ganvas train --dry-run`).
 AUTO_DEFAULTS: dict[str, Any] = {
     "loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,
-    "batch_size": 64, "r1_gamma": 0.0, "drift": 0.0, "ema_kimg": 10.0,
+    "batch_size": 64, "r1_gamma": 0.0, "drift": 0.0, "ema_kimg": 10.0, "ema_rampup": 0.05,
     "augment": "none", "diffaugment_policy": "color,translation,cutout", "ada_kimg": 100.0,
 }
 _short = reprlib.Repr()
@@ -196,6 +196,10 @@ class TrainConfig:
         None, "ADA's speed: thousands of images for p to go from 0 to 1", auto=True)
     ema: bool = _opt(True, "sample from an exponential moving average of the generator")
     ema_kimg: float | None = _opt(None, "EMA half-life in thousands of images", auto=True)
+    ema_rampup: float | None = _opt(
+        None, "early on, the EMA half-life is at most this fraction of the images seen, so the "
+        "average soon forgets the random first weights (0: the full half-life from the start)",
+        auto=True)
     # quality during training
     fid_every: int | None = _opt(
         None, "compute FID every N steps on --fid-num images (logged as Metric/FID); "
@@ -350,6 +354,8 @@ class TrainConfig:
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise GanvasError(f"--{name.replace('_', '-')} must be a positive number, "
                                   f"got {value}")
+        if self.ema_rampup is not None and not 0 <= self.ema_rampup <= 1:  # (false for NaN)
+            raise GanvasError(f"--ema-rampup must be from 0 to 1, got {self.ema_rampup}")
         _positive(self.health_warmup, "--health-warmup", minimum=0)
         _positive(self.holdout, "--holdout", minimum=0, allow_none=True)
         _positive(self.max_rollbacks, "--max-rollbacks", minimum=0)

@@ -33,7 +33,7 @@ OPTION_GROUPS = {
         "spectral_norm", "instance_noise", "instance_noise_steps", "n_critic",
         "d_skip_below", "d_accuracy_band"],
     "small data and sampling": ["augment", "diffaugment_policy", "ada_target", "ada_kimg",
-                                "ema", "ema_kimg"],
+                                "ema", "ema_kimg", "ema_rampup"],
     "health monitor": ["health", "auto_balance", "health_warmup", "max_rollbacks", "holdout",
                        "quiet_checks"],
     "quality during training": ["fid_every", "fid_num", "inception", "keep_best",

@@ -258,6 +258,17 @@ class Progressive(ModelFamily):
                 "ada_kimg": phase_kimg(num_images)}
 
     @classmethod
+    def settings_for_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        # ADA's speed follows the growth phase the user chose, as it follows the automatic
+        # one (a number the options check refuses is left for it to name)
+        for name in ("fade_kimg", "stable_kimg"):
+            phase = given.get(name)
+            if (isinstance(phase, (int, float)) and not isinstance(phase, bool)
+                    and math.isfinite(phase) and phase > 0):
+                return {"ada_kimg": float(phase)}
+        return {}
+
+    @classmethod
     def auto_options(cls, resolution: int, num_images: int, batch_size: int,
                      given: dict[str, Any] | None = None) -> dict[str, Any]:
         base, cap = cpu_widths(resolution)

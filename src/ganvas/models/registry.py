@@ -163,6 +163,13 @@ class ModelFamily:
         return {}
 
     @classmethod
+    def settings_for_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Automatic settings that follow options the user ``given`` (by the family's own
+        names), replacing what :meth:`auto_settings` chose for the family's own defaults;
+        settings the user gave are kept whatever this says."""
+        return {}
+
+    @classmethod
     def auto_options(cls, resolution: int, num_images: int, batch_size: int,
                      given: dict[str, Any] | None = None) -> dict[str, Any]:
         """Values for the family's options that are left on auto (None), knowing the ones

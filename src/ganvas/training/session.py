@@ -173,7 +173,8 @@ def _build_networks(p: RunParts) -> None:
     # faster for the lesson's DCGAN on 2 CPU cores); it changes layout, not values.
     p.generator = generator.to(p.device, memory_format=torch.channels_last)
     p.discriminator = discriminator.to(p.device, memory_format=torch.channels_last)
-    p.ema = GeneratorEMA(p.generator, c.ema_kimg, seed=c.seed) if c.ema else None
+    p.ema = (GeneratorEMA(p.generator, c.ema_kimg, rampup=c.ema_rampup, seed=c.seed)
+             if c.ema else None)
     if c.compile:  # the trained networks; the average samples eagerly
         for network in (p.generator, p.discriminator):
             compile_blocks(network)
@@ -366,6 +367,8 @@ def _resumed_config(state: dict[str, Any], source: Path, overrides: dict[str, An
         raise GanvasError(f"{source}: {exc}") from None
     if isinstance(state["config"], dict) and "holdout" not in state["config"]:
         saved = saved.replace(holdout=0)  # written before ganvas held images out: it trained on all
+    if isinstance(state["config"], dict) and "ema_rampup" not in state["config"]:
+        saved = saved.replace(ema_rampup=0.05)  # written before the ramp-up was a setting
     if saved.model:
         before = {k: v for k, v in get_model_family(saved.model).options_before_auto.items()
                   if saved.model_options.get(k) is None}
