@@ -397,6 +397,9 @@ def test_a_crash_mid_training_still_leaves_a_checkpoint(pictures, tmp_path):
     (["--epochs", "1e308"], "--epochs"),
     (["--lr-g", "1e308"], "--lr-g"),
     (["--augment", "diffaugment", "--diffaugment-policy", ""], "--diffaugment-policy"),
+    (["--ema-rampup", "1.5"], "--ema-rampup"),
+    (["--ema-rampup", "nan"], "--ema-rampup"),
+    (["--ema-rampup", "-0.1"], "--ema-rampup"),
 ])
 def test_more_absurd_values(capsys, argv, needle):
     code, _, err = run_cli(capsys, "train", "--data", "digits", *argv, "--no-progress")

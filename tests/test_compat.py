@@ -13,6 +13,7 @@ import torch
 
 import ganvas
 from ganvas.cli.main import main
+from ganvas.config import TrainConfig
 from ganvas.runs import checkpoint as ckpt
 
 OLD_RUN = Path(__file__).parent / "data" / "run-0.1.0"
@@ -55,3 +56,13 @@ def test_an_old_run_resumes_on_todays_clock(old_run):
 def test_doctor_reads_an_old_run(old_run, capsys):
     assert main(["doctor", str(old_run)]) == 0
     assert "Diagnosis:" in capsys.readouterr().out
+
+
+def test_a_run_saved_before_the_ema_ramp_up_was_a_setting_keeps_the_one_it_had(tmp_path):
+    from ganvas.training.session import _resumed_config
+
+    saved = TrainConfig(data="emoji", model="stylegan2", resolution=64).to_dict()
+    saved.pop("ema_rampup")
+    assert _resumed_config({"config": saved}, tmp_path, {}).ema_rampup == 0.05
+    today = _resumed_config({"config": {**saved, "ema_rampup": 0.3}}, tmp_path, {})
+    assert today.ema_rampup == 0.3
