@@ -73,8 +73,9 @@ SMALL_FOLDER: list[tuple[str, dict]] = [("projected", {}), ("fastgan", {})]
 
 
 def old_defaults(name: str, resolution: int) -> dict:
-    """The settings ``name`` chose for a small folder before its small-data defaults: those
-    it chooses for a folder of SMALL_DATA pictures, without augmentation."""
+    """The settings ``name`` chose for a small folder before its small-data defaults: the
+    training settings it chooses for a folder of SMALL_DATA pictures, without augmentation
+    (its model options stay those for the small folder)."""
     family = get_model_family(name)
     settings = dict(family.auto_settings(resolution, SMALL_DATA, None))
     settings.pop("kimg", None)
@@ -146,15 +147,17 @@ def few_shot_folder(root: Path, count: int, resolution: int) -> Path:
 
 
 def parse_settings(pairs: list[str], resolution: int,
-                   defaults: dict[str, dict] | None = None) -> dict[str, dict]:
+                   defaults: dict[str, dict] | None = None, flag: str = "--set"
+                   ) -> dict[str, dict]:
     """Each model's settings with the ``--set MODEL:KEY=VALUE`` changes, checked first."""
     defaults = SETTINGS.get(resolution, {}) if defaults is None else defaults
-    settings = {name: dict(defaults.get(name, {})) for name in MODELS}
+    settings = {name: {k: dict(v) if isinstance(v, dict) else v
+                       for k, v in defaults.get(name, {}).items()} for name in MODELS}
     for pair in pairs:
         target, sep, assignment = pair.partition(":")
         key, eq, value = assignment.partition("=")
         if not sep or not eq or target not in MODELS:
-            raise GanvasError(f"--set needs MODEL:KEY=VALUE with MODEL one of "
+            raise GanvasError(f"{flag} needs MODEL:KEY=VALUE with MODEL one of "
                               f"{', '.join(MODELS)}, got {pair!r}")
         key = key.replace("-", "_")
         if key.startswith("model_options."):
@@ -164,7 +167,7 @@ def parse_settings(pairs: list[str], resolution: int,
             settings[target][key] = yaml.safe_load(value)
     for name, options in settings.items():
         config = TrainConfig.from_dict({**options, "data": "emoji", "model": name,
-                                        "resolution": resolution}, source=f"--set {name}")
+                                        "resolution": resolution}, source=f"{flag} {name}")
         resolve_settings(config.validate())
         make_spec(name, resolution=resolution, channels=3, latent_dim=config.latent_dim,
                   options=config.model_options)  # checks the model options
@@ -280,8 +283,9 @@ def main() -> None:
                         help=f"pictures in the small folder (default {SMALL_FOLDER_PICTURES}; "
                              "every one is scored against, so fewer is quicker)")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
-                        help="change one setting of one model (repeatable; in every table), "
-                             "e.g. progressive:model_options.fade_kimg=10")
+                        help="change one setting of one model (repeatable; in every table, "
+                             "but not the settings the small-folder table's old-defaults row "
+                             "is defined by), e.g. progressive:model_options.fade_kimg=10")
     parser.add_argument("--set-new", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="like --set, but only for the small-folder table's new-defaults "
                              "row (a candidate default measured against the old ones)")
@@ -310,7 +314,12 @@ def main() -> None:
     if args.small_folder:
         r = args.small_folder_resolution
         changed = parse_settings(args.set, r, {})
-        candidate = parse_settings(args.set + args.set_new, r, {})
+        candidate = parse_settings(args.set_new, r, changed, flag="--set-new")
+        unused = {pair.partition(":")[0] for pair in args.set_new} - set(
+            args.small_folder_families)
+        if unused:
+            raise GanvasError(f"--set-new {', '.join(sorted(unused))}: not in "
+                              "--small-folder-families")
         # --set changes every row but the old defaults' own settings (they are the old
         # ones); --set-new only the new defaults' row
         pairs = [(family, settings) for family in args.small_folder_families

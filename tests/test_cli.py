@@ -400,6 +400,8 @@ def test_a_crash_mid_training_still_leaves_a_checkpoint(pictures, tmp_path):
     (["--ema-rampup", "1.5"], "--ema-rampup"),
     (["--ema-rampup", "nan"], "--ema-rampup"),
     (["--ema-rampup", "-0.1"], "--ema-rampup"),
+    (["--model", "progressive", "--resolution", "32", "--model-option",
+      "fade_kimg=1" + "0" * 400], "fade_kimg"),
 ])
 def test_more_absurd_values(capsys, argv, needle):
     code, _, err = run_cli(capsys, "train", "--data", "digits", *argv, "--no-progress")

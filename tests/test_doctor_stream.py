@@ -322,13 +322,22 @@ def test_plot_draws_the_new_health_curves(tmp_path):
     assert Image.open(plot_health(report, tmp_path / "health.png")).size[0] > 500
 
 
-def test_a_run_stopped_before_its_first_record_is_told_to_train_longer(tmp_path, capsys):
+def test_a_run_before_its_first_record_is_told_what_to_do(tmp_path, capsys):
+    import os
+    import time
+
+    from ganvas.runs.status import RunStatus, this_host, write_status
+
     (tmp_path / "config.yaml").write_text("log_every: 50\n")
-    code, out, err = run_doctor(capsys, tmp_path)
+    code, out, err = run_doctor(capsys, tmp_path)  # ended, nothing saved
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "before its first record" in err and "after 50 steps" in err
-    assert "train it for longer" in err and "--resume" not in err
+    assert "ended before its first record (it writes one every 50 steps)" in err
+    assert "start it again" in err and "--resume" not in err
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "step-0000000.pt").write_bytes(b"")
-    code, _, err = run_doctor(capsys, tmp_path)
-    assert code == 2 and f"ganvas train --resume {tmp_path} --steps N" in err
+    code, _, err = run_doctor(capsys, tmp_path)  # ended with a checkpoint
+    assert code == 2 and err.strip().endswith(f"carry it on with: ganvas train --resume {tmp_path}")
+    write_status(tmp_path, RunStatus(state="running", pid=os.getpid(), host=this_host(),
+                                     heartbeat=time.time()))
+    code, _, err = run_doctor(capsys, tmp_path)  # still in its first 50 steps
+    assert code == 2 and "has not written its first record yet" in err and "ended" not in err

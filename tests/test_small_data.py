@@ -98,11 +98,14 @@ def test_adas_speed_follows_the_progressive_growth_phase_and_a_given_speed_is_ke
     given, chosen = resolve_settings(TrainConfig(data=folder, model="progressive",
                                                  resolution=64, ada_kimg=50.0), 200)
     assert given.ada_kimg == 50.0 and "ada_kimg" not in chosen
-    for options, speed in [({"fade_kimg": 4}, 4.0), ({"fade-kimg": 6, "stable_kimg": 30}, 6.0),
-                           ({"stable_kimg": 30}, 30.0), ({"fade_kimg": "soon"}, 10.0)]:
-        phased, chosen = resolve_settings(TrainConfig(  # a phase the user chose sets it too
+    for options, speed, stable in [
+            ({"fade_kimg": 4}, 4.0, 4), ({"fade-kimg": 6, "stable_kimg": 30}, 6.0, 30),
+            ({"stable_kimg": 30}, 10.0, 30), ({"fade_kimg": "soon"}, 10.0, "soon"),
+            ({"fade_kimg": 10**400}, 10.0, 10**400)]:  # (the options check names those)
+        phased, chosen = resolve_settings(TrainConfig(  # a fade-in the user chose sets it too
             data=folder, model="progressive", resolution=64, model_options=options), 200)
         assert phased.ada_kimg == chosen["ada_kimg"] == speed, options
+        assert phased.model_options["stable_kimg"] == stable, options  # as long as the fade
     both, _ = resolve_settings(TrainConfig(data=folder, model="progressive", resolution=64,
                                            ada_kimg=50.0, model_options={"fade_kimg": 4}), 200)
     assert both.ada_kimg == 50.0  # a speed the user gave wins

@@ -226,16 +226,8 @@ def build_report(run_dir: str | os.PathLike) -> HealthReport:
     if not run_dir.is_dir():
         raise GanvasError(f"{run_dir}: no such run folder")
     if not metrics.exists():
-        if (run_dir / "config.yaml").is_file():  # a run that stopped before its first record
-            every = _read_config(run_dir).get("log_every")
-            when = (f"after {every} steps (--log-every)"
-                    if isinstance(every, int) and not isinstance(every, bool) and every > 0
-                    else "after --log-every steps")
-            saved = any((run_dir / "checkpoints").glob("*.pt"))
-            how = (f"resume it for longer with: ganvas train --resume {run_dir} --steps N"
-                   if saved else "train it for longer")
-            raise GanvasError(f"{run_dir}: the run stopped before its first record (the "
-                              f"first comes {when}); {how}")
+        if (run_dir / "config.yaml").is_file():  # a run before its first record
+            raise GanvasError(_no_record_yet(run_dir))
         raise GanvasError(f"{run_dir}: no metrics.jsonl; is this a ganvas run folder?")
     if not metrics.is_file():
         raise GanvasError(f"{metrics}: not a regular file")
@@ -315,6 +307,28 @@ def _json_safe(value: Any) -> Any:
         return _json_safe(value.item())
     except (AttributeError, TypeError, ValueError):
         return str(value)
+
+
+def _no_record_yet(run_dir: Path) -> str:
+    """What to say of a run folder with no record yet: a run still in its first
+    --log-every steps, or one that ended before them."""
+    from ganvas.runs.status import read_status
+
+    every = _read_config(run_dir).get("log_every")
+    every = (f"every {every} steps" if isinstance(every, int) and not isinstance(every, bool)
+             and every > 0 else "every --log-every steps")
+    try:
+        running = read_status(run_dir).state == "running"
+    except GanvasError:
+        running = False
+    if running:
+        return (f"{run_dir}: the run has not written its first record yet (it writes one "
+                f"{every}); ask again in a while")
+    if any((run_dir / "checkpoints").glob("*.pt")):
+        how = f"carry it on with: ganvas train --resume {run_dir}"
+    else:
+        how = "start it again (a smaller --log-every records sooner)"
+    return f"{run_dir}: the run ended before its first record (it writes one {every}); {how}"
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:

@@ -209,7 +209,7 @@ class Progressive(ModelFamily):
                          "chosen from the resolution)",
         "max_channels": "cap for the small resolutions (auto: chosen from the resolution)",
         "fade_kimg": "thousands of images over which each new block fades in (auto: "
-                     "chosen from the dataset size)",
+                     "chosen from the dataset size); ADA's speed on auto follows it",
         "stable_kimg": "thousands of images trained at each resolution before the next "
                        "grows (auto: the same as fade_kimg)",
         "batch_growth": "the batch grows up to this many times --batch-size at low "
@@ -259,13 +259,11 @@ class Progressive(ModelFamily):
 
     @classmethod
     def settings_for_options(cls, given: dict[str, Any]) -> dict[str, Any]:
-        # ADA's speed follows the growth phase the user chose, as it follows the automatic
-        # one (a number the options check refuses is left for it to name)
-        for name in ("fade_kimg", "stable_kimg"):
-            phase = given.get(name)
-            if (isinstance(phase, (int, float)) and not isinstance(phase, bool)
-                    and math.isfinite(phase) and phase > 0):
-                return {"ada_kimg": float(phase)}
+        # ADA's speed follows a fade-in the user chose, as it follows the automatic one (a
+        # value the options check refuses is left for it to name)
+        fade = given.get("fade_kimg")
+        if isinstance(fade, (int, float)) and not isinstance(fade, bool) and 0 < fade <= 1e6:
+            return {"ada_kimg": float(fade)}
         return {}
 
     @classmethod
@@ -273,8 +271,10 @@ class Progressive(ModelFamily):
                      given: dict[str, Any] | None = None) -> dict[str, Any]:
         base, cap = cpu_widths(resolution)
         phase = phase_kimg(num_images)
+        fade = (given or {}).get("fade_kimg")  # a stable phase as long as a given fade-in
+        stable = phase if fade is None else fade
         return {"base_channels": base, "max_channels": cap, "fade_kimg": phase,
-                "stable_kimg": phase}
+                "stable_kimg": stable}
 
     @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:

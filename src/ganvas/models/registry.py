@@ -274,6 +274,8 @@ def parse_options(family: type[ModelFamily], values: dict[str, Any]) -> Any:
             kwargs[name] = None
             continue
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > 1e300:  # (float() would overflow)
+                raise GanvasError(f"--model-option {key}: must be a finite number")
             value = float(value)
         origin = typing.get_origin(expected) or expected
         if origin is tuple and isinstance(value, list):
