@@ -101,3 +101,24 @@ def test_ada_under_bf16_autocast_draws_the_float32_geometry():
     # a few times, moves values by a few hundredths; another geometry would move them by
     # about the images' whole range of 2
     assert (half.float() - expected).abs().max() < 0.1
+
+
+def test_ada_at_a_small_p_changes_only_the_images_it_drew_a_transform_for():
+    # At a small p most images get no transform: they pass through exactly (not resampled,
+    # which rounds, and not paid for), the others are augmented, and gradients reach both;
+    # a pyramid's scales (MSG-GAN) are changed for the same images.
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 16, 16).mul(2).sub(1).requires_grad_(True)
+    ada = AdaptiveAugment(seed=4, p=0.03)
+    y = ada(x)
+    same = (y == x).flatten(1).all(dim=1)
+    assert 0 < int((~same).sum()) < 32, "p 0.03 over 10 transforms: a few images of 64"
+    (y * torch.arange(1.0, 65).view(64, 1, 1, 1)).sum().backward()
+    # an unchanged image's gradient is its weight exactly
+    assert torch.equal(x.grad[same], torch.arange(1.0, 65)[same].view(-1, 1, 1, 1)
+                       .expand(-1, 3, 16, 16))
+    assert x.grad[~same].abs().sum() > 0
+    pyramid = [torch.nn.functional.avg_pool2d(x.detach(), 4), x.detach()]
+    coarse, fine = AdaptiveAugment(seed=4, p=0.03)(pyramid)
+    assert torch.equal(fine, y.detach())
+    assert torch.equal((coarse == pyramid[0]).flatten(1).all(dim=1), same)
