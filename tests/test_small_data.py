@@ -114,6 +114,36 @@ def test_adas_speed_follows_the_progressive_growth_phase_and_a_given_speed_is_ke
     assert out.count("ADA's speed on auto: the family's own, 10 kimg for 200 pictures") == 1
 
 
+def test_r1_and_the_ema_follow_a_batch_the_user_gives(tmp_path, capsys):
+    # stylegan2-ada's --cfg auto computes R1 gamma (0.0002 res^2 / batch) and the EMA's
+    # half-life (batch * 10 / 32 kimg) from the batch it trains with; a given batch used to
+    # keep the values of the automatic one (gamma 0.0256 at a batch of 8 instead of 0.1024)
+    folder = str(tmp_path)
+    auto, _ = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=64), 200)
+    assert (auto.batch_size, auto.ema_kimg) == (32, 10.0)
+    assert auto.r1_gamma == pytest.approx(0.0256)
+    given, chosen = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=64,
+                                                 batch_size=8), 200)
+    assert given.r1_gamma == chosen["r1_gamma"] == pytest.approx(0.1024)
+    assert given.ema_kimg == 2.5 and "batch_size" not in chosen
+    kept, _ = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=64,
+                                           batch_size=8, r1_gamma=1.0, ema_kimg=7.0), 200)
+    assert (kept.r1_gamma, kept.ema_kimg) == (1.0, 7.0)  # what the user gave wins
+    hinge, _ = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=64,
+                                            batch_size=8, loss="hinge"), 200)
+    assert hinge.r1_gamma == 0.0  # a loss the family does not give R1 gets none still
+    grown, _ = resolve_settings(TrainConfig(data=folder, model="progressive", resolution=64,
+                                            batch_size=64), 200)
+    assert grown.r1_gamma == pytest.approx(0.0128) and grown.ema_kimg == 10.0  # (its own EMA)
+    assert main(["train", "--data", "emoji", "--model", "stylegan2", "--batch-size", "8",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "#   r1_gamma: 0.1024" in out and "#   ema_kimg: 2.5" in out
+    assert main(["train", "--data", "emoji", "--model", "stylegan2", "--batch-size", "0",
+                 "--dry-run"]) == 2  # a bad batch is still the settings check's one line
+    assert "--batch-size" in capsys.readouterr().err
+
+
 def test_dry_run_says_which_family_and_why(tmp_path, capsys):
     folder = folder_of(tmp_path, 12)
     assert main(["train", "--data", str(folder), "--resolution", "32", "--dry-run"]) == 0

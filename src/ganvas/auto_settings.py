@@ -90,8 +90,10 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
     num_images = num_images or 10_000
     # the names as the family spells them (--model-option feature-levels=4 is feature_levels)
     given = {str(k).replace("-", "_"): v for k, v in config.model_options.items()}
+    given_settings = {name: getattr(config, name) for name in TrainConfig.auto_fields()
+                      if getattr(config, name) is not None}
     preferred = {**family.auto_settings(config.resolution, num_images, config.loss),
-                 **family.settings_for_options(given)}
+                 **family.settings_for_given(config.resolution, given, given_settings)}
     if augment is not None and "augment" not in preferred:
         preferred = {**preferred, "augment": augment}
     chosen: dict[str, Any] = {}

@@ -42,7 +42,14 @@ from ganvas.models.layers import (
     widths,
 )
 from ganvas.models.networks import DiscriminatorNetwork, GeneratorNetwork
-from ganvas.models.registry import ModelFamily, ModelSpec, register_model
+from ganvas.models.registry import (
+    R1_LOSSES,
+    ModelFamily,
+    ModelSpec,
+    r1_for_given_batch,
+    r1_gamma,
+    register_model,
+)
 from ganvas.models.schedule import SchedulePoint
 
 
@@ -258,13 +265,16 @@ class Progressive(ModelFamily):
                 "ada_kimg": phase_kimg(num_images)}
 
     @classmethod
-    def settings_for_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+    def settings_for_given(cls, resolution: int, options: dict[str, Any],
+                           settings: dict[str, Any]) -> dict[str, Any]:
+        # R1's strength follows a batch the user chose, as it follows the automatic one
+        chosen = r1_for_given_batch(resolution, settings)
         # ADA's speed follows a fade-in the user chose, as it follows the automatic one (a
         # value the options check refuses is left for it to name)
-        fade = given.get("fade_kimg")
+        fade = options.get("fade_kimg")
         if isinstance(fade, (int, float)) and not isinstance(fade, bool) and 0 < fade <= 1e6:
-            return {"ada_kimg": float(fade)}
-        return {}
+            chosen["ada_kimg"] = float(fade)
+        return chosen
 
     @classmethod
     def auto_options(cls, resolution: int, num_images: int, batch_size: int,
@@ -331,6 +341,6 @@ def progan_settings(resolution: int, loss: str) -> dict[str, Any]:
         "ema_kimg": 10.0}
     if loss == "wgan-gp":
         settings["drift"] = 0.001
-    elif loss in ("ns", "bce", "bce-saturating"):  # stylegan2-ada's heuristic for R1
-        settings["r1_gamma"] = 0.0002 * resolution**2 / settings["batch_size"]
+    elif loss in R1_LOSSES:
+        settings["r1_gamma"] = r1_gamma(resolution, settings["batch_size"])
     return settings

@@ -163,10 +163,12 @@ class ModelFamily:
         return {}
 
     @classmethod
-    def settings_for_options(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """Automatic settings that follow options the user ``given`` (by the family's own
-        names), replacing what :meth:`auto_settings` chose for the family's own defaults;
-        settings the user gave are kept whatever this says."""
+    def settings_for_given(cls, resolution: int, options: dict[str, Any],
+                           settings: dict[str, Any]) -> dict[str, Any]:
+        """Automatic settings that follow what the user gave: family ``options`` (by the
+        family's own names) and training ``settings`` (the auto ones given, such as
+        ``batch_size``), replacing what :meth:`auto_settings` chose for the family's own
+        defaults; settings the user gave are kept whatever this says."""
         return {}
 
     @classmethod
@@ -215,6 +217,35 @@ def small_data_claim(family: type[ModelFamily], data: DataProfile, strength: int
     if not data.small or family.resolution_problem(data.resolution):
         return None
     return Claim(strength, f"{data.num_images:,} pictures, fewer than {SMALL_DATA:,}: {what}")
+
+
+# The losses whose discriminator the families regularise with R1 (a gradient penalty on
+# the reals), and stylegan2-ada's heuristic for its strength.
+R1_LOSSES = ("ns", "bce", "bce-saturating")
+
+
+def r1_gamma(resolution: int, batch_size: int) -> float:
+    """stylegan2-ada's ``--cfg auto`` R1 gamma: 0.0002 x resolution² / batch."""
+    return 0.0002 * resolution**2 / batch_size
+
+
+def given_batch(settings: dict[str, Any]) -> int | None:
+    """The batch the user gave among ``settings`` (None: none, or one the settings check
+    refuses, which it names itself)."""
+    batch = settings.get("batch_size")
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
+        return batch
+    return None
+
+
+def r1_for_given_batch(resolution: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """R1 gamma for a batch the user gave, as the automatic one follows the automatic
+    batch (stylegan2-ada computes it from the batch it trains with), where the loss takes
+    R1; empty otherwise."""
+    batch = given_batch(settings)
+    if batch is None or (settings.get("loss") or "ns") not in R1_LOSSES:
+        return {}
+    return {"r1_gamma": r1_gamma(resolution, batch)}
 
 
 def choose_model_family(data: DataProfile) -> tuple[str, str]:

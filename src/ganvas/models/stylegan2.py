@@ -50,11 +50,15 @@ from ganvas.models.networks import (
     check_sampling_arguments,
 )
 from ganvas.models.registry import (
+    R1_LOSSES,
     SMALL_DATA,
     Claim,
     DataProfile,
     ModelFamily,
     ModelSpec,
+    given_batch,
+    r1_for_given_batch,
+    r1_gamma,
     register_model,
 )
 from ganvas.rng import per_sample
@@ -439,9 +443,19 @@ class StyleGAN2(ModelFamily):
         settings: dict[str, Any] = {
             "loss": loss or "ns", "lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99,
             "batch_size": batch, "ema_kimg": batch * 10 / 32}
-        if (loss or "ns") in ("ns", "bce", "bce-saturating"):
-            settings["r1_gamma"] = 0.0002 * resolution**2 / batch
+        if (loss or "ns") in R1_LOSSES:
+            settings["r1_gamma"] = r1_gamma(resolution, batch)
         return settings
+
+    @classmethod
+    def settings_for_given(cls, resolution: int, options: dict[str, Any],
+                           settings: dict[str, Any]) -> dict[str, Any]:
+        # As --cfg auto: R1 gamma and the EMA's half-life follow the batch trained with,
+        # the user's too (a batch of 8 at 64 px: gamma 0.1024, not the 0.0256 of 32)
+        batch = given_batch(settings)
+        if batch is None:
+            return {}
+        return {**r1_for_given_batch(resolution, settings), "ema_kimg": batch * 10 / 32}
 
     @classmethod
     def auto_options(cls, resolution: int, num_images: int, batch_size: int,
