@@ -469,10 +469,16 @@ def test_a_discriminator_ahead_is_no_alarm_while_the_samples_keep_getting_better
 
 
 def test_run_memory_survives_a_damaged_state():
-    memory = RunMemory.from_state({"best_fidelity": "x", "best_step": -3, "peak_diversity": 0.5})
+    memory = RunMemory.from_state({"best_fidelity": "x", "best_step": -3, "peak_diversity": 0.5,
+                                   "last_fidelity": float("nan")})
     assert memory.best_fidelity is None and memory.best_step is None
-    assert memory.peak_diversity == 0.5
+    assert memory.peak_diversity == 0.5 and memory.last_fidelity is None
     assert RunMemory.from_state(None) == RunMemory()
+    # the state round-trips, and one saved before last_fidelity existed still loads
+    kept = _memory(_ticks([9.0, 5.0, 2.0]))
+    assert RunMemory.from_state(kept.state_dict()) == kept and kept.last_fidelity == 2.0
+    older = {k: v for k, v in kept.state_dict().items() if k != "last_fidelity"}
+    assert RunMemory.from_state(older).best_fidelity == 5.0
 
 
 def test_picture_signals_of_real_blurred_and_checkered_images():
