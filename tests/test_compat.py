@@ -66,3 +66,17 @@ def test_a_run_saved_before_the_ema_ramp_up_was_a_setting_keeps_the_one_it_had(t
     assert _resumed_config({"config": saved}, tmp_path, {}).ema_rampup == 0.05
     today = _resumed_config({"config": {**saved, "ema_rampup": 0.3}}, tmp_path, {})
     assert today.ema_rampup == 0.3
+
+
+def test_a_run_saved_before_mode_seeking_was_chosen_automatically_keeps_what_it_had(tmp_path):
+    # Its config saved None, which meant on for a conditional run and off otherwise; MSG on
+    # a small folder chooses 1 today, and resuming must not switch it on mid-run.
+    from ganvas.training.session import _resumed_config
+
+    saved = TrainConfig(data="emoji", model="msg", resolution=64).to_dict()
+    assert saved["mode_seeking"] is None
+    assert _resumed_config({"config": saved}, tmp_path, {}).mode_seeking == 0.0
+    labelled = {**saved, "model": "dcgan", "conditional": True}
+    assert _resumed_config({"config": labelled}, tmp_path, {}).mode_seeking == 1.0
+    given = _resumed_config({"config": saved}, tmp_path, {"mode_seeking": 0.5})
+    assert given.mode_seeking == 0.5

@@ -144,6 +144,24 @@ def test_r1_and_the_ema_follow_a_batch_the_user_gives(tmp_path, capsys):
     assert "--batch-size" in capsys.readouterr().err
 
 
+def test_msg_seeks_modes_on_a_small_folder_and_a_conditional_run_everywhere(tmp_path):
+    # MSG collapsed on 200 emoji (whole ticks of near-duplicates, with ADA and without);
+    # the mode-seeking term is its small-folder default. A conditional run keeps its own.
+    folder = str(tmp_path)
+
+    def seeking(count, **given):
+        config, chosen = resolve_settings(TrainConfig(data=folder, resolution=64, **given),
+                                          count)
+        return config.mode_seeking, chosen.get("mode_seeking")
+
+    assert seeking(200, model="msg") == (1.0, 1.0)
+    assert seeking(SMALL_DATA, model="msg") == (0.0, 0.0)
+    assert seeking(200, model="dcgan") == (0.0, 0.0)
+    assert seeking(200, model="msg", mode_seeking=0.0) == (0.0, None)  # given: kept
+    assert seeking(SMALL_DATA, model="dcgan", conditional=True, classes=["a", "b"]) \
+        == (1.0, 1.0)
+
+
 def test_dry_run_says_which_family_and_why(tmp_path, capsys):
     folder = folder_of(tmp_path, 12)
     assert main(["train", "--data", str(folder), "--resolution", "32", "--dry-run"]) == 0

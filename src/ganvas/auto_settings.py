@@ -96,6 +96,9 @@ def resolve_settings(config: TrainConfig, num_images: int | None = None
                  **family.settings_for_given(config.resolution, given, given_settings)}
     if augment is not None and "augment" not in preferred:
         preferred = {**preferred, "augment": augment}
+    if config.conditional and "mode_seeking" not in preferred:
+        # a conditional generator's usual way to collapse: one picture per class
+        preferred = {**preferred, "mode_seeking": 1.0}
     chosen: dict[str, Any] = {}
     for name in TrainConfig.auto_fields():
         if getattr(config, name) is None:

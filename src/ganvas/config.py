@@ -40,6 +40,7 @@ AUTO_DEFAULTS: dict[str, Any] = {
     "loss": "bce", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999,
     "batch_size": 64, "r1_gamma": 0.0, "drift": 0.0, "ema_kimg": 10.0, "ema_rampup": 0.05,
     "augment": "none", "diffaugment_policy": "color,translation,cutout", "ada_kimg": 100.0,
+    "mode_seeking": 0.0,
 }
 _short = reprlib.Repr()
 _short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist = 60, 60, 2, 4
@@ -142,8 +143,9 @@ class TrainConfig:
         None, "weight of the WGAN gradient penalty; default 10 with --loss wgan-gp, else off")
     mode_seeking: float | None = _opt(
         None, "weight of the mode-seeking term (Mao et al. 2019): pairs of generated pictures "
-        "of one class must differ as their latents do, so a conditional generator does not "
-        "draw one picture per class; default 1 with --conditional, else off")
+        "(of one class) must differ as their latents do, so a generator does not draw one "
+        "picture whatever the latent (per class); 1 with --conditional, and for msg below "
+        "10,000 pictures", auto=True)
     r1_gamma: float | None = _opt(
         None, "R1 penalty on D's gradients at real images (try 0.1 at 28-64 px, 10 at 256 px)",
         auto=True)

@@ -369,6 +369,8 @@ def _resumed_config(state: dict[str, Any], source: Path, overrides: dict[str, An
         saved = saved.replace(holdout=0)  # written before ganvas held images out: it trained on all
     if isinstance(state["config"], dict) and "ema_rampup" not in state["config"]:
         saved = saved.replace(ema_rampup=0.05)  # written before the ramp-up was a setting
+    if saved.mode_seeking is None:  # saved before it was chosen automatically: what it had
+        saved = saved.replace(mode_seeking=1.0 if saved.conditional else 0.0)
     if saved.model:
         before = {k: v for k, v in get_model_family(saved.model).options_before_auto.items()
                   if saved.model_options.get(k) is None}
