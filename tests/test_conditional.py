@@ -364,10 +364,11 @@ def test_the_monitor_measures_diversity_within_each_class():
 def test_the_mode_seeking_term_pairs_neighbours_and_punishes_a_generator_that_ignores_z():
     from types import SimpleNamespace
 
+    from ganvas.distributed import Strategy
     from ganvas.losses.standard import StandardRecipe
     from ganvas.training.stats import StatsCollector
 
-    recipe = SimpleNamespace(mode_seeking=1.0, stats=StatsCollector())
+    recipe = SimpleNamespace(mode_seeking=1.0, stats=StatsCollector(), strategy=Strategy())
     c = torch.eye(3)[[0, 2, 1, 1, 2, 0, 1]]
     paired = StandardRecipe.paired(recipe, c)
     assert paired.argmax(1).tolist() == [0, 0, 1, 1, 2, 2, 1]  # the odd one keeps its own
@@ -382,3 +383,52 @@ def test_the_mode_seeking_term_pairs_neighbours_and_punishes_a_generator_that_ig
     recipe.mode_seeking = 0.0
     assert StandardRecipe.mode_seeking_loss(recipe, varied, z) is None
     assert StandardRecipe.paired(recipe, c) is c
+
+
+def test_the_mode_seeking_term_on_two_processes_is_the_whole_batchs():
+    # Each process holds half the pairs and gradients are averaged over the processes: the
+    # term's value and averaged gradient must be those of 1 / (mean ratio over all pairs),
+    # not the average of each half's own 1 / mean (MSG trains with it on small folders).
+    from types import SimpleNamespace
+
+    from ganvas.losses.standard import StandardRecipe
+    from ganvas.training.stats import StatsCollector
+
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    images = torch.tanh(z @ torch.randn(4, 48, generator=torch.Generator().manual_seed(2))
+                        ).view(8, 3, 4, 4)
+
+    def term(part, z_part, strategy):
+        recipe = SimpleNamespace(mode_seeking=1.0, stats=StatsCollector(), strategy=strategy)
+        x = part.clone().requires_grad_(True)
+        loss = StandardRecipe.mode_seeking_loss(recipe, x, z_part)
+        loss.backward()
+        return loss.detach(), x.grad
+
+    from ganvas.distributed import Strategy
+
+    whole, whole_grad = term(images, z, Strategy())
+    ratio = ((images[0::2] - images[1::2]).abs().flatten(1).mean(1)
+             / (z[0::2] - z[1::2]).abs().mean(1))
+    assert torch.allclose(whole, 1 / (ratio.mean() + 1e-5))  # the term as it always was
+    halves = [(images[:4], z[:4]), (images[4:], z[4:])]
+    sums = [torch.stack([((p[0::2] - p[1::2]).abs().flatten(1).mean(1)
+                          / (q[0::2] - q[1::2]).abs().mean(1)).sum().double(),
+                         torch.tensor(2.0, dtype=torch.float64)]) for p, q in halves]
+
+    class TwoProcesses(Strategy):  # the other process's share of the all-reduce
+        def __init__(self, other):
+            super().__init__()
+            self.other = other
+
+        def sum(self, values):
+            return values + self.other
+
+    grads = []
+    for mine, (p, q) in enumerate(halves):
+        value, grad = term(p, q, TwoProcesses(sums[1 - mine]))
+        assert torch.allclose(value, whole)
+        grads.append(grad / 2)  # averaged over the two processes
+    # float32 sums in another order: 1e-5 of the largest gradient is far below a wrong
+    # formula's error (each half's own 1 / mean differs by about 10 %)
+    assert torch.allclose(torch.cat(grads), whole_grad, atol=1e-5 * whole_grad.abs().max())

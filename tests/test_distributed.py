@@ -344,13 +344,15 @@ def test_gradient_accumulation_matches_one_round(tmp_path):
     """Two rounds of 4 images add up to the gradient of 8: at every phase of every step, the
     accumulated gradient equals the whole batch's, computed from the same weights, up to the
     rounding of adding the same terms in another order. (Augmentation parameters are drawn
-    per round, so with --augment the rounds see other, equally likely, augmentations; and
-    BatchNorm layers see each round's statistics, so this uses MSG, which has none.)"""
+    per round, so with --augment the rounds see other, equally likely, augmentations;
+    BatchNorm layers see each round's statistics, so this uses MSG, which has none; and the
+    mode-seeking term, MSG's on a small set, is a mean over each round's own pairs.)"""
     from ganvas.training.session import train
 
     common = dict(data="digits", model="msg", resolution=16, batch_size=8, steps=3,
                   model_options={"base_channels": 8}, loss="hinge", precision="fp32",
-                  augment="none", health=False, log_every=1, lr_g=LR, lr_d=LR)
+                  augment="none", mode_seeking=0.0, health=False, log_every=1, lr_g=LR,
+                  lr_d=LR)
     one, two = _GradientProbe(), None
     a = train(common, out=str(tmp_path / "a"), callbacks=[one], progress=False,
               log=lambda m: None)

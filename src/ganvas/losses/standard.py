@@ -157,7 +157,18 @@ class StandardRecipe(LossRecipe):
         z = z.flatten(1)
         ratio = ((a - b).abs().flatten(1).mean(1)
                  / (z[0:pairs:2] - z[1:pairs:2]).abs().mean(1).clamp_min(1e-8))
-        loss = 1 / (ratio.mean() + 1e-5)
+        # The term is 1 / (the mean ratio over the pairs of the whole global batch). Each
+        # process holds a slice, and gradients are averaged over the processes, so each
+        # builds the whole batch's value and, as the gradient of its local mean scaled by
+        # the derivative at the global mean, its share of the whole batch's gradient: the
+        # run does not depend on the number of processes (one process: the same term).
+        total = self.strategy.sum(torch.stack([ratio.detach().sum().double(),
+                                               torch.tensor(float(len(ratio)),
+                                                            dtype=torch.float64,
+                                                            device=ratio.device)]))
+        mean = (total[0] / total[1]).to(ratio.dtype)
+        local = ratio.mean()
+        loss = 1 / (mean + 1e-5) - (local - local.detach()) / (mean + 1e-5) ** 2
         self.stats.report("Loss/mode_seeking", loss.detach())
         return self.mode_seeking * loss
 
