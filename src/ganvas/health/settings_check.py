@@ -27,6 +27,7 @@ from ganvas.errors import GanvasError
 from ganvas.health.rules import Finding
 from ganvas.losses.criteria import LOSSES, WassersteinLoss
 from ganvas.models import available_models, build_generator, build_models
+from ganvas.models.registry import r1_gamma
 
 # A rate this many times the family's own (for the loss) is far from where it was tuned:
 # Adam's steps overshoot and the two networks oscillate or diverge. DCGAN-like nets still
@@ -52,9 +53,8 @@ BETA2_FLOOR = 0.9
 # Below 8 images the gradients are very noisy and BatchNorm or minibatch-stddev statistics
 # are unreliable; FastGAN's 8 is the smallest batch a published recipe uses.
 MIN_BATCH = 8
-# StyleGAN2-ADA's rule for R1: gamma = 0.0002 * resolution**2 / batch_size. It is a rule of
-# thumb, so only values 20x away from it either way are flagged ...
-R1_RULE_COEFFICIENT = 0.0002
+# StyleGAN2-ADA's rule for R1 (models.registry.r1_gamma). It is a rule of thumb, so only
+# values 20x away from it either way are flagged ...
 R1_FACTOR = 20
 # ... and never a gamma up to 10: Mescheder et al. (2018) trained with 10 from 64 to 256 px
 # and StyleGAN with 10 at 1024 px, although the rule gives far less at small sizes.
@@ -305,7 +305,7 @@ def _r1_gamma(config: TrainConfig) -> Finding | None:
     # gamma 0 means R1 is off: there is nothing to judge.
     if not (_positive(gamma) and _positive(resolution) and _positive(batch)):
         return None
-    rule = R1_RULE_COEFFICIENT * resolution**2 / batch
+    rule = r1_gamma(resolution, batch)
     suggested = _round_significant(rule)
     formula = (f"StyleGAN2-ADA's rule gives at {resolution} px and batch {batch} "
                f"({_num(suggested)} = 0.0002 x {resolution}^2 / {batch})")
