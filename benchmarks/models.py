@@ -72,15 +72,34 @@ SMALL_FOLDER_PICTURES, SMALL_FOLDER_RESOLUTION = 200, 64
 SMALL_FOLDER: list[tuple[str, dict]] = [("projected", {}), ("fastgan", {})]
 
 
+# Model options a family's small-data defaults changed: its old-defaults row keeps what it
+# chose before (the other options stay those chosen for the small folder).
+OLD_MODEL_OPTIONS: dict[str, dict] = {"stylegan2": {"per_pixel_noise": True}}
+
+
 def old_defaults(name: str, resolution: int) -> dict:
     """The settings ``name`` chose for a small folder before its small-data defaults: the
-    training settings it chooses for a folder of SMALL_DATA pictures, without augmentation
-    (its model options stay those for the small folder). Every automatic setting is given,
-    so none is chosen again from the small folder's picture count."""
+    training settings it chooses for a folder of SMALL_DATA pictures, without augmentation,
+    and the model options of OLD_MODEL_OPTIONS. Every automatic setting is given, so none
+    is chosen again from the small folder's picture count."""
     family = get_model_family(name)
     settings = {**AUTO_DEFAULTS, **family.auto_settings(resolution, SMALL_DATA, None)}
     settings.pop("kimg", None)
-    return {**settings, "augment": "none"}
+    settings = {**settings, "augment": "none"}
+    if name in OLD_MODEL_OPTIONS:
+        settings["model_options"] = dict(OLD_MODEL_OPTIONS[name])
+    return settings
+
+
+def with_old_defaults(settings: dict, name: str, resolution: int) -> dict:
+    """``settings`` (a row's --set changes) under ``name``'s old defaults; model options
+    merge, the old ones winning."""
+    old = old_defaults(name, resolution)
+    options = {**settings.get("model_options", {}), **old.get("model_options", {})}
+    merged = {**settings, **old}
+    if options:
+        merged["model_options"] = options
+    return merged
 GRID = 64  # images in each sample grid
 GROWTH_SAMPLES = 8  # latents followed through the growth picture
 
@@ -325,8 +344,8 @@ def main() -> None:
         # ones); --set-new only the new defaults' row
         pairs = [(family, settings) for family in args.small_folder_families
                  for settings in ([candidate[family]] if args.new_only else
-                                  [candidate[family], {**changed[family],
-                                                       **old_defaults(family, r)}])]
+                                  [candidate[family],
+                                   with_old_defaults(changed[family], family, r)])]
         rows = [(name, settings) for name, settings in
                 [*[(name, {**changed[name], **s}) for name, s in SMALL_FOLDER], *pairs]
                 if name in args.only]

@@ -119,7 +119,7 @@ def test_models_benchmark_prints_its_table_and_pictures(tmp_path):
 def test_the_small_folder_tables_old_defaults_give_every_automatic_setting():
     # Left on auto, a setting would be chosen from the small folder's own picture count:
     # MSG's old-defaults row then trained with its new mode-seeking term.
-    from models import old_defaults
+    from models import old_defaults, with_old_defaults
 
     from ganvas.config import TrainConfig
 
@@ -127,6 +127,12 @@ def test_the_small_folder_tables_old_defaults_give_every_automatic_setting():
         old = old_defaults(name, 64)
         assert set(TrainConfig.auto_fields()) <= set(old), name
         assert old["augment"] == "none" and old["mode_seeking"] == 0.0, name
+    # StyleGAN2's per-pixel noise, a model option its small-folder defaults turned off, is
+    # back on in its old row, beside the options a --set gave every row
+    row = with_old_defaults({"seed": 1, "model_options": {"w_dim": 64}}, "stylegan2", 64)
+    assert row["seed"] == 1 and row["augment"] == "none"
+    assert row["model_options"] == {"w_dim": 64, "per_pixel_noise": True}
+    assert "model_options" not in with_old_defaults({"seed": 1}, "dcgan", 64)
 
 
 def test_augment_threshold_benchmark_prints_ada_against_none(tmp_path):

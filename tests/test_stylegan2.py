@@ -115,6 +115,36 @@ def test_noise_strengths_change_the_picture_only_where_noise_is_on():
     assert not torch.allclose(const, none)
 
 
+def test_without_per_pixel_noise_the_generator_trains_resumes_and_projects(pictures,
+                                                                          tmp_path):
+    # A small folder's default: no noise layer, so no parameter that never gets a gradient
+    # (several processes would refuse it) and every noise mode draws the same picture.
+    G = _generator(per_pixel_noise=False)
+    assert G.noise_inputs() == []
+    assert not [n for n, _ in [*G.named_parameters(), *G.named_buffers()] if "noise" in n]
+    z = torch.randn(3, LATENT)
+    with torch.no_grad():
+        none = G.sample(z, noise="none")
+        assert torch.equal(G.sample(z, noise="const"), none)
+        assert torch.equal(G.sample(z, noise="random"), none)
+    # a model saved before the option existed (None) keeps its noise
+    assert len(_generator(per_pixel_noise=None).noise_inputs()) == 5  # 4, 8 and 16 px
+    options = {**OPTIONS, "per_pixel_noise": False}
+    _train(pictures, tmp_path / "run", steps=4, model_options=options)
+    result = ganvas.resume(tmp_path / "run", steps=6, **QUIET)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["step"] == 6 and state["config"]["model_options"]["per_pixel_noise"] is False
+    assert not [key for key in state["generator"] if "noise" in key]
+    model = ganvas.load(result.run_dir)
+    from ganvas.project import project
+    from ganvas.style.backbones import tiny_backbone
+
+    picture = tmp_path / "picture.png"
+    model.sample(1)[0].save(picture)
+    found = project(model, picture, steps=3, backbone=tiny_backbone(), frames=0)
+    assert found.noise == [] and found.latent.shape == (1, G.num_ws, 16)
+
+
 def test_training_tracks_the_mean_style_and_saves_the_path_length_mean(pictures, tmp_path):
     result = _train(pictures, tmp_path / "run", steps=6)
     state = torch.load(result.checkpoint, weights_only=True)

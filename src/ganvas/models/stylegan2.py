@@ -5,7 +5,8 @@ Generator: a mapping network turns z into a style vector w (learning rate x0.01,
 ``w_avg`` tracked for truncation); the synthesis network starts from a learned 4x4 constant
 and, at each resolution, applies modulated/demodulated 3x3 convolutions (the style scales
 each input channel; demodulation rescales each output channel to unit variance), adds
-per-pixel noise with a learned strength, and adds its own RGB layer's output to the
+per-pixel noise with a learned strength (option ``per_pixel_noise``; off by default below
+SMALL_DATA pictures), and adds its own RGB layer's output to the
 upsampled image so far (the skip architecture). Discriminator: residual blocks from the
 image down to 4x4, then ProGAN's minibatch standard deviation and dense end. Up- and
 downsampling use the [1, 3, 3, 1] FIR filter as ordinary (transposed) depthwise convolutions.
@@ -172,19 +173,23 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution, per-pixel noise of learned strength, bias, activation."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 aspect: tuple[int, int] = (1, 1)):
+                 aspect: tuple[int, int] = (1, 1), per_pixel_noise: bool = True):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim)
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.noise_strength = nn.Parameter(torch.zeros(()))
         self.size = (resolution * aspect[1], resolution * aspect[0])  # (height, width)
-        # The fixed noise of noise="const": part of the weights, so a saved model draws the
-        # same pictures everywhere.
-        self.register_buffer("noise_const", torch.randn(*self.size))
+        self.has_noise = per_pixel_noise
+        if per_pixel_noise:  # (without it, no parameter that would never get a gradient)
+            self.noise_strength = nn.Parameter(torch.zeros(()))
+            # The fixed noise of noise="const": part of the weights, so a saved model draws
+            # the same pictures everywhere.
+            self.register_buffer("noise_const", torch.randn(*self.size))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: str,
                 rng: torch.Generator | None, up: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(x, w, up)
+        if not self.has_noise:
+            noise = "none"
         if noise == "random":
             n = per_sample(lambda m: torch.randn(m, 1, *self.size, generator=rng), len(x))
             x = x + (n.to(x.device, x.dtype) * self.noise_strength.to(x.dtype))
@@ -210,14 +215,17 @@ class SynthesisBlock(nn.Module):
     to the upsampled image of the resolutions before."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 image_channels: int, aspect: tuple[int, int] = (1, 1)):
+                 image_channels: int, aspect: tuple[int, int] = (1, 1),
+                 per_pixel_noise: bool = True):
         super().__init__()
         self.first = resolution == 4
         if self.first:  # 4x4, or 4x8 (height x width) for 2:1 pictures
             self.const = nn.Parameter(torch.randn(out_channels, 4 * aspect[1], 4 * aspect[0]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, aspect)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, aspect)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, aspect,
+                                        per_pixel_noise)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, aspect,
+                                    per_pixel_noise)
         self.to_rgb = ToRGB(out_channels, image_channels, w_dim)
         self.num_ws = 2 if self.first else 3  # the last is shared with the next block
 
@@ -239,7 +247,8 @@ class StyleGAN2Generator(GeneratorNetwork):
 
     has_styles = True
 
-    def __init__(self, spec: ModelSpec, base: int, cap: int, w_dim: int, mapping_layers: int):
+    def __init__(self, spec: ModelSpec, base: int, cap: int, w_dim: int, mapping_layers: int,
+                 per_pixel_noise: bool = True):
         super().__init__()
         self.declare(latent_dim=spec.latent_dim, resolution=spec.resolution,
                      channels=spec.channels, c_dim=spec.c_dim, aspect=spec.aspect)
@@ -249,7 +258,7 @@ class StyleGAN2Generator(GeneratorNetwork):
                                       classes=spec.c_dim)
         self.blocks = nn.ModuleList([
             SynthesisBlock(width[max(4, r // 2)], width[r], w_dim, r, spec.channels,
-                           spec.aspect)
+                           spec.aspect, per_pixel_noise)
             for r in sizes])
         self.register_buffer("fir", fir_kernel(), persistent=False)
         # one w per layer: 1 at 4 px, 2 per doubling, and the final RGB layer's
@@ -306,7 +315,7 @@ class StyleGAN2Generator(GeneratorNetwork):
         return images.clamp(-1, 1) if clamp else images
 
     def noise_inputs(self) -> list[nn.Module]:
-        return [m for m in self.modules() if isinstance(m, SynthesisLayer)]
+        return [m for m in self.modules() if isinstance(m, SynthesisLayer) and m.has_noise]
 
     def sample(self, z, c=None, *, truncation=1.0, noise="const", truncation_cutoff=None):
         check_sampling_arguments(self, z, c, truncation, noise)
@@ -384,6 +393,8 @@ class StyleGAN2(ModelFamily):
         "style_mixing": "probability that a training batch mixes two latents' styles",
         "pl_weight": "weight of the path length penalty (0: off; auto: off up to 64 px, "
                      "the paper's 2 above)",
+        "per_pixel_noise": "add per-pixel noise of learned strength in every layer (auto: "
+                           f"on, as in the paper; off below {SMALL_DATA:,} pictures)",
         "pl_every": "apply the path length penalty every N steps, scaled by N",
         "group_size": "images per minibatch-standard-deviation group",
     }
@@ -398,6 +409,7 @@ class StyleGAN2(ModelFamily):
         pl_weight: float | None = None
         pl_every: int = 4
         group_size: int = 4
+        per_pixel_noise: bool | None = None  # None: on (a model saved before it existed)
 
         def problem(self) -> str | None:
             for name in ("base_channels", "max_channels"):
@@ -416,6 +428,8 @@ class StyleGAN2(ModelFamily):
                 return "pl_every must be 1..1000"
             if not 1 <= self.group_size <= 64:
                 return "group_size must be 1..64"
+            if self.per_pixel_noise is not None and not isinstance(self.per_pixel_noise, bool):
+                return "per_pixel_noise must be true or false"
             return None
 
     @classmethod
@@ -464,14 +478,18 @@ class StyleGAN2(ModelFamily):
         # Path length regularisation is off at small sizes, as in stylegan2-ada's cifar
         # config: on emoji at 64 px, 20 CPU minutes, FID 227.5 with the paper's weight 2
         # against 169.9 without (its double backward also costs a fifth of the images).
+        # Per-pixel noise is off on a small folder: on 200 emoji the young generator drew
+        # speckle with it, from the last layer's noise (its strength grew from 0 to -0.08,
+        # and to -0.2 with ADA, in 10 CPU minutes; docs/benchmarks.md, stop 41).
         return {"base_channels": base, "max_channels": cap,
-                "pl_weight": 0.0 if resolution <= 64 else 2.0}
+                "pl_weight": 0.0 if resolution <= 64 else 2.0,
+                "per_pixel_noise": num_images >= SMALL_DATA}
 
     @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
         o = spec.options
         return StyleGAN2Generator(spec, *chosen_widths(o, spec.resolution), o.w_dim,
-                                  o.mapping_layers)
+                                  o.mapping_layers, o.per_pixel_noise is not False)
 
     @classmethod
     def build_discriminator(cls, spec: ModelSpec) -> nn.Module:
