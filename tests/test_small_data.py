@@ -144,9 +144,11 @@ def test_r1_and_the_ema_follow_a_batch_the_user_gives(tmp_path, capsys):
     assert "--batch-size" in capsys.readouterr().err
 
 
-def test_msg_seeks_modes_on_a_small_folder_and_a_conditional_run_everywhere(tmp_path):
+def test_msg_and_stylegan2_seek_modes_on_a_small_folder_and_a_conditional_run_everywhere(
+        tmp_path):
     # MSG collapsed on 200 emoji (whole ticks of near-duplicates, with ADA and without);
-    # the mode-seeking term is its small-folder default. A conditional run keeps its own.
+    # the mode-seeking term is its small-folder default, and StyleGAN2's, two of whose seeds
+    # drew one shape without their per-pixel noise. A conditional run keeps its own.
     folder = str(tmp_path)
 
     def seeking(count, **given):
@@ -156,6 +158,8 @@ def test_msg_seeks_modes_on_a_small_folder_and_a_conditional_run_everywhere(tmp_
 
     assert seeking(200, model="msg") == (1.0, 1.0)
     assert seeking(SMALL_DATA, model="msg") == (0.0, 0.0)
+    assert seeking(200, model="stylegan2") == (1.0, 1.0)  # its collapsing seeds: stop 41
+    assert seeking(SMALL_DATA, model="stylegan2") == (0.0, 0.0)
     assert seeking(200, model="dcgan") == (0.0, 0.0)
     assert seeking(200, model="msg", mode_seeking=0.0) == (0.0, None)  # given: kept
     assert seeking(SMALL_DATA, model="dcgan", conditional=True, classes=["a", "b"]) \
