@@ -144,8 +144,8 @@ class TrainConfig:
     mode_seeking: float | None = _opt(
         None, "weight of the mode-seeking term (Mao et al. 2019): pairs of generated pictures "
         "(of one class) must differ as their latents do, so a generator does not draw one "
-        "picture whatever the latent (per class); 1 with --conditional, and for msg below "
-        "10,000 pictures", auto=True)
+        "picture whatever the latent (per class); 1 with --conditional, and below "
+        "10,000 pictures for the families that collapse there (--dry-run shows it)", auto=True)
     r1_gamma: float | None = _opt(
         None, "R1 penalty on D's gradients at real images (try 0.1 at 28-64 px, 10 at 256 px)",
         auto=True)
