@@ -123,13 +123,13 @@ def test_r1_and_the_ema_follow_a_batch_the_user_gives(tmp_path, capsys):
                                 SMALL_DATA)
     assert (large.batch_size, large.ema_kimg) == (32, 10.0)
     assert large.r1_gamma == pytest.approx(0.0256)
-    # a small folder trains at a batch of 16 (more steps in a short CPU run), and R1 and
+    # a small folder trains at a batch of 8 (more steps in a short CPU run), and R1 and
     # the EMA follow that batch as they follow a given one
     auto, _ = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=64), 200)
-    assert (auto.batch_size, auto.ema_kimg) == (16, 5.0)
-    assert auto.r1_gamma == pytest.approx(0.0512)
+    assert (auto.batch_size, auto.ema_kimg) == (8, 2.5)
+    assert auto.r1_gamma == pytest.approx(0.1024)
     wide, _ = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=128), 200)
-    assert wide.batch_size == 16  # already 16 above 64 px: the small folder keeps it
+    assert wide.batch_size == 8 and wide.r1_gamma == pytest.approx(0.4096)
     given, chosen = resolve_settings(TrainConfig(data=folder, model="stylegan2", resolution=64,
                                                  batch_size=8), 200)
     assert given.r1_gamma == chosen["r1_gamma"] == pytest.approx(0.1024)

@@ -456,10 +456,11 @@ class StyleGAN2(ModelFamily):
         batch = 32 if resolution <= 64 else 16 if resolution <= 256 else 8
         if num_images < SMALL_DATA:
             # A small folder trains for a few hundred steps on a CPU, where more steps beat
-            # more pictures per step: on 200 emoji at 64 px, 10 CPU minutes, five seeds,
-            # a batch of 16 against 32: FID 219.6 against 269.2 on average, better at
-            # every seed (docs/benchmarks.md, stop 42). R1 gamma and the EMA follow it.
-            batch = min(batch, 16)
+            # more pictures per step, as for FastGAN and the projected discriminator: on
+            # 200 emoji at 64 px, 10 CPU minutes, five seeds, FID 187.4 at a batch of 8,
+            # 219.6 at 16, 269.2 at 32 (docs/benchmarks.md, stop 42). R1 gamma and the EMA
+            # follow it.
+            batch = min(batch, 8)
         settings: dict[str, Any] = {
             "loss": loss or "ns", "lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99,
             "batch_size": batch, "ema_kimg": batch * 10 / 32}
