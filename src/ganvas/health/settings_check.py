@@ -73,7 +73,7 @@ GENERATOR_TARGET_SHARE = 2
 MIN_LATENT = 16
 # The size of dataset assumed when asking a family for its preferences (as resolve_settings
 # does for data it cannot count); no family's rates or betas depend on it, and the batch
-# only as the suggestion for one below MIN_BATCH (StyleGAN2 at 64 px: 32 here, 16 on a
+# only as the suggestion for one below MIN_BATCH (StyleGAN2 at 64 px: 32 here, 8 on a
 # small folder).
 REFERENCE_NUM_IMAGES = 10_000
 # What `ganvas train` needs to rebuild a run, beyond the corrected settings.

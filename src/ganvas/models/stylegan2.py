@@ -454,7 +454,8 @@ class StyleGAN2(ModelFamily):
         # stylegan2-ada's --cfg auto: Adam 0.0025 with betas 0 / 0.99, R1 gamma
         # 0.0002 res^2 / batch, an EMA half-life of batch * 10 / 32 kimg; a batch for CPUs.
         batch = 32 if resolution <= 64 else 16 if resolution <= 256 else 8
-        if num_images < SMALL_DATA:
+        small = num_images < SMALL_DATA
+        if small:
             # A small folder trains for a few hundred steps on a CPU, where more steps beat
             # more pictures per step, as for FastGAN and the projected discriminator: on
             # 200 emoji at 64 px, 10 CPU minutes, five seeds, FID 187.4 at a batch of 8,
@@ -466,7 +467,7 @@ class StyleGAN2(ModelFamily):
             "batch_size": batch, "ema_kimg": batch * 10 / 32}
         if (loss or "ns") in R1_LOSSES:
             settings["r1_gamma"] = r1_gamma(resolution, batch)
-        if num_images < SMALL_DATA:
+        if small:
             # On 200 emoji at 64 px, 10 CPU minutes, two seeds of five drew one shape 32
             # times (with its old defaults too); the mode-seeking term, MSG's cure, took
             # them from FID 362 and 360 to 283 and 318 (docs/benchmarks.md, stop 41).
