@@ -139,6 +139,46 @@ def test_stylegan2_generator_keeps_its_average_style_under_the_projected_discrim
     assert found.kind == "w" and found.distance <= found.distances[0]
 
 
+def test_each_head_gives_one_logit_or_with_the_papers_heads_one_per_patch_of_8x8():
+    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    _, D = networks()  # tiny features at 32 px: levels of 32, 16, 8 and 4 px
+    logits = D.patch_logits(images)
+    assert logits.shape == (3, 5)  # four levels and the pixel head, down to 4x4: one each
+    torch.testing.assert_close(D(images), logits.mean(1))  # one score per image: the mean
+    _, D = networks(head_end=8)
+    per_head = [head(level).shape[1] for head, level in zip(D.heads, D.mixed_levels(images))]
+    assert per_head == [25, 25, 25, 1]  # 5x5 patches of 8x8; a 4x4 level is one patch
+    patches = D.patch_logits(images)
+    assert patches.shape == (3, 4 * 25 + 1)
+    torch.testing.assert_close(D(images), patches.mean(1))
+
+
+def test_the_loss_takes_every_patch_and_the_monitor_one_score_per_image(pictures, tmp_path):
+    from ganvas.training.session import train
+
+    runs = {}
+    for name, options in (("patches", {}), ("mean", {"patch_hinge": False})):
+        keep = KeepTrainer()
+        train(dict(data=str(pictures), model="projected", resolution=32, latent_dim=8,
+                   batch_size=4, steps=1, model_options={**OPTIONS, **options},
+                   precision="fp32", health=False), out=str(tmp_path / name),
+              callbacks=[keep], **QUIET)
+        runs[name] = keep.trainer
+    assert runs["patches"].config.model_options["patch_hinge"] is True  # chosen for new runs
+    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    for name, trainer in runs.items():
+        with torch.no_grad():
+            seen = trainer.recipe.discriminate(images)
+            per_image = trainer.discriminator(images)
+        # the hinge is taken on what discriminate gives: every patch, or the mean per image
+        if name == "patches":
+            assert seen.shape == (3, 5)  # four levels and the pixel head
+            torch.testing.assert_close(seen.mean(1), per_image)
+        else:
+            assert seen.shape == (3,)
+        assert trainer.score(images).shape == (3,)  # the monitor: one score per image
+
+
 def test_the_vgg_feature_networks_give_four_levels():
     """The architectures the pretrained weights load into (random weights here: no
     download in tests)."""
@@ -178,6 +218,11 @@ def test_feature_levels_on_auto_three_for_the_vggs_four_otherwise_and_older_runs
     del saved["model_options"]["feature_levels"]
     resumed = _resumed_config({"config": saved}, pictures / "old.pt", {})
     assert resumed.model_options["feature_levels"] == 4
+    # and the mean of its heads' logits took the hinge, one term per image
+    assert resolved().model_options["patch_hinge"] is True
+    del saved["model_options"]["patch_hinge"]
+    resumed = _resumed_config({"config": saved}, pictures / "old.pt", {})
+    assert resumed.model_options["patch_hinge"] is False
 
 
 @pytest.mark.parametrize("options, needle", [
@@ -187,6 +232,8 @@ def test_feature_levels_on_auto_three_for_the_vggs_four_otherwise_and_older_runs
     ({"feature_resolution": 48}, "feature_resolution must be a multiple of 32"),
     ({"projection_channels": 0}, "projection_channels must be 1..1024"),
     ({"feature_levels": 5}, "feature_levels must be 2..4"),
+    ({"head_end": 6}, "head_end must be 4, 8 or 16"),
+    ({"patch_hinge": "yes"}, "patch_hinge=.yes.: model projected expects bool"),
 ])
 def test_bad_options_are_one_line(options, needle):
     with pytest.raises(GanvasError, match=needle):

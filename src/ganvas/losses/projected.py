@@ -2,7 +2,13 @@
 the family's defaults) with the generator's training images drawn through the sampling
 side's ``training_images``, its per-pixel noise from a stream of the recipe's own (the same
 on every device, saved with the checkpoint). A generator that also draws a half-size image
-(FastGAN's) shows the projected discriminator the full image alone."""
+(FastGAN's) shows the projected discriminator the full image alone.
+
+The loss takes every patch logit of every head (``patch_hinge``, as the paper's): each
+patch must clear the hinge's margin on its own, so no head can lean on another's
+confidence, as it could when one mean per image was judged. Everything else that reads
+the discriminator (the monitor, ADA's heuristic through the same logits) sees their mean,
+or the patches themselves where the loss does."""
 
 from __future__ import annotations
 
@@ -20,6 +26,13 @@ class ProjectedRecipe(StandardRecipe):
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.noise_inputs_rng = stream(config.seed, PROJECTED_NOISE)
+
+    def discriminate_eagerly(self, images: torch.Tensor, c: torch.Tensor | None
+                             ) -> torch.Tensor:
+        if self.spec.options.patch_hinge is False:  # (runs saved before the option)
+            return super().discriminate_eagerly(images, c)
+        # (the family takes no labels: it refuses --conditional)
+        return self.D.patch_logits(images).float()
 
     def generate(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         images = self.G.training_images(z, self.noise_inputs_rng)

@@ -5,9 +5,12 @@ Feature maps of the frozen network at several scales (the paper's four; three fo
 by default, see ``auto_options``) are mixed across channels by frozen random 1x1
 convolutions (*cross-channel mixing*) and across scales by frozen random 1x1 convolutions
 whose outputs are upsampled and added to the next finer level (*cross-scale mixing*); a
-light discriminator head judges each mixed level, and the heads' logits are averaged into
-one per image, with that of one more head on the pictures' own colours (mixed by a frozen
-random 1x1 convolution; ``pixel_head``), which the edge-tuned offline features barely keep.
+light discriminator head judges each mixed level, as does one more head on the pictures'
+own colours (mixed by a frozen random 1x1 convolution; ``pixel_head``), which the
+edge-tuned offline features barely keep. Each head brings its map down to 4x4 and scores
+it (``head_end=8``: the paper's heads, down to 8x8, scoring each of its 4x4 patches); the
+loss takes each head's logits (``patch_logits``), as the paper's, everything else their
+mean, one score per image.
 Only the heads learn. Pretrained features already tell a face from a blob, so the heads
 need far fewer images than a discriminator that learns its features from scratch: the
 paper reaches StyleGAN2-ADA's FID with a fraction of the images, on datasets down to a few
@@ -58,7 +61,8 @@ from ganvas.models.stylegan2 import StyleGAN2Generator
 FEATURE_NETWORKS = ("vgg16-hed", "efficientnet-lite0", "resnet18", "vgg16", "vgg19", "tiny")
 GENERATORS = ("fastgan", "stylegan2")
 LEVELS = 4  # feature maps read from the frozen network, one per scale (the paper's)
-HEAD_END = 4  # each head halves its map down to 4x4, then scores it with a 4x4 convolution
+HEAD_END = 4  # each head halves its map down to 4x4 (the paper's: 8x8, head_end=8) ...
+PATCH = 4  # ... then scores every 4x4 patch of it: one logit (at 8x8: 5x5 of them)
 HEAD_MAX_CHANNELS = 256
 
 
@@ -112,26 +116,27 @@ def random_projection(out_channels: int, in_channels: int) -> torch.Tensor:
 
 class Head(nn.Module):
     """One scale's discriminator: strided 4x4 convolutions (spectral norm, BatchNorm, leaky
-    ReLU) halve the map down to 4x4 (or less: 7x7 becomes 3x3), a convolution that size
-    gives one logit per image."""
+    ReLU) halve the map down to ``end`` (or less: 7x7 becomes 3x3), then a 4x4 convolution
+    scores each 4x4 patch of it (a map of 4x4 or less: one logit): ``[N, patches]``."""
 
-    def __init__(self, channels: int, size: int):
+    def __init__(self, channels: int, size: int, end: int = HEAD_END):
         super().__init__()
         layers: list[nn.Module] = []
-        while size > HEAD_END:
+        while size > end:
             out = min(channels * 2, HEAD_MAX_CHANNELS)
             layers += [spectral_norm(nn.Conv2d(channels, out, 4, 2, 1, bias=False)),
                        nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
             channels, size = out, (size - 2) // 2 + 1
-        layers.append(spectral_norm(nn.Conv2d(channels, 1, min(size, HEAD_END))))
+        layers.append(spectral_norm(nn.Conv2d(channels, 1, min(size, PATCH))))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1).mean(1)
+        return self.net(x).flatten(1)
 
 
 class ProjectedDiscriminator(DiscriminatorNetwork):
-    """``forward(images [N, C, R, R] in [-1, 1])`` -> one logit per image.
+    """``forward(images [N, C, R, R] in [-1, 1])`` -> one logit per image, the mean of the
+    logits ``patch_logits`` gives (one per patch of every head; the loss reads those).
 
     Args:
         spec: the model spec (channels and resolution of the images judged).
@@ -141,10 +146,12 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
         projection_channels: channels of the finest mixed level (doubling per level, as
             the paper's "expanded" projection).
         levels: how many of the frozen network's levels are read (finest first).
+        head_end: the side each head brings its map down to before scoring its patches.
     """
 
     def __init__(self, spec: ModelSpec, features: nn.Module, feature_resolution: int,
-                 projection_channels: int, pixel_head: bool = False, levels: int = LEVELS):
+                 projection_channels: int, pixel_head: bool = False, levels: int = LEVELS,
+                 head_end: int = HEAD_END):
         super().__init__()
         # Outside the module tree: not in state_dict(), parameters() or the optimiser.
         object.__setattr__(self, "feature_network", features.requires_grad_(False).eval())
@@ -164,11 +171,12 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
         if pixel_head:  # the colours themselves, which edge-tuned features barely keep
             self.register_buffer("pixel_mix", random_projection(projection_channels, 3))
         self.fixed_buffers = tuple(name for name, _ in self.named_buffers(recurse=False))
-        self.heads = nn.ModuleList(Head(width, size) for (_, size), width
+        self.heads = nn.ModuleList(Head(width, size, head_end) for (_, size), width
                                    in zip(shapes, widths))
         # the colours at the image's own size at most (an upsampled picture adds nothing)
         self.pixel_side = min(feature_resolution, spec.resolution)
-        self.pixel_head = Head(projection_channels, self.pixel_side) if pixel_head else None
+        self.pixel_head = (Head(projection_channels, self.pixel_side, head_end) if pixel_head
+                           else None)
         self.register_buffer("feature_checksum", torch.tensor(
             list(weights_checksum(features)), dtype=torch.uint8))
 
@@ -220,7 +228,9 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
             out.insert(0, mixed[i] + coarse)
         return out
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def patch_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N, patches]``: every head's logits, one per patch, side by side (the paper's
+        discriminator output, which its hinge loss takes element by element)."""
         if isinstance(images, (list, tuple)):  # a generator that also draws smaller images
             images = images[-1]
         logits = [head(level) for head, level in zip(self.heads, self.mixed_levels(images))]
@@ -228,7 +238,10 @@ class ProjectedDiscriminator(DiscriminatorNetwork):
             pixels = self.resized(images, self.pixel_side)
             pixels = F.conv2d(pixels, self.pixel_mix.to(pixels.dtype))
             logits.append(self.pixel_head(pixels))
-        return torch.stack(logits, dim=1).mean(1)
+        return torch.cat(logits, dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.patch_logits(images).mean(1)
 
 
 def auto_feature_resolution(features: str, resolution: int) -> int:
@@ -271,10 +284,17 @@ class Projected(ModelFamily):
                           "runs three times a step for a 4x4 map: 1.15-1.3x the images at "
                           "an FID within the runs' spread, see docs/benchmarks.md; 4, the "
                           "paper's, for the others)",
+        "head_end": "the side each head halves its map down to before it scores every 4x4 "
+                    "patch of it: 4, one logit per head, or 8, the paper's, 5x5 (faster, "
+                    "a better second measure, a worse FID at 10 CPU minutes on emoji: "
+                    "docs/benchmarks.md)",
+        "patch_hinge": "the hinge loss on every patch logit of every head, as the paper "
+                       "(auto: true; false: on their mean, one per image, as runs saved "
+                       "before this option)",
     }
 
-    # runs saved before feature_levels was chosen automatically read all four levels
-    options_before_auto = {"feature_levels": LEVELS}
+    # what runs saved before these were chosen automatically had
+    options_before_auto = {"feature_levels": LEVELS, "patch_hinge": False}
 
     @dataclass(frozen=True)
     class Options:
@@ -287,6 +307,8 @@ class Projected(ModelFamily):
         projection_channels: int = 32
         pixel_head: bool = True
         feature_levels: int | None = None
+        head_end: int = HEAD_END
+        patch_hinge: bool | None = None
 
         def problem(self) -> str | None:
             if self.generator not in GENERATORS:
@@ -304,6 +326,8 @@ class Projected(ModelFamily):
                 return "projection_channels must be 1..1024"
             if self.feature_levels is not None and not 2 <= self.feature_levels <= LEVELS:
                 return f"feature_levels must be 2..{LEVELS}"
+            if self.head_end not in (4, 8, 16):
+                return "head_end must be 4, 8 or 16"
             return None
 
     @classmethod
@@ -370,9 +394,13 @@ class Projected(ModelFamily):
         # for 64 px pictures, and its block runs three times a step: three levels trained
         # 1.15-1.3x the images in 10 CPU minutes on emoji at 64 px, at an FID within the
         # runs' spread (docs/benchmarks.md). The paper's four for the other networks.
+        # Every head's logit a hinge term of its own, as the paper's loss takes them, rather
+        # than their mean one term (so no head could lean on another's confidence): at 10
+        # CPU minutes on emoji at 64 px, FID FILLED IN (docs/benchmarks.md).
         features = (given or {}).get("features") or cls.Options.features
         return {"feature_resolution": auto_feature_resolution(features, resolution),
-                "feature_levels": 3 if features.startswith("vgg") else LEVELS}
+                "feature_levels": 3 if features.startswith("vgg") else LEVELS,
+                "patch_hinge": True}
 
     @classmethod
     def build_generator(cls, spec: ModelSpec) -> nn.Module:
@@ -387,4 +415,4 @@ class Projected(ModelFamily):
         side = o.feature_resolution or auto_feature_resolution(o.features, spec.resolution)
         return ProjectedDiscriminator(spec, load_feature_network(o.features, o.features_file),
                                       side, o.projection_channels, o.pixel_head,
-                                      o.feature_levels or LEVELS)
+                                      o.feature_levels or LEVELS, o.head_end)
