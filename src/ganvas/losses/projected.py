@@ -4,11 +4,11 @@ side's ``training_images``, its per-pixel noise from a stream of the recipe's ow
 on every device, saved with the checkpoint). A generator that also draws a half-size image
 (FastGAN's) shows the projected discriminator the full image alone.
 
-The loss takes every patch logit of every head (``patch_hinge``, as the paper's): each
-patch must clear the hinge's margin on its own, so no head can lean on another's
-confidence, as it could when one mean per image was judged. Everything else that reads
-the discriminator (the monitor, ADA's heuristic through the same logits) sees their mean,
-or the patches themselves where the loss does."""
+The loss takes every head's logit (every patch's, with the paper's 8x8 heads) as a term of
+its own (``patch_hinge``, as the paper's): each must clear the hinge's margin, so no head
+can lean on another's confidence, as it could when the mean per image was judged. The
+step's statistics (D's accuracy, ADA's sign heuristic) count the same logits; the monitor
+and everything outside training read one score per image, their mean."""
 
 from __future__ import annotations
 

@@ -356,6 +356,11 @@ class StandardRecipe(LossRecipe):
         with self.forward_precision():
             return self.discriminate_eagerly(images, c)
 
+    def score_images(self, images: Images, c: torch.Tensor | None = None) -> torch.Tensor:
+        """One float32 score per image, the mean of D's logits for it (the projected
+        discriminator's loss takes one per head), in the training precision."""
+        return self.discriminate(images, c).reshape(nested.batch_size(images), -1).mean(1)
+
     def discriminate_eagerly(self, images: Images, c: torch.Tensor | None) -> torch.Tensor:
         """D's float32 logits in whatever precision the caller set."""
         return (self.D(images) if c is None else self.D(images, c)).float()

@@ -271,9 +271,7 @@ class Trainer(RunParts):
             with eager:
                 seen = self.family.real_input(self.spec, images.to(self.device), point)
                 c = None if labels is None else labels.to(self.device)
-                logits = self.recipe.discriminate(seen, c).float()
-                # one score per image, the mean of a D's several (the projected one's patches)
-                return logits.reshape(len(images), -1).mean(1).cpu()
+                return self.recipe.score_images(seen, c).cpu()
         finally:
             network.train(was_training)
 
